@@ -1,0 +1,78 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Dependencies run one way: C modules <- ZMQ, Postgres <- ServiceRuntime <- services.
+// `Wire` (the protocol's types) and `JSONSchema` import neither C nor I/O.
+let swiftSettings: [SwiftSetting] = []
+
+let package = Package(
+    name: "tsunagu",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "tsunagu-gateway", targets: ["Gateway"]),
+        .executable(name: "tsunagu-registry", targets: ["Registry"]),
+        .executable(name: "tsunagu", targets: ["TsunaguCLI"]),
+        .executable(name: "tsunagu-bench", targets: ["Bench"]),
+        .library(name: "ServiceRuntime", targets: ["ServiceRuntime"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        .systemLibrary(name: "CLibZMQ", pkgConfig: "libzmq", providers: [.apt(["libzmq3-dev"])]),
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        .target(name: "ZMQ", dependencies: ["CLibZMQ"], swiftSettings: swiftSettings),
+        .target(
+            name: "Postgres",
+            dependencies: ["CLibPQ", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        .target(name: "JSONSchema", swiftSettings: swiftSettings),
+        .target(name: "Wire", dependencies: ["JSONSchema"], swiftSettings: swiftSettings),
+        .target(
+            name: "ServiceRuntime",
+            dependencies: ["ZMQ", "Postgres", "Wire", "JSONSchema", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        .target(name: "TsunaguClient", dependencies: ["ZMQ", "Wire"], swiftSettings: swiftSettings),
+        .executableTarget(
+            name: "Gateway",
+            dependencies: ["ServiceRuntime"],
+            path: "services/gateway",
+            exclude: ["README.md"],
+            resources: [.copy("migrations")],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "Registry",
+            dependencies: ["ServiceRuntime"],
+            path: "services/registry",
+            exclude: ["README.md", "seed"],
+            resources: [.copy("migrations")],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "TsunaguCLI",
+            dependencies: [
+                "TsunaguClient", "ServiceRuntime",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .executableTarget(
+            name: "Bench",
+            dependencies: [
+                "TsunaguClient", "ServiceRuntime",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "UnitTests",
+            dependencies: ["ZMQ", "Postgres", "Wire", "JSONSchema", "ServiceRuntime", "TsunaguClient"],
+            swiftSettings: swiftSettings
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

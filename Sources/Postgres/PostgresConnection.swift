@@ -1,0 +1,125 @@
+import Foundation
+internal import CLibPQ
+
+/// One libpq connection; owns its `PGconn` until `close()`.
+/// - Warning: Not thread-safe and blocking: one thread owns it (see `PostgresPool`).
+public final class PostgresConnection {
+    private var handle: OpaquePointer?
+
+    /// Connects with a `postgresql://` URL or a `key=value` conninfo string (blocking).
+    public init(conninfo: String) throws(PostgresError) {
+        guard let conn = PQconnectdb(conninfo) else {
+            throw PostgresError(.connectionFailed, serverMessage: "out of memory")
+        }
+        guard PQstatus(conn) == CONNECTION_OK else {
+            let message = String(cString: PQerrorMessage(conn))
+            PQfinish(conn)
+            throw PostgresError(.connectionFailed, serverMessage: message)
+        }
+        tsunagu_pq_silence_notices(conn)
+        self.handle = conn
+    }
+
+    deinit { assert(handle == nil, "leaked open PostgresConnection: call close()") }
+
+    public func close() {
+        guard let handle else { return }
+        self.handle = nil
+        PQfinish(handle)
+    }
+
+    /// False once the server went away (libpq noticed it on the last call) or after `close()`.
+    public var isHealthy: Bool {
+        guard let handle else { return false }
+        return PQstatus(handle) == CONNECTION_OK
+    }
+
+    private func withUnsafeHandle<T>(_ body: (OpaquePointer) throws(PostgresError) -> T) throws(PostgresError) -> T {
+        guard let handle else { throw PostgresError(.closed) }
+        return try body(handle)
+    }
+
+    /// Runs one parameterised statement and returns its rows (empty for commands).
+    @discardableResult
+    public func query(_ query: PostgresQuery) throws(PostgresError) -> [PostgresRow] {
+        try withUnsafeHandle { conn throws(PostgresError) in
+            let bindings = query.bindings
+            // Keep the C strings alive for the duration of PQexecParams.
+            let cStrings: [UnsafeMutablePointer<CChar>?] = bindings.map { $0.flatMap { strdup($0) } }
+            defer { cStrings.forEach { free($0) } }
+            let result = cStrings.withUnsafeBufferPointer { buffer -> OpaquePointer? in
+                buffer.withMemoryRebound(to: UnsafePointer<CChar>?.self) { values in
+                    PQexecParams(conn, query.sql, Int32(bindings.count), nil, values.baseAddress, nil, nil, 0)
+                }
+            }
+            return try collect(result, conn: conn)
+        }
+    }
+
+    /// Runs SQL text that may hold several statements (a migration file). No parameters.
+    public func execute(unsafeSQL sql: String) throws(PostgresError) {
+        try withUnsafeHandle { conn throws(PostgresError) in
+            _ = try collect(PQexec(conn, sql), conn: conn)
+        }
+    }
+
+    /// Runs `body` inside BEGIN/COMMIT; rolls back when it throws.
+    public func withTransaction<T>(_ body: (PostgresConnection) throws -> T) throws -> T {
+        try execute(unsafeSQL: "BEGIN")
+        do {
+            let value = try body(self)
+            try execute(unsafeSQL: "COMMIT")
+            return value
+        } catch {
+            if isHealthy { try? execute(unsafeSQL: "ROLLBACK") }
+            throw error
+        }
+    }
+
+    /// Copies the rows out and frees the `PGresult` (its one owner is this function).
+    private func collect(_ result: OpaquePointer?, conn: OpaquePointer) throws(PostgresError) -> [PostgresRow] {
+        guard let result else {
+            throw connectionError(conn)
+        }
+        defer { PQclear(result) }
+        switch PQresultStatus(result) {
+        case PGRES_COMMAND_OK, PGRES_EMPTY_QUERY:
+            return []
+        case PGRES_TUPLES_OK:
+            let rowCount = PQntuples(result)
+            let columnCount = PQnfields(result)
+            let columns = PostgresColumns(names: (0..<columnCount).map { String(cString: PQfname(result, $0)) })
+            var rows: [PostgresRow] = []
+            rows.reserveCapacity(Int(rowCount))
+            for row in 0..<rowCount {
+                var values: [String?] = []
+                values.reserveCapacity(Int(columnCount))
+                for column in 0..<columnCount {
+                    if PQgetisnull(result, row, column) == 1 {
+                        values.append(nil)
+                    } else {
+                        values.append(String(cString: PQgetvalue(result, row, column)))
+                    }
+                }
+                rows.append(PostgresRow(columns: columns, values: values))
+            }
+            return rows
+        default:
+            if PQstatus(conn) != CONNECTION_OK { throw connectionError(conn) }
+            let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
+            let message = String(cString: PQresultErrorMessage(result))
+            // Admin shutdown / crash of the server arrive as errors on a still-open socket.
+            if let state, state.hasPrefix("08") || state.hasPrefix("57P") {
+                throw PostgresError(.connectionLost, sqlState: state, serverMessage: message)
+            }
+            throw PostgresError(.queryFailed, sqlState: state, serverMessage: message)
+        }
+    }
+
+    private func connectionError(_ conn: OpaquePointer) -> PostgresError {
+        PostgresError(.connectionLost, serverMessage: String(cString: PQerrorMessage(conn)))
+    }
+}
+
+@available(*, unavailable)
+extension PostgresConnection: Sendable {}

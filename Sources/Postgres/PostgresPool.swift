@@ -1,0 +1,149 @@
+import Foundation
+import Logging
+
+/// A bounded set of connections, each owned by its own thread, so that blocking libpq calls never
+/// run on Swift's cooperative pool. A connection that breaks is dropped and made again on the next
+/// job, with back-off: while the server is down, jobs fail at once with a connectivity error.
+/// - Note: `Sendable`: the job queue is guarded by `condition`; each connection is confined to its thread.
+public final class PostgresPool: @unchecked Sendable {
+    public struct Configuration: Sendable {
+        public var conninfo: String
+        public var size: Int
+        /// First wait after a failed connect; doubles up to `maxBackoff`.
+        public var initialBackoff: Duration
+        public var maxBackoff: Duration
+
+        public init(conninfo: String, size: Int = 4, initialBackoff: Duration = .milliseconds(100),
+                    maxBackoff: Duration = .seconds(2)) {
+            self.conninfo = conninfo
+            self.size = max(1, size)
+            self.initialBackoff = initialBackoff
+            self.maxBackoff = maxBackoff
+        }
+    }
+
+    private typealias Job = (PostgresConnection?, PostgresError?) -> Void
+
+    private let configuration: Configuration
+    private let logger: Logger
+    // Guards `jobs`, `shuttingDown` and `running`.
+    private let condition = NSCondition()
+    private var jobs: [Job] = []
+    private var shuttingDown = false
+    private var running = 0
+    // Shared back-off: after one thread fails to connect, all wait out the same window.
+    private let backoffLock = NSLock()
+    private var backoffUntil: ContinuousClock.Instant?
+    private var backoffNext: Duration
+
+    public init(_ configuration: Configuration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+        self.backoffNext = configuration.initialBackoff
+        for index in 0..<configuration.size {
+            let thread = Thread { [self] in self.runWorker() }
+            thread.name = "postgres-\(index)"
+            running += 1
+            thread.start()
+        }
+    }
+
+    /// Runs `body` with a connection on one of the pool's threads.
+    /// Throws a connectivity `PostgresError` at once while the database is unreachable.
+    public func withConnection<T: Sendable>(
+        _ body: @escaping @Sendable (PostgresConnection) throws -> T
+    ) async throws -> T {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, Error>) in
+            let job: Job = { connection, failure in
+                guard let connection else {
+                    continuation.resume(throwing: failure ?? PostgresError(.unavailable))
+                    return
+                }
+                do { continuation.resume(returning: try body(connection)) } catch { continuation.resume(throwing: error) }
+            }
+            condition.lock()
+            if shuttingDown {
+                condition.unlock()
+                continuation.resume(throwing: PostgresError(.poolShutDown))
+                return
+            }
+            jobs.append(job)
+            condition.signal()
+            condition.unlock()
+        }
+    }
+
+    /// Runs `body` in a transaction on one of the pool's connections.
+    public func withTransaction<T: Sendable>(
+        _ body: @escaping @Sendable (PostgresConnection) throws -> T
+    ) async throws -> T {
+        try await withConnection { connection in try connection.withTransaction(body) }
+    }
+
+    /// Stops taking jobs, lets queued ones finish, closes every connection and waits for the threads.
+    public func shutdown() {
+        condition.lock()
+        shuttingDown = true
+        condition.broadcast()
+        while running > 0 { condition.wait() }
+        condition.unlock()
+    }
+
+    private func nextJob() -> Job? {
+        condition.lock()
+        defer { condition.unlock() }
+        while jobs.isEmpty && !shuttingDown { condition.wait() }
+        if jobs.isEmpty { return nil }
+        return jobs.removeFirst()
+    }
+
+    private func runWorker() {
+        var connection: PostgresConnection?
+        while let job = nextJob() {
+            if let existing = connection, !existing.isHealthy {
+                existing.close()
+                connection = nil
+            }
+            if connection == nil {
+                switch connect() {
+                case .success(let made): connection = made
+                case .failure(let error):
+                    job(nil, error)
+                    continue
+                }
+            }
+            job(connection, nil)
+        }
+        connection?.close()
+        condition.lock()
+        running -= 1
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    private func connect() -> Result<PostgresConnection, PostgresError> {
+        let now = ContinuousClock.now
+        if let until = backoffLock.withLock({ backoffUntil }), now < until {
+            return .failure(PostgresError(.unavailable))
+        }
+        do {
+            let connection = try PostgresConnection(conninfo: configuration.conninfo)
+            backoffLock.withLock {
+                backoffUntil = nil
+                backoffNext = configuration.initialBackoff
+            }
+            return .success(connection)
+        } catch {
+            let wait = backoffLock.withLock { () -> Duration in
+                let wait = backoffNext
+                backoffUntil = now + wait
+                backoffNext = min(wait * 2, configuration.maxBackoff)
+                return wait
+            }
+            logger.warning("database connect failed; retrying later", metadata: [
+                "db.error": "\(error)", "db.backoff": "\(wait)",
+            ])
+            return .failure(error)
+        }
+    }
+}

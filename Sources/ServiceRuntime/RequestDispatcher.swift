@@ -1,0 +1,94 @@
+import Foundation
+import JSONSchema
+import Logging
+import Postgres
+import Wire
+
+/// Turns one MDP request body into one reply body: checks the envelope, the operation, the
+/// caller's roles and the input schema, runs the handler, and maps whatever it throws to a typed
+/// protocol error. It never logs payloads (they may hold personal data).
+/// - Note: `Sendable`; immutable after init.
+public struct RequestDispatcher: Sendable {
+    private let operations: [String: ServiceOperation]
+    private let database: PostgresPool
+    private let logger: Logger
+
+    public init(definition: ServiceDefinition, database: PostgresPool, logger: Logger) {
+        self.operations = Dictionary(definition.operations.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+        self.database = database
+        self.logger = logger
+    }
+
+    public func handle(_ body: [Data]) async -> [Data] {
+        guard body.count >= 2, body[0] == TsunaguWire.marker else {
+            return Self.replyBody(id: "", error: WireError(.badRequest, "this service speaks the Tsunagu envelope (TSUNAGU/1); see docs/protocol.md"))
+        }
+        guard let envelope = try? WireCoding.decoder().decode(RequestEnvelope.self, from: body[1]) else {
+            return Self.replyBody(id: "", error: WireError(.badRequest, "the request envelope is not valid"))
+        }
+        var logger = self.logger
+        logger[metadataKey: LogKey.requestID] = "\(envelope.id)"
+        logger[metadataKey: LogKey.operation] = "\(envelope.op)"
+        do {
+            let payload = try await run(envelope, payload: body.count >= 3 ? body[2] : Data(), logger: logger)
+            return Self.replyBody(id: envelope.id, payload: payload)
+        } catch let error as WireError {
+            logger.debug("request failed", metadata: [LogKey.errorCode: "\(error.code.rawValue)"])
+            return Self.replyBody(id: envelope.id, error: error)
+        } catch let error as PostgresError where error.isConnectivity {
+            logger.warning("database unavailable", metadata: ["db.error": "\(error)"])
+            return Self.replyBody(id: envelope.id, error: WireError(.unavailable, "the database is unavailable; retry later"))
+        } catch let error as PostgresError where error.isUniqueViolation {
+            return Self.replyBody(id: envelope.id, error: WireError(.conflict, "a record with the same key exists"))
+        } catch is DecodingError {
+            return Self.replyBody(id: envelope.id, error: WireError(.invalidInput, "the input does not have the expected shape"))
+        } catch {
+            // The error's text may hold data; the log line names only its type and is keyed by request id.
+            logger.error("handler failed", metadata: ["error.type": "\(type(of: error))", "error": "\(error)"])
+            return Self.replyBody(id: envelope.id, error: WireError(.internal, "internal error; quote request id \(envelope.id)"))
+        }
+    }
+
+    private func run(_ envelope: RequestEnvelope, payload: Data, logger: Logger) async throws -> Data {
+        guard envelope.v == TsunaguWire.version else {
+            throw WireError(.badRequest, "envelope version \(envelope.v) is not supported (this service speaks \(TsunaguWire.version))")
+        }
+        guard let operation = operations[envelope.op] else {
+            throw WireError(.unknownOperation, "no operation \(envelope.op)",
+                            details: .object(["operations": .array(operations.keys.sorted().map { .string($0) })]))
+        }
+        if let deadline = envelope.deadlineMs, deadline <= 0 {
+            throw WireError(.timeout, "the deadline passed before the request was served")
+        }
+        if !operation.roles.isEmpty {
+            guard let principal = envelope.principal else { throw WireError(.unauthorized, "no authenticated caller") }
+            guard operation.roles.contains(where: principal.hasRole) else {
+                throw WireError(.forbidden, "this operation needs one of the roles \(operation.roles.joined(separator: ", "))")
+            }
+        }
+        let input: JSONValue
+        do {
+            input = try JSONValue.parse(payload.isEmpty ? Data("{}".utf8) : payload)
+        } catch {
+            throw WireError(.badRequest, "the body is not valid JSON")
+        }
+        let violations = operation.inputSchema.violations(of: input)
+        if !violations.isEmpty {
+            let details = JSONValue.array(violations.map { .object(["path": .string($0.path), "message": .string($0.message)]) })
+            throw WireError(.invalidInput, "the input breaks the schema of \(envelope.op)", details: .object(["violations": details]))
+        }
+        let context = RequestContext(requestID: envelope.id, operation: envelope.op, principal: envelope.principal,
+                                     idempotencyKey: envelope.idempotencyKey, logger: logger, database: database)
+        return try await operation.handler(context, payload.isEmpty ? Data("{}".utf8) : payload)
+    }
+
+    static func replyBody(id: String, payload: Data) -> [Data] {
+        let envelope = ReplyEnvelope(id: id, status: .ok)
+        return [TsunaguWire.marker, (try? WireCoding.encoder().encode(envelope)) ?? Data(), payload]
+    }
+
+    static func replyBody(id: String, error: WireError) -> [Data] {
+        let envelope = ReplyEnvelope.failure(id: id, error)
+        return [TsunaguWire.marker, (try? WireCoding.encoder().encode(envelope)) ?? Data()]
+    }
+}

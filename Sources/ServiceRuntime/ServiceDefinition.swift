@@ -1,0 +1,78 @@
+import Foundation
+import JSONSchema
+import Logging
+import Postgres
+import Wire
+
+/// Everything a service declares: its name, version, database schema and migrations, operations.
+public struct ServiceDefinition: Sendable {
+    public let name: String
+    public let version: String
+    /// The PostgreSQL schema the service owns; its migrations run there before any message is taken.
+    public let schema: String
+    public let migrations: [PostgresMigration]
+    public let operations: [ServiceOperation]
+
+    public init(name: String, version: String, schema: String, migrations: [PostgresMigration],
+                operations: [ServiceOperation]) {
+        self.name = name
+        self.version = version
+        self.schema = schema
+        self.migrations = migrations
+        self.operations = operations
+    }
+
+    public func manifest(concurrency: Int) -> Manifest {
+        Manifest(service: name, version: version, concurrency: concurrency, operations: operations.map {
+            Manifest.Operation(name: $0.name, summary: $0.summary, input: $0.inputSchema.json, roles: $0.roles)
+        })
+    }
+}
+
+/// What a handler knows about the request it serves.
+public struct RequestContext: Sendable {
+    public let requestID: String
+    public let operation: String
+    /// Set by the gateway; nil only for requests that reached the worker without one (never through the gateway).
+    public let principal: Principal?
+    public let idempotencyKey: String?
+    public let logger: Logger
+    public let database: PostgresPool
+
+    /// The principal, or `unauthorized` when there is none.
+    public func requirePrincipal() throws(WireError) -> Principal {
+        guard let principal else { throw WireError(.unauthorized, "this operation needs an authenticated caller") }
+        return principal
+    }
+}
+
+/// One operation: its input schema (checked before the handler runs) and its handler.
+public struct ServiceOperation: Sendable {
+    public let name: String
+    public let summary: String
+    public let inputSchema: JSONSchema
+    /// Roles of which the caller needs one; empty admits any authenticated caller.
+    public let roles: [String]
+    let handler: @Sendable (RequestContext, Data) async throws -> Data
+
+    /// An operation whose input and output are Codable types. `schema` is JSON Schema text
+    /// describing `Input`; the runtime validates the payload against it before decoding.
+    public init<Input: Decodable & Sendable, Output: Encodable & Sendable>(
+        _ name: String,
+        summary: String,
+        schema: String,
+        roles: [String] = [],
+        input: Input.Type = Input.self,
+        handler: @escaping @Sendable (RequestContext, Input) async throws -> Output
+    ) throws(JSONSchemaError) {
+        self.name = name
+        self.summary = summary
+        self.inputSchema = try JSONSchema(jsonText: schema)
+        self.roles = roles
+        self.handler = { context, payload in
+            let input = try JSONDecoder().decode(Input.self, from: payload)
+            let output = try await handler(context, input)
+            return try WireCoding.encoder().encode(output)
+        }
+    }
+}

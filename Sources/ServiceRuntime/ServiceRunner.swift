@@ -1,0 +1,83 @@
+import Foundation
+import Logging
+import Postgres
+import Wire
+import ZMQ
+
+/// Runs a service: migrate its schema, register with the gateway, serve until SIGTERM/SIGINT,
+/// then drain and stop. `main.swift` of every service is one call to `ServiceRunner.main`.
+public enum ServiceRunner {
+    public static func main(_ makeDefinition: () throws -> ServiceDefinition) async {
+        do {
+            let definition = try makeDefinition()
+            let configuration = try Configuration()
+            LoggingBootstrap.bootstrap(level: configuration.logLevel)
+            let migrateOnly = CommandLine.arguments.contains("--migrate-only")
+            try await run(definition, configuration: configuration, migrateOnly: migrateOnly)
+        } catch {
+            FileHandle.standardError.write(Data("tsunagu: \(error)\n".utf8))
+            exit(1)
+        }
+    }
+
+    public static func run(_ definition: ServiceDefinition, configuration: Configuration, migrateOnly: Bool) async throws {
+        var logger = Logger(label: "tsunagu.\(definition.name)")
+        logger[metadataKey: LogKey.service] = "\(definition.name)"
+        let signals = ShutdownSignal()
+        let pool = PostgresPool(.init(conninfo: configuration.databaseURL, size: try configuration.databasePoolSize()),
+                                logger: logger)
+        defer { pool.shutdown() }
+
+        try await migrate(definition, pool: pool, logger: logger)
+        if migrateOnly { return }
+
+        let concurrency = try configuration.int("TSUNAGU_CONCURRENCY", default: 32, range: 1...10_000)
+        let manifest = try WireCoding.encoder().encode(definition.manifest(concurrency: concurrency))
+        let context = try ZMQContext()
+        defer { context.terminate() }
+        let dispatcher = RequestDispatcher(definition: definition, database: pool, logger: logger)
+        let connectionBox = Locked<WorkerConnection?>(nil)
+        let connection = try WorkerConnection(
+            settings: .init(endpoint: configuration.workerEndpoint, service: definition.name, manifest: manifest,
+                            heartbeatInterval: try configuration.heartbeatInterval()),
+            context: context, logger: logger
+        ) { request in
+            Task {
+                let reply = await dispatcher.handle(request.body)
+                connectionBox.withLock { $0 }?.reply(to: request.replyTo, body: reply)
+            }
+        }
+        connectionBox.withLock { $0 = connection }
+        connection.start()
+        logger.info("serving", metadata: ["version": "\(definition.version)", "gateway": "\(configuration.workerEndpoint)"])
+        let received = await signals.wait()
+        logger.info("stopping", metadata: ["signal": "\(received)"])
+        await connection.stopAndWait()
+        connectionBox.withLock { $0 = nil }
+        logger.info("stopped")
+    }
+
+    /// Applies migrations, waiting for the database to come up (a service may start before it).
+    static func migrate(_ definition: ServiceDefinition, pool: PostgresPool, logger: Logger) async throws {
+        let migrator = try PostgresMigrator(schema: definition.schema, migrations: definition.migrations)
+        var attempt = 0
+        while true {
+            do {
+                try await pool.withConnection { connection in _ = try migrator.run(on: connection, logger: logger) }
+                return
+            } catch let error as PostgresError where error.isConnectivity && attempt < 60 {
+                attempt += 1
+                logger.warning("database not reachable yet; retrying", metadata: ["attempt": "\(attempt)"])
+                try await Task.sleep(for: .milliseconds(500))
+            }
+        }
+    }
+
+    /// The migration files bundled with a service executable (its `migrations/` resource folder).
+    public static func bundledMigrations(in bundle: Bundle) throws -> [PostgresMigration] {
+        guard let url = bundle.url(forResource: "migrations", withExtension: nil) else {
+            throw PostgresError(.migration, serverMessage: "no migrations folder bundled")
+        }
+        return try PostgresMigration.load(directory: url)
+    }
+}

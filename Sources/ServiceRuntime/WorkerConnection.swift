@@ -1,0 +1,214 @@
+import Foundation
+import Logging
+import Wire
+import ZMQ
+
+/// A request as it arrived from the gateway: the address to answer and the MDP body frames.
+public struct WorkerRequest: Sendable {
+    /// Opaque correlation frame; the reply must carry it back unchanged (7/MDP "client address").
+    public let replyTo: Data
+    public let body: [Data]
+}
+
+/// The worker side of 7/MDP: one DEALER socket to the gateway, owned by a dedicated thread that
+/// registers (READY + manifest), heartbeats, reconnects when the gateway goes silent or tells it
+/// to, hands requests to `onRequest`, and sends replies queued from any thread.
+/// - Note: `Sendable`: other threads only touch `outbox` and `stopRequested` (both locked) and
+///   wake the loop through `wakeup`. The socket never leaves the loop thread.
+public final class WorkerConnection: @unchecked Sendable {
+    public struct Settings: Sendable {
+        public var endpoint: String
+        public var service: String
+        /// Manifest JSON sent after READY; nil makes this a plain 7/MDP worker.
+        public var manifest: Data?
+        public var heartbeatInterval: Duration
+        public var drainTimeout: Duration
+
+        public init(endpoint: String, service: String, manifest: Data?, heartbeatInterval: Duration,
+                    drainTimeout: Duration = .seconds(10)) {
+            self.endpoint = endpoint
+            self.service = service
+            self.manifest = manifest
+            self.heartbeatInterval = heartbeatInterval
+            self.drainTimeout = drainTimeout
+        }
+    }
+
+    private struct Shared {
+        var outbox: [(replyTo: Data, body: [Data])] = []
+        var stopRequested = false
+        var inFlight = 0
+        var connects = 0
+    }
+
+    private let settings: Settings
+    private let context: ZMQContext
+    private let logger: Logger
+    private let onRequest: @Sendable (WorkerRequest) -> Void
+    private let wakeup: WakeupPipe
+    private let shared = Locked(Shared())
+    private let finished = DispatchSemaphore(value: 0)
+
+    public init(settings: Settings, context: ZMQContext, logger: Logger,
+                onRequest: @escaping @Sendable (WorkerRequest) -> Void) throws(ZMQError) {
+        self.settings = settings
+        self.context = context
+        self.logger = logger
+        self.onRequest = onRequest
+        self.wakeup = try WakeupPipe()
+    }
+
+    /// Starts the loop on its own thread.
+    public func start() {
+        let thread = Thread { [self] in
+            do { try self.runLoop() } catch {
+                self.logger.error("worker loop failed", metadata: ["error": "\(error)"])
+            }
+            self.finished.signal()
+        }
+        thread.name = "zmq-worker-\(settings.service)"
+        thread.start()
+    }
+
+    /// Queues a reply; safe from any thread.
+    public func reply(to replyTo: Data, body: [Data]) {
+        shared.withLock { $0.outbox.append((replyTo, body)) }
+        wakeup.wake()
+    }
+
+    /// How many times the loop has (re)connected and sent READY; for tests and metrics.
+    public var connectCount: Int { shared.withLock { $0.connects } }
+
+    /// Graceful stop: announce DISCONNECT so no new work comes, answer what is in flight (up to
+    /// `drainTimeout`), then close. Blocks until the loop thread has ended.
+    public func stopAndWait() async {
+        shared.withLock { $0.stopRequested = true }
+        wakeup.wake()
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async {
+                self.finished.wait()
+                continuation.resume()
+            }
+        }
+    }
+
+    // MARK: The loop (runs on its own thread only)
+
+    private func makeSocket() throws(ZMQError) -> ZMQSocket {
+        let socket = try context.socket(.dealer)
+        do {
+            try socket.setLinger(milliseconds: 0)
+            try socket.setHighWaterMarks(send: 100_000, receive: 100_000)
+            try socket.connect(settings.endpoint)
+            var ready = [Data(), MDP.workerHeader, MDP.Command.ready.frame, Data(settings.service.utf8)]
+            if let manifest = settings.manifest { ready.append(manifest) }
+            try socket.send(ready)
+        } catch {
+            try? socket.close()
+            throw error
+        }
+        shared.withLock { $0.connects += 1 }
+        logger.info("registered with gateway", metadata: [LogKey.service: "\(settings.service)", "endpoint": "\(settings.endpoint)"])
+        return socket
+    }
+
+    private func runLoop() throws(ZMQError) {
+        var socket = try makeSocket()
+        defer { try? socket.close() }
+        let interval = settings.heartbeatInterval
+        let clock = ContinuousClock()
+        var heartbeatAt = clock.now + interval
+        var gatewayExpiry = clock.now + interval * MDP.liveness
+        var drainDeadline: ContinuousClock.Instant?
+
+        while true {
+            let now = clock.now
+            let waitMs = max(0, min(heartbeatAt - now, gatewayExpiry - now).milliseconds)
+            let ready = try zmqPoll([.socket(socket), .fileDescriptor(wakeup.readDescriptor)], timeoutMs: waitMs)
+
+            if ready[0] {
+                while try socket.hasIncoming() {
+                    let frames = try socket.receive(dontWait: true)
+                    gatewayExpiry = clock.now + interval * MDP.liveness
+                    if handleFromGateway(frames) == .reconnect {
+                        logger.info("gateway asked us to reconnect")
+                        try? socket.close()
+                        socket = try makeSocket()
+                        heartbeatAt = clock.now + interval
+                    }
+                }
+            }
+            if ready[1] { wakeup.drain() }
+
+            let (outgoing, stop, inFlight) = shared.withLock { state -> ([(replyTo: Data, body: [Data])], Bool, Int) in
+                let out = state.outbox
+                state.outbox.removeAll(keepingCapacity: true)
+                state.inFlight -= out.count
+                return (out, state.stopRequested, state.inFlight)
+            }
+            for item in outgoing {
+                try socket.send([Data(), MDP.workerHeader, MDP.Command.reply.frame, item.replyTo, Data()] + item.body)
+            }
+
+            if stop {
+                if drainDeadline == nil {
+                    // Tell the gateway to send nothing new; it keeps waiting for our in-flight replies.
+                    try socket.send([Data(), MDP.workerHeader, MDP.Command.disconnect.frame])
+                    drainDeadline = clock.now + settings.drainTimeout
+                    logger.info("draining", metadata: ["in_flight": "\(inFlight)"])
+                }
+                if inFlight <= 0 || clock.now >= drainDeadline! { return }
+            }
+
+            let afterWork = clock.now
+            if afterWork >= heartbeatAt {
+                try socket.send([Data(), MDP.workerHeader, MDP.Command.heartbeat.frame])
+                heartbeatAt = afterWork + interval
+            }
+            if afterWork >= gatewayExpiry && drainDeadline == nil {
+                logger.warning("gateway silent; reconnecting", metadata: ["endpoint": "\(settings.endpoint)"])
+                try? socket.close()
+                socket = try makeSocket()
+                heartbeatAt = afterWork + interval
+                gatewayExpiry = afterWork + interval * MDP.liveness
+            }
+        }
+    }
+
+    private enum Next { case keep, reconnect }
+
+    private func handleFromGateway(_ frames: [Data]) -> Next {
+        // [empty, MDPW01, command, ...]
+        guard frames.count >= 3, frames[0].isEmpty, frames[1] == MDP.workerHeader, frames[2].count == 1,
+              let command = MDP.Command(rawValue: frames[2][frames[2].startIndex]) else {
+            logger.warning("dropped a frame with an unknown header from the gateway")
+            return .keep
+        }
+        switch command {
+        case .request:
+            // [empty, MDPW01, REQUEST, client address, empty, body...]
+            guard frames.count >= 5, frames[4].isEmpty else {
+                logger.warning("dropped a malformed REQUEST")
+                return .keep
+            }
+            shared.withLock { $0.inFlight += 1 }
+            onRequest(WorkerRequest(replyTo: frames[3], body: Array(frames[5...])))
+            return .keep
+        case .heartbeat:
+            return .keep
+        case .disconnect:
+            return .reconnect
+        case .ready, .reply:
+            logger.warning("dropped a worker-only command from the gateway")
+            return .keep
+        }
+    }
+}
+
+extension Duration {
+    /// Whole milliseconds, rounded up so a poll never wakes just before its deadline.
+    var milliseconds: Int {
+        let (seconds, attoseconds) = components
+        return Int(seconds) * 1000 + Int((attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000)
+    }
+}

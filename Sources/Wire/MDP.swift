@@ -1,0 +1,42 @@
+import Foundation
+
+/// The wire constants of ZeroMQ's Majordomo Protocol (7/MDP) and of Tsunagu's body envelope.
+/// Every header, command code and heartbeat timing lives here and nowhere else.
+public enum MDP {
+    /// 7/MDP client header: first frame after the REQ/DEALER empty delimiter.
+    public static let clientHeader = Data("MDPC01".utf8)
+    /// 7/MDP worker header.
+    public static let workerHeader = Data("MDPW01".utf8)
+
+    /// 7/MDP worker commands (one byte frame after the header).
+    public enum Command: UInt8, Sendable {
+        case ready = 0x01
+        case request = 0x02
+        case reply = 0x03
+        case heartbeat = 0x04
+        case disconnect = 0x05
+
+        public var frame: Data { Data([rawValue]) }
+    }
+
+    /// 8/MMI: services whose names start with this are answered by the gateway itself.
+    public static let mmiPrefix = "mmi."
+    /// 8/MMI reply codes for `mmi.service`.
+    public static let mmiFound = Data("200".utf8)
+    public static let mmiNotFound = Data("404".utf8)
+    public static let mmiNotImplemented = Data("501".utf8)
+
+    /// Default heartbeat interval; a peer silent for `liveness` intervals is dead (7/MDP).
+    public static let defaultHeartbeatInterval: Duration = .milliseconds(2500)
+    public static let liveness = 3
+}
+
+/// Tsunagu's additions to 7/MDP, carried inside MDP bodies so plain Majordomo peers pass them through.
+public enum TsunaguWire {
+    /// The protocol version of the envelope. Bump for incompatible changes; peers reject others.
+    public static let version = 1
+    /// First body frame of a Tsunagu request or reply; the envelope JSON follows in the next frame.
+    public static let marker = Data("TSUNAGU/1".utf8)
+    /// The gateway's own service, answering catalogue and token operations.
+    public static let gatewayService = "tsunagu.gateway"
+}
