@@ -75,5 +75,9 @@ public struct Configuration: Sendable {
 public struct ConfigurationError: Error, Sendable, CustomStringConvertible {
     public let key: String
     public let message: String
+    public init(key: String, message: String) {
+        self.key = key
+        self.message = message
+    }
     public var description: String { "configuration \(key): \(message)" }
 }

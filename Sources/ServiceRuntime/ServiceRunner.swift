@@ -7,7 +7,7 @@ import ZMQ
 /// Runs a service: migrate its schema, register with the gateway, serve until SIGTERM/SIGINT,
 /// then drain and stop. `main.swift` of every service is one call to `ServiceRunner.main`.
 public enum ServiceRunner {
-    public static func main(_ makeDefinition: () throws -> ServiceDefinition) async {
+    public static func main(_ makeDefinition: @Sendable () throws -> ServiceDefinition) async {
         do {
             let definition = try makeDefinition()
             let configuration = try Configuration()
@@ -58,7 +58,7 @@ public enum ServiceRunner {
     }
 
     /// Applies migrations, waiting for the database to come up (a service may start before it).
-    static func migrate(_ definition: ServiceDefinition, pool: PostgresPool, logger: Logger) async throws {
+    public static func migrate(_ definition: ServiceDefinition, pool: PostgresPool, logger: Logger) async throws {
         let migrator = try PostgresMigrator(schema: definition.schema, migrations: definition.migrations)
         var attempt = 0
         while true {

@@ -207,7 +207,7 @@ public final class WorkerConnection: @unchecked Sendable {
 
 extension Duration {
     /// Whole milliseconds, rounded up so a poll never wakes just before its deadline.
-    var milliseconds: Int {
+    public var milliseconds: Int {
         let (seconds, attoseconds) = components
         return Int(seconds) * 1000 + Int((attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000)
     }

@@ -1,0 +1,84 @@
+# Shared by deploy/run.sh, deploy/test.sh and deploy/bench.sh. Source it; do not run it.
+# Installs what is missing, builds, and runs a private PostgreSQL cluster in a folder of our own.
+
+set -euo pipefail
+
+TSUNAGU_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+log() { printf '\033[1m[tsunagu]\033[0m %s\n' "$*" >&2; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    log "need root to run: $*"; return 1; fi
+}
+
+# Debian/Ubuntu packages the suite needs to build and run.
+ensure_packages() {
+  local wanted=(libzmq3-dev libpq-dev postgresql pkg-config python3 python3-venv)
+  local missing=()
+  for package in "$@" "${wanted[@]}"; do
+    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing ${missing[*]}"
+    as_root apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  if ! command -v swift >/dev/null; then
+    log "swift is not on PATH: install the Swift 6 toolchain (https://www.swift.org/install/linux/) and retry"
+    return 1
+  fi
+}
+
+pg_bin() {
+  local dir
+  dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  [ -n "$dir" ] || { log "PostgreSQL server binaries not found"; return 1; }
+  echo "$dir"
+}
+
+# The account that owns the cluster: ourselves, or `postgres` when we are root (initdb refuses root).
+PG_OWNER=""
+pg_as_owner() {
+  if [ "$(id -u)" -eq 0 ]; then runuser -u "$PG_OWNER" -- "$@"; else "$@"; fi
+}
+
+# start_postgres DATA_DIR PORT: makes the cluster if needed, starts it on 127.0.0.1:PORT.
+# Exports TSUNAGU_DATABASE_URL. Local trust authentication: the cluster listens on loopback only.
+start_postgres() {
+  local data=$1 port=$2 bin
+  bin=$(pg_bin)
+  if [ "$(id -u)" -eq 0 ]; then
+    PG_OWNER=postgres
+    id postgres >/dev/null 2>&1 || as_root useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
+  else
+    PG_OWNER=$(id -un)
+  fi
+  mkdir -p "$data"
+  [ "$(id -u)" -eq 0 ] && chown "$PG_OWNER" "$data"
+  chmod 700 "$data"
+  if [ ! -f "$data/PG_VERSION" ]; then
+    log "creating a PostgreSQL cluster in $data"
+    pg_as_owner "$bin/initdb" -D "$data" -U tsunagu --auth=trust --encoding=UTF8 --locale=C.UTF-8 >/dev/null
+  fi
+  pg_as_owner "$bin/pg_ctl" -D "$data" -l "$data/server.log" -w -t 60 \
+    -o "-p $port -k $data -c listen_addresses=127.0.0.1 -c max_connections=200 -c fsync=${TSUNAGU_PG_FSYNC:-on}" start >/dev/null
+  export TSUNAGU_PG_DATA=$data TSUNAGU_PG_PORT=$port TSUNAGU_PG_BIN=$bin TSUNAGU_PG_OWNER=$PG_OWNER
+  if ! "$bin/psql" -h 127.0.0.1 -p "$port" -U tsunagu -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname='tsunagu'" | grep -q 1; then
+    "$bin/createdb" -h 127.0.0.1 -p "$port" -U tsunagu tsunagu
+  fi
+  export TSUNAGU_DATABASE_URL="postgresql://tsunagu@127.0.0.1:$port/tsunagu"
+  log "PostgreSQL is up at $TSUNAGU_DATABASE_URL"
+}
+
+stop_postgres() {
+  local data=$1
+  [ -f "$data/postmaster.pid" ] || return 0
+  PG_OWNER=${TSUNAGU_PG_OWNER:-$(id -un)}
+  pg_as_owner "$(pg_bin)/pg_ctl" -D "$data" -m fast -w stop >/dev/null 2>&1 || true
+}
+
+# A port nobody listens on, from the kernel's ephemeral range.
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}

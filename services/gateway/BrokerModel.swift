@@ -1,0 +1,63 @@
+import Foundation
+import Wire
+
+/// A service as the gateway knows it: the instances that announced it and the requests waiting.
+/// A service stays known after its last instance leaves, so callers get `unavailable`, not `unknown_service`.
+struct ServiceState {
+    let name: String
+    /// The manifest the newest instance announced; nil for plain 7/MDP workers (opaque services).
+    var manifest: Manifest?
+    var operations: Set<String> = []
+    /// Live instances in the order they joined; dispatch walks it round-robin.
+    var workers: [Data] = []
+    var nextWorker = 0
+    /// Requests waiting for an instance with a free slot, oldest first.
+    var queue: [UInt64] = []
+    var queueHead = 0
+
+    init(name: String) { self.name = name }
+
+    var queued: Int { queue.count - queueHead }
+
+    mutating func popQueued() -> UInt64? {
+        guard queueHead < queue.count else { return nil }
+        let id = queue[queueHead]
+        queueHead += 1
+        if queueHead > 1024 && queueHead * 2 > queue.count {
+            queue.removeFirst(queueHead)
+            queueHead = 0
+        }
+        return id
+    }
+}
+
+/// One connected worker instance (one DEALER socket on the worker endpoint).
+struct WorkerState {
+    let identity: Data
+    let service: String
+    /// Requests it may hold at once: the manifest's `concurrency`, 1 for plain 7/MDP workers.
+    let capacity: Int
+    let speaksTsunagu: Bool
+    var inFlight: Set<UInt64> = []
+    var expiry: ContinuousClock.Instant
+    /// It sent DISCONNECT: no new work; it stays until its in-flight replies are in.
+    var draining = false
+    var served = 0
+
+    var hasFreeSlot: Bool { !draining && inFlight.count < capacity }
+}
+
+/// A request the gateway accepted and has not answered yet.
+struct PendingRequest {
+    let clientIdentity: Data
+    let service: String
+    let requestID: String
+    /// The body as the worker gets it (principal set, token removed).
+    let workerBody: [Data]
+    /// The client speaks the Tsunagu envelope but the worker is opaque: wrap its reply.
+    let wrapReply: Bool
+    let deadline: ContinuousClock.Instant
+    var worker: Data?
+    /// Sent again once already after an instance died; a second loss is answered `unavailable`.
+    var retried = false
+}

@@ -1,0 +1,63 @@
+import Foundation
+import Logging
+import Postgres
+import ServiceRuntime
+import ZMQ
+
+/// tsunagu-gateway: binds the client and worker endpoints, authenticates, routes, balances.
+@main
+enum GatewayMain {
+    static func main() async {
+        do {
+            let configuration = try Configuration()
+            LoggingBootstrap.bootstrap(level: configuration.logLevel)
+            try await run(configuration)
+        } catch {
+            FileHandle.standardError.write(Data("tsunagu-gateway: \(error)\n".utf8))
+            exit(1)
+        }
+    }
+
+    static func run(_ configuration: Configuration) async throws {
+        let logger = Logger(label: "tsunagu.gateway")
+        let signals = ShutdownSignal()
+        let pool = PostgresPool(.init(conninfo: configuration.databaseURL, size: try configuration.databasePoolSize()),
+                                logger: logger)
+        defer { pool.shutdown() }
+        let definition = ServiceDefinition(name: "gateway", version: gatewayVersion, schema: "gateway",
+                                           migrations: try ServiceRunner.bundledMigrations(in: .module), operations: [])
+        try await ServiceRunner.migrate(definition, pool: pool, logger: logger)
+        if CommandLine.arguments.contains("--migrate-only") { return }
+
+        let tokens = TokenStore(database: pool)
+        if let admin = configuration.optionalString("TSUNAGU_ADMIN_TOKEN") {
+            guard admin.count >= 16 else {
+                throw ConfigurationError(key: "TSUNAGU_ADMIN_TOKEN", message: "must be at least 16 characters")
+            }
+            try await tokens.ensureBootstrapAdmin(token: admin)
+        } else {
+            logger.notice("TSUNAGU_ADMIN_TOKEN is not set: no first admin token was installed")
+        }
+
+        let settings = Broker.Settings(
+            clientEndpoint: configuration.clientEndpoint,
+            workerEndpoint: configuration.workerEndpoint,
+            heartbeatInterval: try configuration.heartbeatInterval(),
+            maxMessageBytes: try configuration.int("TSUNAGU_MAX_MESSAGE_BYTES", default: 1_048_576, range: 1024...268_435_456),
+            defaultDeadline: .milliseconds(try configuration.int("TSUNAGU_DEFAULT_DEADLINE_MS", default: 30_000, range: 1...3_600_000)),
+            maxDeadline: .milliseconds(try configuration.int("TSUNAGU_MAX_DEADLINE_MS", default: 600_000, range: 1...86_400_000)),
+            openServices: Set(configuration.list("TSUNAGU_OPEN_SERVICES")),
+            maxQueuedPerService: try configuration.int("TSUNAGU_MAX_QUEUED", default: 10_000, range: 1...10_000_000),
+            tokenCacheTTL: .milliseconds(try configuration.int("TSUNAGU_TOKEN_CACHE_MS", default: 30_000, range: 0...3_600_000))
+        )
+        let context = try ZMQContext()
+        defer { context.terminate() }
+        let broker = try Broker(settings: settings, context: context, tokens: tokens, logger: logger)
+        try broker.start()
+        logger.info("gateway listening", metadata: ["clients": "\(settings.clientEndpoint)", "workers": "\(settings.workerEndpoint)"])
+        let received = await signals.wait()
+        logger.info("stopping", metadata: ["signal": "\(received)"])
+        await broker.stopAndWait()
+        logger.info("stopped")
+    }
+}

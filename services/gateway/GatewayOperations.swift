@@ -1,0 +1,166 @@
+import Foundation
+import JSONSchema
+import Wire
+
+/// The gateway's own service, `tsunagu.gateway`: the service catalogue and token administration.
+/// Runs on the broker's loop thread; database work goes to a task that posts its reply back.
+struct GatewayOperations {
+    private unowned let broker: Broker
+    private let tokens: TokenStore
+    private let operations: [String: (summary: String, roles: [String], schema: JSONSchema)]
+
+    static let roleName = #"^[a-z][a-z0-9_.-]{0,63}$"#
+
+    init(broker: Broker, tokens: TokenStore) {
+        self.broker = broker
+        self.tokens = tokens
+        // Schemas are constants written here; a typo is a programmer error caught by the first test run.
+        func schema(_ text: String) -> JSONSchema {
+            do { return try JSONSchema(jsonText: text) } catch { preconditionFailure("bad built-in schema: \(error.message)") }
+        }
+        let empty = schema(#"{"type":"object","additionalProperties":false}"#)
+        operations = [
+            "services.list": ("List services, their live instances and manifests.", [], empty),
+            "tokens.create": ("Create a bearer token for a tenant with roles; the token is shown only in this reply.", ["admin"], schema("""
+                {"type":"object","additionalProperties":false,"required":["tenant","roles"],
+                 "properties":{"tenant":{"type":"string","pattern":"^[a-z0-9][a-z0-9_.-]{0,63}$"},
+                               "roles":{"type":"array","maxItems":16,"items":{"type":"string","pattern":"\(Self.roleName)"}},
+                               "label":{"type":"string","maxLength":200}}}
+                """)),
+            "tokens.revoke": ("Revoke a token by id; it stops working at once on this gateway.", ["admin"], schema("""
+                {"type":"object","additionalProperties":false,"required":["id"],"properties":{"id":{"type":"string","minLength":1,"maxLength":100}}}
+                """)),
+            "tokens.list": ("List tokens (ids, tenants, roles; never the tokens).", ["admin"], empty),
+        ]
+    }
+
+    var manifestOperations: [Manifest.Operation] {
+        operations.keys.sorted().map { name in
+            let op = operations[name]!
+            return Manifest.Operation(name: name, summary: op.summary, input: op.schema.json, roles: op.roles)
+        }
+    }
+
+    func handle(identity: Data, envelope: RequestEnvelope, payload: Data, principal: Principal) {
+        let service = TsunaguWire.gatewayService
+        let id = envelope.id
+        guard let operation = operations[envelope.op] else {
+            broker.replyError(to: identity, service: service, requestID: id,
+                              WireError(.unknownOperation, "\(service) has no operation \(envelope.op)",
+                                        details: .object(["operations": .array(operations.keys.sorted().map { .string($0) })])))
+            return
+        }
+        if !operation.roles.isEmpty && !operation.roles.contains(where: principal.hasRole) {
+            broker.replyError(to: identity, service: service, requestID: id,
+                              WireError(.forbidden, "\(envelope.op) needs one of the roles \(operation.roles.joined(separator: ", "))"))
+            return
+        }
+        let input: JSONValue
+        do { input = try JSONValue.parse(payload.isEmpty ? Data("{}".utf8) : payload) } catch {
+            broker.replyError(to: identity, service: service, requestID: id, WireError(.badRequest, "the body is not valid JSON"))
+            return
+        }
+        let violations = operation.schema.violations(of: input)
+        guard violations.isEmpty else {
+            let details = JSONValue.array(violations.map { .object(["path": .string($0.path), "message": .string($0.message)]) })
+            broker.replyError(to: identity, service: service, requestID: id,
+                              WireError(.invalidInput, "the input breaks the schema of \(envelope.op)", details: .object(["violations": details])))
+            return
+        }
+
+        switch envelope.op {
+        case "services.list":
+            broker.replyOK(to: identity, service: TsunaguWire.gatewayService, requestID: id, catalogue())
+        case "tokens.create":
+            let tenant = input["tenant"]?.stringValue ?? ""
+            let roles: [String] = if case .array(let items)? = input["roles"] { items.compactMap(\.stringValue) } else { [] }
+            let label = input["label"]?.stringValue ?? ""
+            runAsync(identity: identity, requestID: id) { tokens in
+                try await tokens.issue(tenant: tenant, roles: roles, label: label)
+            }
+        case "tokens.revoke":
+            let tokenID = input["id"]?.stringValue ?? ""
+            runAsync(identity: identity, requestID: id, after: { broker in broker.forgetToken(id: tokenID) }) { tokens in
+                guard try await tokens.revoke(id: tokenID) else { throw WireError(.notFound, "no token \(tokenID)") }
+                return ["id": tokenID, "revoked": "true"]
+            }
+        case "tokens.list":
+            runAsync(identity: identity, requestID: id) { tokens in ["tokens": try await tokens.list()] }
+        default:
+            broker.replyError(to: identity, service: service, requestID: id, WireError(.unknownOperation, "no operation \(envelope.op)"))
+        }
+    }
+
+    private func catalogue() -> CatalogueReply {
+        var entries = broker.services.values.sorted { $0.name < $1.name }.map { state in
+            CatalogueReply.Service(
+                name: state.name,
+                version: state.manifest?.version,
+                kind: state.manifest == nil ? "opaque" : "tsunagu",
+                operations: state.manifest?.operations ?? [],
+                instances: state.workers.compactMap { broker.workers[$0] }.map {
+                    .init(id: $0.identity.hexString, inFlight: $0.inFlight.count, capacity: $0.capacity,
+                          draining: $0.draining, served: $0.served)
+                },
+                queued: state.queued)
+        }
+        entries.insert(.init(name: TsunaguWire.gatewayService, version: gatewayVersion, kind: "tsunagu",
+                             operations: manifestOperations, instances: [], queued: 0), at: 0)
+        return CatalogueReply(services: entries)
+    }
+
+    private func runAsync<Output: Encodable & Sendable>(
+        identity: Data, requestID: String, after: (@Sendable (Broker) -> Void)? = nil,
+        _ work: @escaping @Sendable (TokenStore) async throws -> Output
+    ) {
+        let tokens = self.tokens
+        let broker = self.broker
+        Task {
+            let result: Result<Output, WireError>
+            do {
+                result = .success(try await work(tokens))
+            } catch let error as WireError {
+                result = .failure(error)
+            } catch {
+                broker.logger.warning("gateway operation failed", metadata: ["request.id": "\(requestID)", "error": "\(error)"])
+                result = .failure(WireError(.unavailable, "the token store is unavailable; retry later"))
+            }
+            broker.post { broker in
+                switch result {
+                case .success(let output):
+                    after?(broker)
+                    broker.replyOK(to: identity, service: TsunaguWire.gatewayService, requestID: requestID, output)
+                case .failure(let error):
+                    broker.replyError(to: identity, service: TsunaguWire.gatewayService, requestID: requestID, error)
+                }
+            }
+        }
+    }
+
+}
+
+/// The reply of `services.list`.
+struct CatalogueReply: Encodable {
+    struct Instance: Encodable {
+        let id: String
+        let inFlight: Int
+        let capacity: Int
+        let draining: Bool
+        let served: Int
+        enum CodingKeys: String, CodingKey {
+            case id, capacity, draining, served
+            case inFlight = "in_flight"
+        }
+    }
+    struct Service: Encodable {
+        let name: String
+        let version: String?
+        let kind: String
+        let operations: [Manifest.Operation]
+        let instances: [Instance]
+        let queued: Int
+    }
+    let services: [Service]
+}
+
+let gatewayVersion = "0.1.0"

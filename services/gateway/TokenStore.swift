@@ -1,0 +1,109 @@
+import Foundation
+import Postgres
+import Wire
+
+/// Tokens in `gateway.tokens`. A token is 32 random bytes, shown once as `tsg_<hex>`; the database
+/// keeps only its SHA-256, so a leaked table does not leak credentials.
+struct TokenStore: Sendable {
+    let database: PostgresPool
+
+    struct Issued: Codable, Sendable {
+        let id: String
+        let token: String
+        let tenant: String
+        let roles: [String]
+        let label: String
+    }
+
+    struct Listed: Codable, Sendable {
+        let id: String
+        let tenant: String
+        let roles: [String]
+        let label: String
+        let createdAt: String
+        let revokedAt: String?
+
+        enum CodingKeys: String, CodingKey {
+            case id, tenant, roles, label
+            case createdAt = "created_at"
+            case revokedAt = "revoked_at"
+        }
+    }
+
+    static func randomHex(bytes: Int) -> String {
+        var generator = SystemRandomNumberGenerator()  // getrandom(2): cryptographically secure
+        return (0..<bytes).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+    }
+
+    /// The principal a token stands for, or nil when it is unknown or revoked.
+    func principal(for token: String) async throws -> Principal? {
+        try await database.withConnection { connection in
+            let rows = try connection.query("""
+                SELECT id, tenant, array_to_string(roles, ',') AS roles
+                FROM gateway.tokens
+                WHERE token_hash = sha256(convert_to(\(token), 'UTF8')) AND revoked_at IS NULL
+                """)
+            guard let row = rows.first else { return nil }
+            let roles: String = try row.decode("roles")
+            return Principal(tenant: try row.decode("tenant"), roles: roles.split(separator: ",").map(String.init),
+                             tokenID: try row.decode("id"))
+        }
+    }
+
+    func issue(tenant: String, roles: [String], label: String) async throws -> Issued {
+        let id = "tok_" + Self.randomHex(bytes: 8)
+        let token = "tsg_" + Self.randomHex(bytes: 32)
+        try await insert(id: id, token: token, tenant: tenant, roles: roles, label: label, replace: false)
+        return Issued(id: id, token: token, tenant: tenant, roles: roles, label: label)
+    }
+
+    /// Makes sure the configured first admin token exists (idempotent; a changed value replaces it).
+    func ensureBootstrapAdmin(token: String) async throws {
+        try await insert(id: "tok_bootstrap_admin", token: token, tenant: "national", roles: ["admin"],
+                         label: "first admin token (TSUNAGU_ADMIN_TOKEN)", replace: true)
+    }
+
+    private func insert(id: String, token: String, tenant: String, roles: [String], label: String, replace: Bool) async throws {
+        let rolesText = roles.joined(separator: ",")
+        _ = try await database.withConnection { connection in
+            if replace {
+                try connection.query("""
+                    INSERT INTO gateway.tokens (id, token_hash, tenant, roles, label)
+                    VALUES (\(id), sha256(convert_to(\(token), 'UTF8')), \(tenant), string_to_array(\(rolesText), ','), \(label))
+                    ON CONFLICT (id) DO UPDATE SET token_hash = EXCLUDED.token_hash, revoked_at = NULL
+                    """)
+            } else {
+                try connection.query("""
+                    INSERT INTO gateway.tokens (id, token_hash, tenant, roles, label)
+                    VALUES (\(id), sha256(convert_to(\(token), 'UTF8')), \(tenant), string_to_array(\(rolesText), ','), \(label))
+                    """)
+            }
+        }
+    }
+
+    /// Revokes a token; false when no such token exists.
+    func revoke(id: String) async throws -> Bool {
+        try await database.withConnection { connection in
+            let rows = try connection.query("""
+                UPDATE gateway.tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = \(id) RETURNING id
+                """)
+            return !rows.isEmpty
+        }
+    }
+
+    func list() async throws -> [Listed] {
+        try await database.withConnection { connection in
+            try connection.query("""
+                SELECT id, tenant, array_to_string(roles, ',') AS roles, label,
+                       to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS created_at,
+                       to_char(revoked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS revoked_at
+                FROM gateway.tokens ORDER BY created_at, id
+                """).map { row in
+                let roles: String = try row.decode("roles")
+                return Listed(id: try row.decode("id"), tenant: try row.decode("tenant"),
+                              roles: roles.split(separator: ",").map(String.init), label: try row.decode("label"),
+                              createdAt: try row.decode("created_at"), revokedAt: try row.decode("revoked_at", as: String?.self))
+            }
+        }
+    }
+}

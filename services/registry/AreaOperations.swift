@@ -1,0 +1,98 @@
+import Foundation
+import Postgres
+import ServiceRuntime
+import Wire
+
+/// `area.get` and `area.list`: reading the area hierarchy.
+enum AreaOperations {
+    static let codePattern = #"^[0-9]{6}$"#
+
+    struct GetInput: Decodable, Sendable {
+        let code: String
+    }
+
+    struct ListInput: Decodable, Sendable {
+        let parent: String?
+        let level: String?
+        let prefix: String?
+        let limit: Int?
+        let after: String?
+    }
+
+    struct ListOutput: Encodable, Sendable {
+        let areas: [Area]
+        /// Pass as `after` to read the next page; absent on the last page.
+        let nextAfter: String?
+
+        enum CodingKeys: String, CodingKey {
+            case areas
+            case nextAfter = "next_after"
+        }
+    }
+
+    static func all() throws -> [ServiceOperation] {
+        [
+            try ServiceOperation(
+                "area.get",
+                summary: "One area by its 6-digit local-government code.",
+                schema: """
+                    {"type":"object","additionalProperties":false,"required":["code"],
+                     "properties":{"code":{"type":"string","pattern":"\(codePattern)"}}}
+                    """,
+                input: GetInput.self
+            ) { context, input in
+                try await get(code: input.code, database: context.database)
+            },
+            try ServiceOperation(
+                "area.list",
+                summary: "Areas in code order: children of `parent`, of one `level`, or whose name or kana starts with `prefix`; paged by `after`.",
+                schema: """
+                    {"type":"object","additionalProperties":false,
+                     "properties":{"parent":{"type":"string","pattern":"\(codePattern)"},
+                                   "level":{"enum":["prefecture","municipality"]},
+                                   "prefix":{"type":"string","minLength":1,"maxLength":50},
+                                   "limit":{"type":"integer","minimum":1,"maximum":2000},
+                                   "after":{"type":"string","pattern":"\(codePattern)"}}}
+                    """,
+                input: ListInput.self
+            ) { context, input in
+                try await list(input, database: context.database)
+            },
+        ]
+    }
+
+    static func get(code: String, database: PostgresPool) async throws -> Area {
+        let rows = try await database.withConnection { connection in
+            try connection.query(PostgresQuery(unsafeSQL: "SELECT \(Area.columns) FROM registry.areas WHERE code = $1",
+                                               bindings: [code])).map(Area.init(row:))
+        }
+        guard let area = rows.first else { throw WireError(.notFound, "no area with code \(code)") }
+        return area
+    }
+
+    static func list(_ input: ListInput, database: PostgresPool) async throws -> ListOutput {
+        let limit = input.limit ?? 100
+        let prefix = input.prefix.map { SearchText.likePrefix(SearchText.normalise($0)) }
+        // Every filter is optional: a NULL binding switches it off, so one statement serves all.
+        let sql = """
+            SELECT \(Area.columns) FROM registry.areas
+            WHERE ($1::text IS NULL OR parent_code = $1)
+              AND ($2::text IS NULL OR level = $2)
+              AND ($3::text IS NULL OR name_search LIKE $3 ESCAPE '\\' OR kana_search LIKE $3 ESCAPE '\\')
+              AND ($4::text IS NULL OR code > $4)
+            ORDER BY code
+            LIMIT $5
+            """
+        let bindings: [String?] = [input.parent, input.level, prefix, input.after, String(limit + 1)]
+        if let parent = input.parent { _ = try await get(code: parent, database: database) }
+        var areas = try await database.withConnection { connection in
+            try connection.query(PostgresQuery(unsafeSQL: sql, bindings: bindings)).map(Area.init(row:))
+        }
+        var next: String?
+        if areas.count > limit {
+            areas.removeLast()
+            next = areas.last?.code
+        }
+        return ListOutput(areas: areas, nextAfter: next)
+    }
+}

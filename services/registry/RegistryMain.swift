@@ -1,0 +1,18 @@
+import Foundation
+import ServiceRuntime
+
+/// tsunagu-registry: the region's care resources. This first slice serves the area hierarchy.
+@main
+enum RegistryMain {
+    static func main() async {
+        await ServiceRunner.main {
+            ServiceDefinition(
+                name: "registry",
+                version: "0.1.0",
+                schema: "registry",
+                migrations: try ServiceRunner.bundledMigrations(in: .module),
+                operations: try AreaOperations.all()
+            )
+        }
+    }
+}

@@ -1,0 +1,29 @@
+import Foundation
+
+/// The one normalisation rule for Japanese search text, shared by stored columns (see
+/// seed/make_seed_sql.py) and queries: NFKC folds half-width kana and full-width letters and digits;
+/// hiragana becomes katakana so ちよだ finds チヨダ.
+enum SearchText {
+    static func normalise(_ text: String) -> String {
+        let folded = text.precomposedStringWithCompatibilityMapping
+        var scalars = String.UnicodeScalarView()
+        for scalar in folded.unicodeScalars {
+            if (0x3041...0x3096).contains(scalar.value), let katakana = Unicode.Scalar(scalar.value + 0x60) {
+                scalars.append(katakana)
+            } else {
+                scalars.append(scalar)
+            }
+        }
+        return String(scalars)
+    }
+
+    /// Escapes LIKE's wildcards so user text matches literally (used with `ESCAPE '\'`).
+    static func likePrefix(_ text: String) -> String {
+        var escaped = ""
+        for character in text {
+            if character == "\\" || character == "%" || character == "_" { escaped.append("\\") }
+            escaped.append(character)
+        }
+        return escaped + "%"
+    }
+}
