@@ -142,6 +142,11 @@ public struct JSONSchemaViolation: Sendable, Hashable, Codable {
     /// JSON Pointer into the input ("" is the whole input).
     public let path: String
     public let message: String
+
+    public init(path: String, message: String) {
+        self.path = path
+        self.message = message
+    }
 }
 
 public struct JSONSchemaError: Error, Sendable {

@@ -5,7 +5,8 @@ import Foundation
 /// hiragana becomes katakana so ちよだ finds チヨダ.
 enum SearchText {
     static func normalise(_ text: String) -> String {
-        let folded = text.precomposedStringWithCompatibilityMapping
+        // NFKD then NFC equals NFKC; Foundation's own NFKC leaves half-width ﾀﾞ as タ + U+3099.
+        let folded = text.decomposedStringWithCompatibilityMapping.precomposedStringWithCanonicalMapping
         var scalars = String.UnicodeScalarView()
         for scalar in folded.unicodeScalars {
             if (0x3041...0x3096).contains(scalar.value), let katakana = Unicode.Scalar(scalar.value + 0x60) {

@@ -1,0 +1,164 @@
+import Foundation
+import Logging
+import Postgres
+import Testing
+
+/// Against the real PostgreSQL that deploy/test.sh starts (TSUNAGU_TEST_DATABASE_URL).
+let testDatabaseURL = ProcessInfo.processInfo.environment["TSUNAGU_TEST_DATABASE_URL"]
+
+@Suite(.enabled(if: testDatabaseURL != nil, "needs TSUNAGU_TEST_DATABASE_URL (set by deploy/test.sh)"), .serialized)
+struct PostgresTests {
+    let logger = Logger(label: "test")
+
+    func connect() throws -> PostgresConnection { try PostgresConnection(conninfo: testDatabaseURL!) }
+
+    func uniqueSchema(_ name: String) -> String { "t_\(name)_\(UInt32.random(in: 0...UInt32.max))" }
+
+    @Test func bindsValuesNeverAsSQL() throws {
+        let connection = try connect()
+        defer { connection.close() }
+        let hostile = "x'); DROP TABLE pg_class; --"
+        let rows = try connection.query("SELECT \(hostile)::text AS s, \(42)::int AS n, \(Optional<String>.none)::text AS missing")
+        #expect(try rows[0].decode("s", as: String.self) == hostile)
+        #expect(try rows[0].decode("n", as: Int.self) == 42)
+        #expect(try rows[0].decode("missing", as: String?.self) == nil)
+    }
+
+    @Test func decodingAMissingColumnOrNullThrows() throws {
+        let connection = try connect()
+        defer { connection.close() }
+        let row = try connection.query("SELECT NULL::text AS a")[0]
+        #expect(throws: PostgresError.self) { try row.decode("a", as: String.self) }
+        #expect(throws: PostgresError.self) { try row.decode("b", as: String.self) }
+    }
+
+    @Test func syntaxErrorsCarrySQLStateButDescriptionHidesTheText() throws {
+        let connection = try connect()
+        defer { connection.close() }
+        do {
+            try connection.query("SELEKT secret_value")
+            Issue.record("expected an error")
+        } catch {
+            #expect(error.code == .queryFailed)
+            #expect(error.sqlState == "42601")
+            #expect(!error.description.contains("secret_value"))
+        }
+    }
+
+    @Test func transactionRollsBackWhenTheBodyThrows() throws {
+        let connection = try connect()
+        defer { connection.close() }
+        let schema = uniqueSchema("tx")
+        try connection.execute(unsafeSQL: "CREATE SCHEMA \(schema); CREATE TABLE \(schema).t (v int PRIMARY KEY)")
+        defer { try? connection.execute(unsafeSQL: "DROP SCHEMA \(schema) CASCADE") }
+        struct Boom: Error {}
+        #expect(throws: Boom.self) {
+            try connection.withTransaction { tx in
+                try tx.query(PostgresQuery(unsafeSQL: "INSERT INTO \(schema).t VALUES (1)"))
+                throw Boom()
+            }
+        }
+        #expect(try connection.query(PostgresQuery(unsafeSQL: "SELECT count(*) AS n FROM \(schema).t"))[0].decode("n", as: Int.self) == 0)
+        do {
+            try connection.withTransaction { tx in
+                try tx.query(PostgresQuery(unsafeSQL: "INSERT INTO \(schema).t VALUES (1)"))
+                try tx.query(PostgresQuery(unsafeSQL: "INSERT INTO \(schema).t VALUES (1)"))
+            }
+        } catch let error as PostgresError {
+            #expect(error.isUniqueViolation)
+        }
+    }
+
+    @Test func migratorAppliesInOrderOnceAndRecordsChecksums() throws {
+        let connection = try connect()
+        defer { connection.close() }
+        let schema = uniqueSchema("mig")
+        defer { try? connection.execute(unsafeSQL: "DROP SCHEMA \(schema) CASCADE") }
+        let migrations = [
+            PostgresMigration(id: "0001_t", sql: "CREATE TABLE \(schema).t (v int);"),
+            PostgresMigration(id: "0002_row", sql: "INSERT INTO \(schema).t VALUES (7);"),
+        ]
+        let migrator = try PostgresMigrator(schema: schema, migrations: migrations)
+        #expect(try migrator.run(on: connection, logger: logger) == ["0001_t", "0002_row"])
+        #expect(try migrator.run(on: connection, logger: logger) == [])
+        #expect(try connection.query(PostgresQuery(unsafeSQL: "SELECT count(*) AS n FROM \(schema).t"))[0].decode("n", as: Int.self) == 1)
+
+        let changed = try PostgresMigrator(schema: schema, migrations: [
+            migrations[0], PostgresMigration(id: "0002_row", sql: "INSERT INTO \(schema).t VALUES (8);"),
+        ])
+        #expect(throws: PostgresError.self) { try changed.run(on: connection, logger: logger) }
+
+        let forgotten = try PostgresMigrator(schema: schema, migrations: [migrations[0]])
+        #expect(throws: PostgresError.self) { try forgotten.run(on: connection, logger: logger) }
+    }
+
+    @Test func aFailingMigrationLeavesNothingBehind() throws {
+        let connection = try connect()
+        defer { connection.close() }
+        let schema = uniqueSchema("fail")
+        defer { try? connection.execute(unsafeSQL: "DROP SCHEMA \(schema) CASCADE") }
+        let migrator = try PostgresMigrator(schema: schema, migrations: [
+            PostgresMigration(id: "0001_half", sql: "CREATE TABLE \(schema).a (v int); SELEKT;"),
+        ])
+        #expect(throws: PostgresError.self) { try migrator.run(on: connection, logger: logger) }
+        let tables = try connection.query("SELECT count(*) AS n FROM information_schema.tables WHERE table_schema = \(schema) AND table_name = 'a'")
+        #expect(try tables[0].decode("n", as: Int.self) == 0)
+    }
+
+    @Test func twoMigratorsStartingTogetherApplyOnce() async throws {
+        let schema = uniqueSchema("race")
+        let migrations = [PostgresMigration(id: "0001_t", sql: "CREATE TABLE \(schema).t (v int); SELECT pg_sleep(0.2);")]
+        let migrator = try PostgresMigrator(schema: schema, migrations: migrations)
+        let logger = self.logger
+        let applied = try await withThrowingTaskGroup(of: [String].self) { group in
+            for _ in 0..<2 {
+                group.addTask {
+                    try await Task.detached {
+                        let connection = try PostgresConnection(conninfo: testDatabaseURL!)
+                        defer { connection.close() }
+                        return try migrator.run(on: connection, logger: logger)
+                    }.value
+                }
+            }
+            return try await group.reduce(into: [[String]]()) { $0.append($1) }
+        }
+        #expect(applied.flatMap { $0 } == ["0001_t"])
+        let connection = try connect()
+        defer { connection.close() }
+        try connection.execute(unsafeSQL: "DROP SCHEMA \(schema) CASCADE")
+    }
+
+    @Test func migratorRejectsABadSchemaName() {
+        #expect(throws: PostgresError.self) { try PostgresMigrator(schema: "x; DROP", migrations: []) }
+    }
+
+    @Test func poolReconnectsAfterItsConnectionIsKilled() async throws {
+        let pool = PostgresPool(.init(conninfo: testDatabaseURL!, size: 1, initialBackoff: .milliseconds(10)), logger: logger)
+        defer { pool.shutdown() }
+        let pid = try await pool.withConnection { try $0.query("SELECT pg_backend_pid() AS pid")[0].decode("pid", as: Int.self) }
+        let killer = try connect()
+        try killer.query("SELECT pg_terminate_backend(\(pid))")
+        killer.close()
+        var sawConnectivityError = false
+        var newPid: Int?
+        for _ in 0..<50 where newPid == nil {
+            do {
+                newPid = try await pool.withConnection { try $0.query("SELECT pg_backend_pid() AS pid")[0].decode("pid", as: Int.self) }
+            } catch let error as PostgresError {
+                #expect(error.isConnectivity)
+                sawConnectivityError = true
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        #expect(sawConnectivityError)
+        #expect(newPid != nil && newPid != pid)
+    }
+
+    @Test func poolFailsFastWhenTheServerIsUnreachable() async throws {
+        let pool = PostgresPool(.init(conninfo: "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2", size: 1), logger: logger)
+        defer { pool.shutdown() }
+        for _ in 0..<3 {
+            await #expect(throws: PostgresError.self) { try await pool.withConnection { _ in 1 } }
+        }
+    }
+}

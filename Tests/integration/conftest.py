@@ -1,0 +1,170 @@
+"""Fixtures that start real processes: the gateway and services built by the test command, on free
+loopback ports, against the throwaway PostgreSQL that deploy/test.sh started."""
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tsunagu_peer import Client, ok
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BIN = os.environ.get("TSUNAGU_BIN")
+DATABASE_URL = os.environ.get("TSUNAGU_DATABASE_URL")
+ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
+HEARTBEAT_MS = 200
+MAX_MESSAGE_BYTES = 65536
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Process:
+    """One child process with its output in a log file; stopped by SIGTERM (or killed) at teardown."""
+
+    def __init__(self, name, argv, env, log_dir):
+        self.name = name
+        self.log_path = os.path.join(log_dir, f"{name}-{time.monotonic_ns()}.log")
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(argv, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def terminate(self, timeout=15):
+        if self.alive():
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        return self.proc.returncode
+
+    def kill9(self):
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def output(self):
+        self.log.flush()
+        with open(self.log_path, "rb") as handle:
+            return handle.read().decode(errors="replace")
+
+
+class Suite:
+    """A gateway plus service instances on ports of their own."""
+
+    def __init__(self, tmp_path, extra_env=None):
+        assert BIN and DATABASE_URL, "run through deploy/test.sh (TSUNAGU_BIN, TSUNAGU_DATABASE_URL)"
+        self.tmp = str(tmp_path)
+        self.client_endpoint = f"tcp://127.0.0.1:{free_port()}"
+        self.worker_endpoint = f"tcp://127.0.0.1:{free_port()}"
+        self.env = dict(os.environ)
+        self.env.update({
+            "TSUNAGU_CLIENT_ENDPOINT": self.client_endpoint,
+            "TSUNAGU_WORKER_ENDPOINT": self.worker_endpoint,
+            "TSUNAGU_DATABASE_URL": DATABASE_URL,
+            "TSUNAGU_ADMIN_TOKEN": ADMIN_TOKEN,
+            "TSUNAGU_HEARTBEAT_MS": str(HEARTBEAT_MS),
+            "TSUNAGU_MAX_MESSAGE_BYTES": str(MAX_MESSAGE_BYTES),
+            "TSUNAGU_TOKEN_CACHE_MS": "30000",
+            "TSUNAGU_LOG_LEVEL": "info",
+        })
+        self.env.update(extra_env or {})
+        self.processes = []
+        self.gateway = None
+
+    def start(self, name, argv=None):
+        argv = argv or [os.path.join(BIN, name)]
+        process = Process(name, argv, self.env, self.tmp)
+        self.processes.append(process)
+        return process
+
+    def start_gateway(self):
+        self.gateway = self.start("tsunagu-gateway")
+        return self.gateway
+
+    def start_registry(self):
+        return self.start("tsunagu-registry")
+
+    def start_slowpoke(self, name):
+        return self.start("slowpoke-" + name, [sys.executable, os.path.join(HERE, "tsunagu_peer.py"),
+                                               self.worker_endpoint, name, str(HEARTBEAT_MS)])
+
+    def client(self, token=ADMIN_TOKEN):
+        return Client(self.client_endpoint, token)
+
+    def instances(self, service):
+        with Closing(self.client()) as client:
+            catalogue = ok(client.call("tsunagu.gateway", "services.list"))
+        for entry in catalogue["services"]:
+            if entry["name"] == service:
+                return entry["instances"]
+        return []
+
+    def wait_for_instances(self, service, count, timeout=20):
+        """Waits until the gateway lists exactly `count` live instances of `service`."""
+        deadline = time.monotonic() + timeout
+        seen = None
+        while time.monotonic() < deadline:
+            try:
+                seen = [i for i in self.instances(service) if not i["draining"]]
+                if len(seen) == count:
+                    return seen
+            except (TimeoutError, AssertionError):
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"{service}: expected {count} instances, saw {seen}\n" + self.logs())
+
+    def logs(self):
+        return "\n".join(f"--- {p.name} ---\n{p.output()[-4000:]}" for p in self.processes)
+
+    def stop(self):
+        for process in reversed(self.processes):
+            process.terminate()
+
+
+class Closing:
+    def __init__(self, client):
+        self.client = client
+
+    def __enter__(self):
+        return self.client
+
+    def __exit__(self, *exc):
+        self.client.close()
+
+
+@pytest.fixture
+def suite(tmp_path):
+    s = Suite(tmp_path)
+    s.start_gateway()
+    s.start_registry()
+    s.wait_for_instances("registry", 1)
+    yield s
+    s.stop()
+
+
+@pytest.fixture
+def make_suite(tmp_path):
+    made = []
+
+    def factory(extra_env=None):
+        s = Suite(tmp_path, extra_env)
+        made.append(s)
+        return s
+
+    yield factory
+    for s in made:
+        s.stop()

@@ -1,0 +1,158 @@
+"""Bad input of every kind gets its documented typed error, and a good call right after still works."""
+import json
+
+import pytest
+import zmq
+
+from conftest import ADMIN_TOKEN, MAX_MESSAGE_BYTES, Closing
+from tsunagu_peer import Client, error_code, ok
+
+
+def good_call_still_works(suite):
+    with Closing(suite.client()) as client:
+        assert ok(client.call("registry", "area.get", {"code": "131016"}))["name"] == "千代田区"
+
+
+def raw_exchange(suite, frames, timeout_ms=5000):
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(suite.client_endpoint)
+    try:
+        sock.send_multipart(frames)
+        assert sock.poll(timeout_ms), "no reply"
+        return sock.recv_multipart()
+    finally:
+        sock.close()
+
+
+def test_a_frame_that_is_not_the_protocol(suite):
+    reply = raw_exchange(suite, [b"", b"HELLO", b"registry"])
+    assert reply[:2] == [b"", b"MDPC01"]
+    assert reply[3] == b"TSUNAGU/1"
+    assert json.loads(reply[4])["error"]["code"] == "bad_request"
+    good_call_still_works(suite)
+
+
+def test_a_message_without_the_empty_delimiter(suite):
+    reply = raw_exchange(suite, [b"MDPC01", b"registry", b"x"])
+    assert json.loads(reply[4])["error"]["code"] == "bad_request"
+    good_call_still_works(suite)
+
+
+def test_garbage_on_the_worker_endpoint_is_dropped(suite):
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(suite.worker_endpoint)
+    for frames in ([b"junk"], [b"", b"MDPW01", b"\x09"], [b"", b"MDPW01", b"\x03", b"short"], [b"", b"MDPW01", b"\x01"]):
+        sock.send_multipart(frames)
+    sock.close()
+    good_call_still_works(suite)
+    assert suite.gateway.alive()
+
+
+def test_body_that_is_not_json(suite):
+    with Closing(suite.client()) as client:
+        assert error_code(client.call("registry", "area.get", raw_payload=b"{not json")) == "bad_request"
+    good_call_still_works(suite)
+
+
+def test_envelope_that_is_not_json(suite):
+    reply = raw_exchange(suite, [b"", b"MDPC01", b"registry", b"TSUNAGU/1", b"{oops", b"{}"])
+    assert json.loads(reply[4])["error"]["code"] == "bad_request"
+    good_call_still_works(suite)
+
+
+def test_envelope_of_another_version(suite):
+    with Closing(suite.client()) as client:
+        client.send("registry", "area.get", {"code": "131016"},
+                    envelope={"v": 99, "op": "area.get", "id": "x", "token": ADMIN_TOKEN})
+        envelope, _ = client.receive()
+        assert envelope["id"] == "x"
+        assert envelope["error"]["code"] == "bad_request"
+    good_call_still_works(suite)
+
+
+def test_plain_body_to_a_tsunagu_service(suite):
+    reply = raw_exchange(suite, [b"", b"MDPC01", b"registry", b"hello"])
+    assert json.loads(reply[4])["error"]["code"] == "bad_request"
+    good_call_still_works(suite)
+
+
+@pytest.mark.parametrize("payload, pointer", [
+    ({"code": 131016}, "/code"),
+    ({"code": "13101"}, "/code"),
+    ({}, "/code"),
+    ({"code": "131016", "extra": True}, "/extra"),
+])
+def test_json_that_breaks_the_schema(suite, payload, pointer):
+    with Closing(suite.client()) as client:
+        envelope, _ = client.call("registry", "area.get", payload)
+    assert envelope["error"]["code"] == "invalid_input"
+    assert pointer in [v["path"] for v in envelope["error"]["details"]["violations"]]
+    good_call_still_works(suite)
+
+
+def test_a_message_over_the_size_limit(suite):
+    with Closing(suite.client()) as client:
+        big = {"code": "131016", "padding": "x" * (MAX_MESSAGE_BYTES + 1)}
+        assert error_code(client.call("registry", "area.get", big)) == "too_large"
+    good_call_still_works(suite)
+
+
+def test_an_unknown_service(suite):
+    with Closing(suite.client()) as client:
+        assert error_code(client.call("no-such-service", "x")) == "unknown_service"
+    good_call_still_works(suite)
+
+
+def test_an_unknown_operation(suite):
+    with Closing(suite.client()) as client:
+        envelope, _ = client.call("registry", "area.delete", {"code": "131016"})
+    assert envelope["error"]["code"] == "unknown_operation"
+    assert "area.get" in envelope["error"]["details"]["operations"]
+    good_call_still_works(suite)
+
+
+def test_no_token(suite):
+    with Closing(suite.client(token=None)) as client:
+        assert error_code(client.call("registry", "area.get", {"code": "131016"})) == "unauthorized"
+    good_call_still_works(suite)
+
+
+def test_a_wrong_token(suite):
+    with Closing(suite.client(token="tsg_" + "0" * 64)) as client:
+        assert error_code(client.call("registry", "area.get", {"code": "131016"})) == "unauthorized"
+    good_call_still_works(suite)
+
+
+def test_a_revoked_token(suite):
+    with Closing(suite.client()) as admin:
+        issued = ok(admin.call("tsunagu.gateway", "tokens.create", {"tenant": "pref-13", "roles": ["staff"], "label": "test"}))
+        assert issued["token"].startswith("tsg_") and issued["tenant"] == "pref-13"
+        with Closing(suite.client(token=issued["token"])) as user:
+            assert ok(user.call("registry", "area.get", {"code": "131016"}))["name"] == "千代田区"
+            assert ok(admin.call("tsunagu.gateway", "tokens.revoke", {"id": issued["id"]}))["revoked"] == "true"
+            assert error_code(user.call("registry", "area.get", {"code": "131016"})) == "unauthorized"
+        listed = {t["id"]: t for t in ok(admin.call("tsunagu.gateway", "tokens.list"))["tokens"]}
+        assert listed[issued["id"]]["revoked_at"] is not None
+        assert "token" not in listed[issued["id"]]
+    good_call_still_works(suite)
+
+
+def test_a_token_without_the_admin_role_cannot_make_tokens(suite):
+    with Closing(suite.client()) as admin:
+        issued = ok(admin.call("tsunagu.gateway", "tokens.create", {"tenant": "city-131016", "roles": ["staff"]}))
+    with Closing(suite.client(token=issued["token"])) as user:
+        assert error_code(user.call("tsunagu.gateway", "tokens.create", {"tenant": "x", "roles": ["admin"]})) == "forbidden"
+        assert error_code(user.call("tsunagu.gateway", "tokens.nothing")) == "unknown_operation"
+    good_call_still_works(suite)
+
+
+def test_only_hashes_of_tokens_are_stored(suite):
+    import psycopg
+    from conftest import DATABASE_URL
+    with psycopg.connect(DATABASE_URL) as connection:
+        rows = connection.execute("SELECT token_hash FROM gateway.tokens").fetchall()
+        assert rows and all(len(bytes(r[0])) == 32 for r in rows)
+        text = connection.execute("SELECT string_agg(t::text, ' ') FROM gateway.tokens t").fetchone()[0]
+        assert ADMIN_TOKEN not in text

@@ -1,0 +1,61 @@
+"""The `tsunagu` command line: calls, catalogue, tokens, migrations, exit statuses."""
+import json
+import os
+import subprocess
+
+from conftest import ADMIN_TOKEN, BIN, DATABASE_URL
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+def tsunagu(suite, *args, token=ADMIN_TOKEN, stdin=None):
+    env = dict(suite.env)
+    env["TSUNAGU_TOKEN"] = token
+    return subprocess.run([os.path.join(BIN, "tsunagu"), *args], env=env, input=stdin, capture_output=True, text=True, timeout=60)
+
+
+def test_call_prints_the_reply(suite):
+    result = tsunagu(suite, "call", "registry", "area.get", '{"code":"131016"}')
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["name"] == "千代田区"
+
+
+def test_call_reads_the_body_from_stdin(suite):
+    result = tsunagu(suite, "call", "registry", "area.get", "-", stdin='{"code":"130001"}')
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["name"] == "東京都"
+
+
+def test_errors_have_exit_statuses(suite):
+    bad = tsunagu(suite, "call", "registry", "area.get", '{"code":"1"}')
+    assert bad.returncode == 2 and "invalid_input" in bad.stderr
+    denied = tsunagu(suite, "call", "registry", "area.get", '{"code":"131016"}', token="wrong-token")
+    assert denied.returncode == 3 and "unauthorized" in denied.stderr
+    missing = tsunagu(suite, "call", "registry", "area.get", '{"code":"999999"}')
+    assert missing.returncode == 5 and "not_found" in missing.stderr
+
+
+def test_services_lists_the_registry(suite):
+    result = tsunagu(suite, "services")
+    assert result.returncode == 0, result.stderr
+    assert "registry 0.1.0 [tsunagu] 1 instance(s)" in result.stdout
+    assert "area.get" in result.stdout
+
+
+def test_token_create_and_revoke(suite):
+    created = tsunagu(suite, "token", "create", "--tenant", "pref-27", "--role", "staff", "--label", "cli test")
+    assert created.returncode == 0, created.stderr
+    issued = json.loads(created.stdout)
+    works = tsunagu(suite, "call", "registry", "area.get", '{"code":"270008"}', token=issued["token"])
+    assert works.returncode == 0 and json.loads(works.stdout)["name"] == "大阪府"
+    assert tsunagu(suite, "token", "revoke", issued["id"]).returncode == 0
+    assert tsunagu(suite, "call", "registry", "area.get", '{"code":"270008"}', token=issued["token"]).returncode == 3
+    assert issued["id"] in tsunagu(suite, "token", "list").stdout
+
+
+def test_migrate_is_idempotent(suite):
+    argv = [os.path.join(BIN, "tsunagu"), "migrate", "--schema", "registry", "--dir",
+            os.path.join(ROOT, "services", "registry", "migrations"), "--database-url", DATABASE_URL]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "up to date (2 migrations)" in result.stdout

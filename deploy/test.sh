@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: installs what is missing, builds once (debug, with tests), starts a
+# throwaway PostgreSQL, runs the Swift tests, then the integration tests that start the real
+# gateway and services as processes. Everything listens on 127.0.0.1 only.
+source "$(dirname "$0")/lib.sh"
+cd "$TSUNAGU_ROOT"
+
+ensure_packages
+
+VENV=${TSUNAGU_TEST_VENV:-$TSUNAGU_ROOT/.run/test-venv}
+if [ ! -x "$VENV/bin/pytest" ] || ! "$VENV/bin/python" -c 'import zmq, psycopg' 2>/dev/null; then
+  log "preparing the Python test environment in $VENV"
+  mkdir -p "$(dirname "$VENV")"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check pytest pyzmq "psycopg[binary]"
+fi
+
+WORK=$(mktemp -d /tmp/tsunagu-test.XXXXXX)
+chmod 755 "$WORK"
+cleanup() {
+  stop_postgres "$WORK/pg"
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+log "building (debug, with tests)"
+if ! swift build --build-tests >"$WORK/build.log" 2>&1; then
+  grep -v "prohibited flag" "$WORK/build.log" >&2
+  exit 1
+fi
+BIN=$(swift build --show-bin-path)
+TSUNAGU_PG_FSYNC=off start_postgres "$WORK/pg" "$(free_port)"
+
+status=0
+log "Swift tests"
+TSUNAGU_TEST_DATABASE_URL=$TSUNAGU_DATABASE_URL swift test --skip-build 2>&1 | grep -v "prohibited flag" || status=1
+[ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+
+log "integration tests (real processes, PostgreSQL and ZeroMQ)"
+TSUNAGU_BIN=$BIN "$VENV/bin/pytest" -q -p no:cacheprovider Tests/integration "$@" || status=1
+
+[ $status -eq 0 ] && log "all tests passed" || log "some tests failed"
+exit $status
