@@ -45,11 +45,7 @@ public enum JSONValue: Sendable, Hashable, Codable {
 
     /// Parses JSON text; throws `JSONParseError` with a message a client can read.
     public static func parse(_ data: Data) throws(JSONParseError) -> JSONValue {
-        do {
-            return try JSONDecoder().decode(JSONValue.self, from: data)
-        } catch {
-            throw JSONParseError(message: "body is not valid JSON")
-        }
+        try JSONParser.parse(data)
     }
 
     public subscript(key: String) -> JSONValue? {
@@ -59,6 +55,11 @@ public enum JSONValue: Sendable, Hashable, Codable {
 
     public var stringValue: String? {
         if case .string(let v) = self { return v }
+        return nil
+    }
+
+    public var integerValue: Int64? {
+        if case .integer(let v) = self { return v }
         return nil
     }
 

@@ -23,20 +23,20 @@ public struct RequestDispatcher: Sendable {
         guard body.count >= 2, body[0] == TsunaguWire.marker else {
             return Self.replyBody(id: "", error: WireError(.badRequest, "this service speaks the Tsunagu envelope (TSUNAGU/1); see docs/protocol.md"))
         }
-        guard let envelope = try? WireCoding.decoder().decode(RequestEnvelope.self, from: body[1]) else {
-            return Self.replyBody(id: "", error: WireError(.badRequest, "the request envelope is not valid"))
+        let envelope: RequestEnvelope
+        do { envelope = try RequestEnvelope.decode(body[1]) } catch {
+            return Self.replyBody(id: "", error: error)
         }
-        var logger = self.logger
-        logger[metadataKey: LogKey.requestID] = "\(envelope.id)"
-        logger[metadataKey: LogKey.operation] = "\(envelope.op)"
+        let logger = self.logger
+        let requestMetadata: Logger.Metadata = [LogKey.requestID: "\(envelope.id)", LogKey.operation: "\(envelope.op)"]
         do {
             let payload = try await run(envelope, payload: body.count >= 3 ? body[2] : Data(), logger: logger)
             return Self.replyBody(id: envelope.id, payload: payload)
         } catch let error as WireError {
-            logger.debug("request failed", metadata: [LogKey.errorCode: "\(error.code.rawValue)"])
+            logger.debug("request failed", metadata: requestMetadata.merging([LogKey.errorCode: "\(error.code.rawValue)"]) { $1 })
             return Self.replyBody(id: envelope.id, error: error)
         } catch let error as PostgresError where error.isConnectivity {
-            logger.warning("database unavailable", metadata: ["db.error": "\(error)"])
+            logger.warning("database unavailable", metadata: requestMetadata.merging(["db.error": "\(error)"]) { $1 })
             return Self.replyBody(id: envelope.id, error: WireError(.unavailable, "the database is unavailable; retry later"))
         } catch let error as PostgresError where error.isUniqueViolation {
             return Self.replyBody(id: envelope.id, error: WireError(.conflict, "a record with the same key exists"))
@@ -44,7 +44,7 @@ public struct RequestDispatcher: Sendable {
             return Self.replyBody(id: envelope.id, error: WireError(.invalidInput, "the input does not have the expected shape"))
         } catch {
             // The error's text may hold data; the log line names only its type and is keyed by request id.
-            logger.error("handler failed", metadata: ["error.type": "\(type(of: error))", "error": "\(error)"])
+            logger.error("handler failed", metadata: requestMetadata.merging(["error.type": "\(type(of: error))", "error": "\(error)"]) { $1 })
             return Self.replyBody(id: envelope.id, error: WireError(.internal, "internal error; quote request id \(envelope.id)"))
         }
     }
@@ -78,17 +78,15 @@ public struct RequestDispatcher: Sendable {
             throw WireError(.invalidInput, "the input breaks the schema of \(envelope.op)", details: .object(["violations": details]))
         }
         let context = RequestContext(requestID: envelope.id, operation: envelope.op, principal: envelope.principal,
-                                     idempotencyKey: envelope.idempotencyKey, logger: logger, database: database)
+                                     idempotencyKey: envelope.idempotencyKey, database: database, baseLogger: logger)
         return try await operation.handler(context, payload.isEmpty ? Data("{}".utf8) : payload)
     }
 
     static func replyBody(id: String, payload: Data) -> [Data] {
-        let envelope = ReplyEnvelope(id: id, status: .ok)
-        return [TsunaguWire.marker, (try? WireCoding.encoder().encode(envelope)) ?? Data(), payload]
+        [TsunaguWire.marker, ReplyEnvelope(id: id, status: .ok).encoded(), payload]
     }
 
     static func replyBody(id: String, error: WireError) -> [Data] {
-        let envelope = ReplyEnvelope.failure(id: id, error)
-        return [TsunaguWire.marker, (try? WireCoding.encoder().encode(envelope)) ?? Data()]
+        [TsunaguWire.marker, ReplyEnvelope.failure(id: id, error).encoded()]
     }
 }

@@ -36,8 +36,17 @@ public struct RequestContext: Sendable {
     /// Set by the gateway; nil only for requests that reached the worker without one (never through the gateway).
     public let principal: Principal?
     public let idempotencyKey: String?
-    public let logger: Logger
     public let database: PostgresPool
+    let baseLogger: Logger
+
+    /// The service's logger with this request's id and operation as metadata (made on first use:
+    /// most requests log nothing, and setting metadata costs a copy).
+    public var logger: Logger {
+        var logger = baseLogger
+        logger[metadataKey: LogKey.requestID] = "\(requestID)"
+        logger[metadataKey: LogKey.operation] = "\(operation)"
+        return logger
+    }
 
     /// The principal, or `unauthorized` when there is none.
     public func requirePrincipal() throws(WireError) -> Principal {
@@ -70,9 +79,20 @@ public struct ServiceOperation: Sendable {
         self.inputSchema = try JSONSchema(jsonText: schema)
         self.roles = roles
         self.handler = { context, payload in
-            let input = try JSONDecoder().decode(Input.self, from: payload)
+            let input = try SharedCoders.decoder.decode(Input.self, from: payload)
             let output = try await handler(context, input)
-            return try WireCoding.encoder().encode(output)
+            return try SharedCoders.encoder.encode(output)
         }
     }
+}
+
+/// One decoder and encoder for all handlers: Foundation's coders are Sendable and keep no
+/// per-call state, and making them anew on every request shows in the benchmark.
+enum SharedCoders {
+    static let decoder = JSONDecoder()
+    static let encoder: JSONEncoder = {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.withoutEscapingSlashes]
+        return encoder
+    }()
 }

@@ -32,29 +32,40 @@ public enum ServiceRunner {
         if migrateOnly { return }
 
         let concurrency = try configuration.int("TSUNAGU_CONCURRENCY", default: 32, range: 1...10_000)
-        let manifest = try WireCoding.encoder().encode(definition.manifest(concurrency: concurrency))
         let context = try ZMQContext()
         defer { context.terminate() }
-        let dispatcher = RequestDispatcher(definition: definition, database: pool, logger: logger)
-        let connectionBox = Locked<WorkerConnection?>(nil)
-        let connection = try WorkerConnection(
-            settings: .init(endpoint: configuration.workerEndpoint, service: definition.name, manifest: manifest,
-                            heartbeatInterval: try configuration.heartbeatInterval()),
-            context: context, logger: logger
-        ) { request in
-            Task {
-                let reply = await dispatcher.handle(request.body)
-                connectionBox.withLock { $0 }?.reply(to: request.replyTo, body: reply)
-            }
-        }
-        connectionBox.withLock { $0 = connection }
-        connection.start()
+        let connection = try serve(definition, database: pool, context: context, endpoint: configuration.workerEndpoint,
+                                   heartbeatInterval: try configuration.heartbeatInterval(), concurrency: concurrency,
+                                   logger: logger)
         logger.info("serving", metadata: ["version": "\(definition.version)", "gateway": "\(configuration.workerEndpoint)"])
         let received = await signals.wait()
         logger.info("stopping", metadata: ["signal": "\(received)"])
         await connection.stopAndWait()
-        connectionBox.withLock { $0 = nil }
         logger.info("stopped")
+    }
+
+    /// Connects a service's operations to the gateway and starts serving; the caller stops it.
+    public static func serve(_ definition: ServiceDefinition, database: PostgresPool, context: ZMQContext, endpoint: String,
+                             heartbeatInterval: Duration, concurrency: Int, logger: Logger) throws -> WorkerConnection {
+        let dispatcher = RequestDispatcher(definition: definition, database: database, logger: logger)
+        let manifest = try WireCoding.encoder().encode(definition.manifest(concurrency: concurrency))
+        let connection = try WorkerConnection(
+            settings: .init(endpoint: endpoint, service: definition.name, manifest: manifest, heartbeatInterval: heartbeatInterval),
+            context: context, logger: logger
+        ) { connection, batch in
+            Task {
+                await withTaskGroup(of: Void.self) { group in
+                    for request in batch {
+                        group.addTask {
+                            let reply = await dispatcher.handle(request.body)
+                            connection.reply(to: request.replyTo, body: reply)
+                        }
+                    }
+                }
+            }
+        }
+        connection.start()
+        return connection
     }
 
     /// Applies migrations, waiting for the database to come up (a service may start before it).

@@ -12,7 +12,8 @@ public struct WorkerRequest: Sendable {
 
 /// The worker side of 7/MDP: one DEALER socket to the gateway, owned by a dedicated thread that
 /// registers (READY + manifest), heartbeats, reconnects when the gateway goes silent or tells it
-/// to, hands requests to `onRequest`, and sends replies queued from any thread.
+/// to, hands requests to `onRequests` (all that arrived together, as one batch, so the handler side
+/// is woken once per batch rather than once per request), and sends replies queued from any thread.
 /// - Note: `Sendable`: other threads only touch `outbox` and `stopRequested` (both locked) and
 ///   wake the loop through `wakeup`. The socket never leaves the loop thread.
 public final class WorkerConnection: @unchecked Sendable {
@@ -44,17 +45,17 @@ public final class WorkerConnection: @unchecked Sendable {
     private let settings: Settings
     private let context: ZMQContext
     private let logger: Logger
-    private let onRequest: @Sendable (WorkerRequest) -> Void
+    private let onRequests: @Sendable (WorkerConnection, [WorkerRequest]) -> Void
     private let wakeup: WakeupPipe
     private let shared = Locked(Shared())
     private let finished = DispatchSemaphore(value: 0)
 
     public init(settings: Settings, context: ZMQContext, logger: Logger,
-                onRequest: @escaping @Sendable (WorkerRequest) -> Void) throws(ZMQError) {
+                onRequests: @escaping @Sendable (WorkerConnection, [WorkerRequest]) -> Void) throws(ZMQError) {
         self.settings = settings
         self.context = context
         self.logger = logger
-        self.onRequest = onRequest
+        self.onRequests = onRequests
         self.wakeup = try WakeupPipe()
     }
 
@@ -72,8 +73,12 @@ public final class WorkerConnection: @unchecked Sendable {
 
     /// Queues a reply; safe from any thread.
     public func reply(to replyTo: Data, body: [Data]) {
-        shared.withLock { $0.outbox.append((replyTo, body)) }
-        wakeup.wake()
+        // Only the first reply into an empty outbox wakes the loop; it drains all that follow.
+        let wasEmpty = shared.withLock { state -> Bool in
+            state.outbox.append((replyTo, body))
+            return state.outbox.count == 1
+        }
+        if wasEmpty { wakeup.wake() }
     }
 
     /// How many times the loop has (re)connected and sent READY; for tests and metrics.
@@ -127,15 +132,20 @@ public final class WorkerConnection: @unchecked Sendable {
             let ready = try zmqPoll([.socket(socket), .fileDescriptor(wakeup.readDescriptor)], timeoutMs: waitMs)
 
             if ready[0] {
+                var batch: [WorkerRequest] = []
                 while try socket.hasIncoming() {
                     let frames = try socket.receive(dontWait: true)
                     gatewayExpiry = clock.now + interval * MDP.liveness
-                    if handleFromGateway(frames) == .reconnect {
+                    if handleFromGateway(frames, into: &batch) == .reconnect {
                         logger.info("gateway asked us to reconnect")
                         try? socket.close()
                         socket = try makeSocket()
                         heartbeatAt = clock.now + interval
                     }
+                }
+                if !batch.isEmpty {
+                    shared.withLock { $0.inFlight += batch.count }
+                    onRequests(self, batch)
                 }
             }
             if ready[1] { wakeup.drain() }
@@ -177,7 +187,7 @@ public final class WorkerConnection: @unchecked Sendable {
 
     private enum Next { case keep, reconnect }
 
-    private func handleFromGateway(_ frames: [Data]) -> Next {
+    private func handleFromGateway(_ frames: [Data], into batch: inout [WorkerRequest]) -> Next {
         // [empty, MDPW01, command, ...]
         guard frames.count >= 3, frames[0].isEmpty, frames[1] == MDP.workerHeader, frames[2].count == 1,
               let command = MDP.Command(rawValue: frames[2][frames[2].startIndex]) else {
@@ -191,8 +201,7 @@ public final class WorkerConnection: @unchecked Sendable {
                 logger.warning("dropped a malformed REQUEST")
                 return .keep
             }
-            shared.withLock { $0.inFlight += 1 }
-            onRequest(WorkerRequest(replyTo: frames[3], body: Array(frames[5...])))
+            batch.append(WorkerRequest(replyTo: frames[3], body: Array(frames[5...])))
             return .keep
         case .heartbeat:
             return .keep

@@ -30,3 +30,23 @@ import Wire
         #expect(MDP.Command.ready.rawValue == 1 && MDP.Command.disconnect.rawValue == 5)
     }
 }
+
+@Suite struct EnvelopeFastCodingTests {
+    @Test func fastEncodingMatchesCodable() throws {
+        let envelope = RequestEnvelope(op: "area.get", id: "r\"1", deadlineMs: 5, idempotencyKey: "k", token: "t",
+                                       principal: Principal(tenant: "pref-13", roles: ["a", "b"], tokenID: nil))
+        #expect(envelope.encoded() == (try WireCoding.encoder().encode(envelope)))
+        #expect(try RequestEnvelope.decode(envelope.encoded()) == envelope)
+        let reply = ReplyEnvelope.failure(id: "x", WireError(.conflict, "stale", details: .object(["version": .integer(3)])))
+        #expect(reply.encoded() == (try WireCoding.encoder().encode(reply)))
+    }
+
+    @Test(arguments: [
+        #"[]"#, #"{"v":"1","op":"a","id":"x"}"#, #"{"v":1,"id":"x"}"#, #"{"v":1,"op":"","id":"x"}"#,
+        #"{"v":1,"op":"a"}"#, #"{"v":1,"op":"a","id":"x","deadline_ms":"soon"}"#, #"{"v":1,"op":"a","id":"x","token":5}"#,
+    ])
+    func malformedEnvelopesAreBadRequests(_ text: String) {
+        #expect(throws: WireError.self) { try RequestEnvelope.decode(Data(text.utf8)) }
+        do { _ = try RequestEnvelope.decode(Data(text.utf8)) } catch { #expect(error.code == .badRequest) }
+    }
+}

@@ -182,8 +182,7 @@ final class Broker: @unchecked Sendable {
         }
         let body = Array(frames[4...])
         if size > settings.maxMessageBytes {
-            let id = body.count >= 2 && body[0] == TsunaguWire.marker
-                ? ((try? decoder.decode(RequestEnvelope.self, from: body[1]))?.id ?? "") : ""
+            let id = body.count >= 2 && body[0] == TsunaguWire.marker ? ((try? RequestEnvelope.decode(body[1]))?.id ?? "") : ""
             replyError(to: identity, service: service, requestID: id,
                        WireError(.tooLarge, "the message has \(size) bytes; this gateway accepts at most \(settings.maxMessageBytes)"))
             return
@@ -219,8 +218,13 @@ final class Broker: @unchecked Sendable {
     }
 
     private func acceptEnvelopeRequest(identity: Data, service: String, body: [Data]) {
-        guard body.count >= 2, var envelope = try? decoder.decode(RequestEnvelope.self, from: body[1]) else {
-            replyError(to: identity, service: service, requestID: "", WireError(.badRequest, "the request envelope is missing or not valid JSON"))
+        guard body.count >= 2 else {
+            replyError(to: identity, service: service, requestID: "", WireError(.badRequest, "the request envelope frame is missing"))
+            return
+        }
+        var envelope: RequestEnvelope
+        do { envelope = try RequestEnvelope.decode(body[1]) } catch {
+            replyError(to: identity, service: service, requestID: "", error)
             return
         }
         guard envelope.v == TsunaguWire.version else {
@@ -288,11 +292,7 @@ final class Broker: @unchecked Sendable {
             envelope.token = nil
             envelope.principal = principal
             envelope.deadlineMs = max(0, (deadline - clock.now).milliseconds)
-            guard let encoded = try? encoder.encode(envelope) else {
-                replyError(to: identity, service: service, requestID: envelope.id, WireError(.internal, "cannot encode the envelope"))
-                return
-            }
-            workerBody = [TsunaguWire.marker, encoded] + payload
+            workerBody = [TsunaguWire.marker, envelope.encoded()] + payload
         } else {
             workerBody = payload.isEmpty ? [Data()] : payload
         }
@@ -321,8 +321,7 @@ final class Broker: @unchecked Sendable {
 
     /// Sends waiting requests to instances with free slots, round-robin.
     private func dispatchQueued(service name: String) {
-        guard var state = services[name] else { return }
-        defer { services[name] = state }
+        guard let state = services[name] else { return }
         while state.queued > 0 {
             let count = state.workers.count
             guard count > 0 else { return }
@@ -405,7 +404,7 @@ final class Broker: @unchecked Sendable {
             }
             manifest = decoded
         }
-        var state = services[name] ?? ServiceState(name: name)
+        let state = services[name] ?? ServiceState(name: name)
         if let manifest {
             state.manifest = manifest
             state.operations = Set(manifest.operations.map(\.name))
@@ -424,10 +423,9 @@ final class Broker: @unchecked Sendable {
     }
 
     private func completeRequest(_ id: UInt64, from identity: Data, body: [Data]) {
-        if var worker = workers[identity] {
+        if let worker = workers[identity] {
             worker.inFlight.remove(id)
             worker.served += 1
-            workers[identity] = worker
             if worker.draining && worker.inFlight.isEmpty { removeWorker(identity, reason: "drained") }
         }
         // A late reply from an instance we gave up on is dropped: the retry or the timeout answers.
@@ -435,8 +433,7 @@ final class Broker: @unchecked Sendable {
         pending[id] = nil
         var replyBody = body
         if request.wrapReply {
-            let envelope = ReplyEnvelope(id: request.requestID, status: .ok)
-            replyBody = [TsunaguWire.marker, (try? encoder.encode(envelope)) ?? Data()] + body
+            replyBody = [TsunaguWire.marker, ReplyEnvelope(id: request.requestID, status: .ok).encoded()] + body
         }
         sendToClient(request.clientIdentity, service: request.service, body: replyBody)
         dispatchQueued(service: request.service)
@@ -454,10 +451,9 @@ final class Broker: @unchecked Sendable {
         guard let worker = workers.removeValue(forKey: identity) else { return }
         logger.info("instance left", metadata: [LogKey.service: "\(worker.service)", LogKey.worker: "\(identity.hexString)",
                                                 "reason": "\(reason)", "in_flight": "\(worker.inFlight.count)"])
-        if var state = services[worker.service] {
+        if let state = services[worker.service] {
             state.workers.removeAll { $0 == identity }
             state.nextWorker = 0
-            services[worker.service] = state
         }
         let now = clock.now
         var retry: [UInt64] = []
@@ -474,10 +470,9 @@ final class Broker: @unchecked Sendable {
                            WireError(.unavailable, "the instance serving this request stopped"))
             }
         }
-        if !retry.isEmpty, var state = services[worker.service] {
+        if !retry.isEmpty, let state = services[worker.service] {
             // Retries go to the front: they have waited longest.
             state.queue.replaceSubrange(state.queueHead..<state.queueHead, with: retry)
-            services[worker.service] = state
             if !state.workers.contains(where: { workers[$0]?.draining == false }) {
                 for id in retry { failPending(id, WireError(.unavailable, "no instance of \(worker.service) is up")) }
             }
@@ -523,17 +518,15 @@ final class Broker: @unchecked Sendable {
     }
 
     func replyError(to identity: Data, service: String, requestID: String, _ error: WireError) {
-        let envelope = ReplyEnvelope.failure(id: requestID, error)
-        sendToClient(identity, service: service, body: [TsunaguWire.marker, (try? encoder.encode(envelope)) ?? Data()])
+        sendToClient(identity, service: service, body: [TsunaguWire.marker, ReplyEnvelope.failure(id: requestID, error).encoded()])
     }
 
     func replyOK(to identity: Data, service: String, requestID: String, _ output: some Encodable) {
-        guard let payload = try? encoder.encode(output),
-              let envelope = try? encoder.encode(ReplyEnvelope(id: requestID, status: .ok)) else {
+        guard let payload = try? encoder.encode(output) else {
             replyError(to: identity, service: service, requestID: requestID, WireError(.internal, "cannot encode the reply"))
             return
         }
-        sendToClient(identity, service: service, body: [TsunaguWire.marker, envelope, payload])
+        sendToClient(identity, service: service, body: [TsunaguWire.marker, ReplyEnvelope(id: requestID, status: .ok).encoded(), payload])
     }
 
     private func sendToWorker(_ identity: Data, command: MDP.Command, _ rest: [Data] = []) {

@@ -3,7 +3,8 @@ import Wire
 
 /// A service as the gateway knows it: the instances that announced it and the requests waiting.
 /// A service stays known after its last instance leaves, so callers get `unavailable`, not `unknown_service`.
-struct ServiceState {
+/// A class so its queue is mutated in place, never copied on the per-request path.
+final class ServiceState {
     let name: String
     /// The manifest the newest instance announced; nil for plain 7/MDP workers (opaque services).
     var manifest: Manifest?
@@ -19,7 +20,7 @@ struct ServiceState {
 
     var queued: Int { queue.count - queueHead }
 
-    mutating func popQueued() -> UInt64? {
+    func popQueued() -> UInt64? {
         guard queueHead < queue.count else { return nil }
         let id = queue[queueHead]
         queueHead += 1
@@ -32,7 +33,8 @@ struct ServiceState {
 }
 
 /// One connected worker instance (one DEALER socket on the worker endpoint).
-struct WorkerState {
+/// A class so its in-flight set is mutated in place.
+final class WorkerState {
     let identity: Data
     let service: String
     /// Requests it may hold at once: the manifest's `concurrency`, 1 for plain 7/MDP workers.
@@ -43,6 +45,14 @@ struct WorkerState {
     /// It sent DISCONNECT: no new work; it stays until its in-flight replies are in.
     var draining = false
     var served = 0
+
+    init(identity: Data, service: String, capacity: Int, speaksTsunagu: Bool, expiry: ContinuousClock.Instant) {
+        self.identity = identity
+        self.service = service
+        self.capacity = capacity
+        self.speaksTsunagu = speaksTsunagu
+        self.expiry = expiry
+    }
 
     var hasFreeSlot: Bool { !draining && inFlight.count < capacity }
 }
