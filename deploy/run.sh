@@ -36,7 +36,9 @@ cleanup() {
   [ -n "${OWN_PG:-}" ] && stop_postgres "$RUN_DIR/pg"
   log "stopped"
 }
-trap cleanup INT TERM EXIT
+trap 'cleanup; exit 130' INT
+trap 'cleanup; exit 143' TERM
+trap cleanup EXIT
 
 "$BIN/tsunagu-gateway" & pids+=($!)
 "$BIN/tsunagu-registry" & pids+=($!)
@@ -63,4 +65,4 @@ Try, in another terminal:
 Ctrl-C stops everything.
 TXT
 wait -n "${pids[@]}" || true
-log "a process exited; shutting down the rest"
+log "a process exited (see its log above); stopping the rest"

@@ -157,13 +157,13 @@ public final class WorkerConnection: @unchecked Sendable {
                 return (out, state.stopRequested, state.inFlight)
             }
             for item in outgoing {
-                try socket.send([Data(), MDP.workerHeader, MDP.Command.reply.frame, item.replyTo, Data()] + item.body)
+                try send([Data(), MDP.workerHeader, MDP.Command.reply.frame, item.replyTo, Data()] + item.body, on: socket)
             }
 
             if stop {
                 if drainDeadline == nil {
                     // Tell the gateway to send nothing new; it keeps waiting for our in-flight replies.
-                    try socket.send([Data(), MDP.workerHeader, MDP.Command.disconnect.frame])
+                    try send([Data(), MDP.workerHeader, MDP.Command.disconnect.frame], on: socket)
                     drainDeadline = clock.now + settings.drainTimeout
                     logger.info("draining", metadata: ["in_flight": "\(inFlight)"])
                 }
@@ -172,7 +172,7 @@ public final class WorkerConnection: @unchecked Sendable {
 
             let afterWork = clock.now
             if afterWork >= heartbeatAt {
-                try socket.send([Data(), MDP.workerHeader, MDP.Command.heartbeat.frame])
+                try send([Data(), MDP.workerHeader, MDP.Command.heartbeat.frame], on: socket)
                 heartbeatAt = afterWork + interval
             }
             if afterWork >= gatewayExpiry && drainDeadline == nil {
@@ -182,6 +182,17 @@ public final class WorkerConnection: @unchecked Sendable {
                 heartbeatAt = afterWork + interval
                 gatewayExpiry = afterWork + interval * MDP.liveness
             }
+        }
+    }
+
+    /// Sends without blocking: while the gateway is away the queue fills, and a blocked loop could
+    /// neither notice the silence nor reconnect. What cannot be queued is dropped; the gateway
+    /// retries or times out the request it belongs to.
+    private func send(_ frames: [Data], on socket: ZMQSocket) throws(ZMQError) {
+        do {
+            try socket.send(frames, dontWait: true)
+        } catch where error.code == .wouldBlock {
+            logger.debug("gateway queue full; message dropped")
         }
     }
 

@@ -81,7 +81,13 @@ SLOWPOKE_MANIFEST = {
                 "required": ["ms"],
                 "properties": {"ms": {"type": "integer", "minimum": 0, "maximum": 60000}},
             },
-        }
+        },
+        {
+            "name": "envelope",
+            "summary": "Answers with the envelope this instance received (for tests of what the gateway forwards).",
+            "roles": [],
+            "input": {"type": "object"},
+        },
     ],
 }
 
@@ -97,11 +103,15 @@ def serve_slowpoke(endpoint, name, heartbeat_ms):
     replies = []
 
     def work(client, envelope, payload):
-        time.sleep(payload.get("ms", 0) / 1000)
+        if envelope["op"] == "envelope":
+            answer = {"instance": name, "envelope": envelope}
+        else:
+            time.sleep(payload.get("ms", 0) / 1000)
+            answer = {"instance": name}
         reply_env = {"v": 1, "id": envelope["id"], "status": "ok"}
         with lock:
             replies.append([b"", b"MDPW01", b"\x03", client, b"", MARKER, json.dumps(reply_env).encode(),
-                            json.dumps({"instance": name}).encode()])
+                            json.dumps(answer).encode()])
 
     next_heartbeat = time.monotonic() + heartbeat_ms / 1000
     while True:
