@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# Benchmark: requests through the gateway to a service and back (no database work in the handler)
-# at 1, 8 and 64 in flight, and in the same run the same traffic over bare libzmq sockets through a
-# minimal forwarder. Prints a table with the gateway/bare throughput ratio. Release build.
-#   deploy/bench.sh [REQUESTS]        (default 20000 per row)
+# Benchmark: requests through the gateway and back at 1, 8 and 64 in flight, three ways in one run:
+#   bare     - bare libzmq: client DEALER -> ROUTER/DEALER forwarder -> echo DEALER (the baseline)
+#   gateway  - through tsunagu-gateway to a minimal Tsunagu worker (the gateway's own cost:
+#              token check, principal, deadline, routing, balancing; the worker does nothing)
+#   service  - through tsunagu-gateway to a service built on ServiceRuntime (envelope, schema
+#              validation, Codable input/output, async handler; no database work)
+# Prints a table with each path's throughput as a ratio of the bare baseline. Release build.
+#   deploy/bench.sh [SECONDS]        (default 5 seconds of traffic per row)
 source "$(dirname "$0")/lib.sh"
 cd "$TSUNAGU_ROOT"
-REQUESTS=${1:-20000}
+SECONDS_PER_ROW=${1:-5}
 
 ensure_packages
 log "building (release)"
@@ -33,22 +37,31 @@ BACK=tcp://127.0.0.1:$(free_port)
 
 "$BIN/tsunagu-gateway" & pids+=($!)
 "$BIN/tsunagu-bench" echo-worker --endpoint "$TSUNAGU_WORKER_ENDPOINT" & pids+=($!)
+"$BIN/tsunagu-bench" minimal-worker --endpoint "$TSUNAGU_WORKER_ENDPOINT" & pids+=($!)
 "$BIN/tsunagu-bench" forwarder --front "$FRONT" --back "$BACK" & pids+=($!)
 "$BIN/tsunagu-bench" bare-worker --endpoint "$BACK" & pids+=($!)
-for _ in $(seq 1 100); do
-  "$BIN/tsunagu" call bench echo '{"n":1}' >/dev/null 2>&1 && break
-  sleep 0.2
+for service in bench minimal; do
+  for _ in $(seq 1 100); do
+    "$BIN/tsunagu" call "$service" echo '{"n":1}' >/dev/null 2>&1 && break
+    sleep 0.2
+  done
 done
 
+load() {  # path inflight seconds
+  case $1 in
+    bare) "$BIN/tsunagu-bench" load --label bare --mode bare --endpoint "$FRONT" --inflight "$2" --seconds "$3" ;;
+    gateway) "$BIN/tsunagu-bench" load --label gateway --mode gateway --service minimal --endpoint "$TSUNAGU_CLIENT_ENDPOINT" --inflight "$2" --seconds "$3" ;;
+    service) "$BIN/tsunagu-bench" load --label service --mode gateway --service bench --endpoint "$TSUNAGU_CLIENT_ENDPOINT" --inflight "$2" --seconds "$3" ;;
+  esac
+}
+
 log "warming up"
-"$BIN/tsunagu-bench" load --mode gateway --endpoint "$TSUNAGU_CLIENT_ENDPOINT" --inflight 8 --requests 5000 >/dev/null
-"$BIN/tsunagu-bench" load --mode bare --endpoint "$FRONT" --inflight 8 --requests 5000 >/dev/null
+for path in bare gateway service; do load $path 8 1 >/dev/null; done
 
 results=()
 for inflight in 1 8 64; do
-  for mode in bare gateway; do
-    endpoint=$FRONT; [ "$mode" = gateway ] && endpoint=$TSUNAGU_CLIENT_ENDPOINT
-    line=$("$BIN/tsunagu-bench" load --mode "$mode" --endpoint "$endpoint" --inflight "$inflight" --requests "$REQUESTS")
+  for path in bare gateway service; do
+    line=$(load $path "$inflight" "$SECONDS_PER_ROW")
     log "$line"
     results+=("$line")
   done
@@ -62,10 +75,11 @@ for line in sys.argv[1:]:
     values = dict(p.split("=") for p in pairs)
     rows.setdefault(int(values["inflight"]), {})[mode] = values
 print()
-print("| in flight | bare req/s | gateway req/s | gateway / bare | bare p50 / p99 (µs) | gateway p50 / p99 (µs) |")
-print("|---:|---:|---:|---:|---:|---:|")
+print("| in flight | path | req/s | ratio to bare | p50 µs | p99 µs |")
+print("|---:|---|---:|---:|---:|---:|")
 for inflight in sorted(rows):
-    b, g = rows[inflight]["bare"], rows[inflight]["gateway"]
-    ratio = float(g["throughput"]) / float(b["throughput"])
-    print(f"| {inflight} | {b['throughput']} | {g['throughput']} | {ratio:.2f} | {b['p50_us']} / {b['p99_us']} | {g['p50_us']} / {g['p99_us']} |")
+    base = float(rows[inflight]["bare"]["throughput"])
+    for path in ("bare", "gateway", "service"):
+        r = rows[inflight][path]
+        print(f"| {inflight} | {path} | {r['throughput']} | {float(r['throughput']) / base:.2f} | {r['p50_us']} | {r['p99_us']} |")
 PY

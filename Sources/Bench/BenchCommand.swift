@@ -13,7 +13,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tsunagu-bench",
         abstract: "Gateway throughput and latency against a bare libzmq baseline.",
-        subcommands: [EchoWorker.self, Forwarder.self, BareWorker.self, Load.self]
+        subcommands: [EchoWorker.self, MinimalWorker.self, Forwarder.self, BareWorker.self, Load.self]
     )
 }
 
@@ -41,6 +41,43 @@ struct EchoWorker: ParsableCommand {
     }
 }
 
+/// A Tsunagu worker that does as little as a worker can: it announces a manifest (so the gateway
+/// does all its envelope work: token, principal, deadline) and answers every request with its
+/// payload and a fixed reply envelope. Behind the gateway it isolates the gateway's own cost.
+struct MinimalWorker: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "minimal-worker")
+    @Option var endpoint = "tcp://127.0.0.1:5556"
+    @Option var service = "minimal"
+
+    func run() throws {
+        let context = try ZMQContext()
+        let socket = try context.socket(.dealer)
+        try socket.setLinger(milliseconds: 0)
+        try socket.setHighWaterMarks(send: 100_000, receive: 100_000)
+        try socket.connect(endpoint)
+        let manifest = try WireCoding.encoder().encode(Manifest(service: service, version: "1", concurrency: 100_000, operations: [
+            .init(name: "echo", summary: "Returns its input.", input: .object([:])),
+        ]))
+        try socket.send([Data(), MDP.workerHeader, MDP.Command.ready.frame, Data(service.utf8), manifest])
+        let okEnvelope = ReplyEnvelope(id: "", status: .ok).encoded()
+        var heartbeatAt = ContinuousClock.now + .seconds(1)
+        while true {
+            if try zmqPoll([.socket(socket)], timeoutMs: 200)[0] {
+                while let frames = try socket.receiveIfReady() {
+                    // [empty, MDPW01, REQUEST, address, empty, marker, envelope, payload]
+                    guard frames.count >= 8, frames[2] == MDP.Command.request.frame else { continue }
+                    try socket.send([Data(), MDP.workerHeader, MDP.Command.reply.frame, frames[3], Data(),
+                                     TsunaguWire.marker, okEnvelope, frames[7]])
+                }
+            }
+            if ContinuousClock.now >= heartbeatAt {
+                try socket.send([Data(), MDP.workerHeader, MDP.Command.heartbeat.frame])
+                heartbeatAt = ContinuousClock.now + .seconds(1)
+            }
+        }
+    }
+}
+
 /// The baseline's middle: ROUTER in front, DEALER behind, frames passed through untouched.
 struct Forwarder: ParsableCommand {
     @Option var front = "tcp://127.0.0.1:5655"
@@ -58,8 +95,8 @@ struct Forwarder: ParsableCommand {
         try backend.bind(back)
         while true {
             let ready = try zmqPoll([.socket(frontend), .socket(backend)], timeoutMs: -1)
-            if ready[0] { while try frontend.hasIncoming() { try backend.send(try frontend.receive(dontWait: true)) } }
-            if ready[1] { while try backend.hasIncoming() { try frontend.send(try backend.receive(dontWait: true)) } }
+            if ready[0] { while let frames = try frontend.receiveIfReady() { try backend.send(frames) } }
+            if ready[1] { while let frames = try backend.receiveIfReady() { try frontend.send(frames) } }
         }
     }
 }
@@ -78,14 +115,18 @@ struct BareWorker: ParsableCommand {
     }
 }
 
-/// Keeps `inflight` requests outstanding until `requests` are answered; prints one result line.
+/// Keeps `inflight` requests outstanding for `seconds` (at most `requests` in all), then waits for
+/// the last answers; prints one result line.
 struct Load: ParsableCommand {
     enum Mode: String, ExpressibleByArgument { case gateway, bare }
 
     @Option var mode: Mode
     @Option var endpoint: String
+    @Option(help: "Service to call through the gateway.") var service = "bench"
+    @Option(help: "Name of this row in the output.") var label: String?
     @Option var inflight = 1
-    @Option var requests = 20_000
+    @Option var requests = 2_000_000
+    @Option(help: "How long to keep sending.") var seconds = 3.0
     @Option var token = ProcessInfo.processInfo.environment["TSUNAGU_TOKEN"] ?? ""
 
     func run() throws {
@@ -96,7 +137,6 @@ struct Load: ParsableCommand {
         try socket.connect(endpoint)
         defer { try? socket.close() }
 
-        let payload = Data(#"{"n":1}"#.utf8)
         let clock = ContinuousClock()
         var sentAt = [ContinuousClock.Instant?](repeating: nil, count: requests)
         var latencies: [Double] = []
@@ -104,49 +144,57 @@ struct Load: ParsableCommand {
         var sent = 0, answered = 0, errors = 0
         let tokenJSON = String(decoding: try JSONEncoder().encode(token), as: UTF8.self)
 
+        let serviceFrame = Data(service.utf8)
+        let envelopeTail = Data(#"","deadline_ms":30000,"token":\#(tokenJSON)}"#.utf8)
+
+        // Frames are built by hand so the client's own JSON cost does not cap the measurement.
+        // Every reply carries the payload {"n":N} back; N matches it to its request in both modes.
         func send(_ n: Int) throws {
             sentAt[n] = clock.now
+            let payload = Data(#"{"n":\#(n)}"#.utf8)
             switch mode {
             case .gateway:
-                // Built by hand so the client's own JSON cost does not cap the measurement.
-                let envelope = Data(#"{"v":1,"op":"echo","id":"\#(n)","deadline_ms":30000,"token":\#(tokenJSON)}"#.utf8)
-                try socket.send([Data(), MDP.clientHeader, Data("bench".utf8), TsunaguWire.marker, envelope, payload])
+                var envelope = Data(#"{"v":1,"op":"echo","id":"\#(n)"#.utf8)
+                envelope.append(envelopeTail)
+                try socket.send([Data(), MDP.clientHeader, serviceFrame, TsunaguWire.marker, envelope, payload])
             case .bare:
-                var big = UInt64(n).bigEndian
-                try socket.send([Data(), Data(bytes: &big, count: 8), payload])
+                try socket.send([Data(), payload])
             }
         }
 
         func requestNumber(_ frames: [Data]) -> Int? {
+            let payload: Data
             switch mode {
             case .gateway:
-                // [empty, MDPC01, service, TSUNAGU/1, envelope, payload]; the envelope begins {"id":"N",...
-                guard frames.count >= 5 else { return nil }
-                let envelope = frames[4]
-                if envelope.range(of: Data(#""status":"error""#.utf8)) != nil { errors += 1 }
-                guard let start = envelope.range(of: Data(#""id":""#.utf8))?.upperBound,
-                      let end = envelope[start...].firstIndex(of: UInt8(ascii: "\"")) else { return nil }
-                return Int(String(decoding: envelope[start..<end], as: UTF8.self))
+                // [empty, MDPC01, service, TSUNAGU/1, envelope, payload]
+                guard frames.count >= 6 else {
+                    errors += 1
+                    return nil
+                }
+                payload = frames[5]
             case .bare:
-                guard frames.count >= 2, frames[1].count == 8 else { return nil }
-                return Int(UInt64(bigEndian: frames[1].withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }))
+                guard frames.count >= 2 else { return nil }
+                payload = frames[1]
             }
+            // {"n":N}
+            guard payload.count > 6 else { return nil }
+            return Int(String(decoding: payload.dropFirst(5).dropLast(), as: UTF8.self))
         }
 
         let started = clock.now
-        let giveUp = started + .seconds(120)
+        let stopSending = started + .milliseconds(Int(seconds * 1000))
+        let giveUp = stopSending + .seconds(60)
         while sent < min(inflight, requests) { try send(sent); sent += 1 }
-        while answered < requests && clock.now < giveUp {
+        while answered < sent && clock.now < giveUp {
             guard try zmqPoll([.socket(socket)], timeoutMs: 1000)[0] else { continue }
-            while try socket.hasIncoming() {
-                let frames = try socket.receive(dontWait: true)
+            while let frames = try socket.receiveIfReady() {
                 let now = clock.now
                 if let n = requestNumber(frames), n < requests, let at = sentAt[n] {
                     latencies.append(Double((now - at).components.attoseconds) / 1e12 + Double((now - at).components.seconds) * 1e6)
                     sentAt[n] = nil
                 }
                 answered += 1
-                if sent < requests { try send(sent); sent += 1 }
+                if sent < requests && now < stopSending { try send(sent); sent += 1 }
             }
         }
         let elapsed = clock.now - started
@@ -157,7 +205,7 @@ struct Load: ParsableCommand {
         }
         let throughput = Double(answered) / seconds
         print(String(format: "%@ inflight=%d requests=%d answered=%d errors=%d throughput=%.0f p50_us=%.0f p99_us=%.0f",
-                     mode.rawValue, inflight, requests, answered, errors, throughput, percentile(0.5), percentile(0.99)))
-        if answered < requests || errors > 0 { throw ExitCode(1) }
+                     label ?? mode.rawValue, inflight, sent, answered, errors, throughput, percentile(0.5), percentile(0.99)))
+        if answered < sent || errors > 0 { throw ExitCode(1) }
     }
 }

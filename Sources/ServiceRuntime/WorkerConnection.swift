@@ -133,8 +133,7 @@ public final class WorkerConnection: @unchecked Sendable {
 
             if ready[0] {
                 var batch: [WorkerRequest] = []
-                while try socket.hasIncoming() {
-                    let frames = try socket.receive(dontWait: true)
+                while let frames = try socket.receiveIfReady() {
                     gatewayExpiry = clock.now + interval * MDP.liveness
                     if handleFromGateway(frames, into: &batch) == .reconnect {
                         logger.info("gateway asked us to reconnect")

@@ -42,28 +42,67 @@ extension RequestEnvelope {
         return envelope
     }
 
+    /// Written field by field in sorted key order, with no intermediate dictionary.
     public func encoded() -> Data {
-        var fields: [String: JSONValue] = ["v": .integer(Int64(v)), "op": .string(op), "id": .string(id)]
-        if let deadlineMs { fields["deadline_ms"] = .integer(Int64(deadlineMs)) }
-        if let idempotencyKey { fields["idempotency_key"] = .string(idempotencyKey) }
-        if let token { fields["token"] = .string(token) }
+        var out: [UInt8] = []
+        out.reserveCapacity(160 + (token?.utf8.count ?? 0))
+        var writer = ObjectWriter()
+        writer.begin(&out)
+        if let deadlineMs { writer.key("deadline_ms", &out); out.append(contentsOf: String(deadlineMs).utf8) }
+        writer.key("id", &out); JSONValue.appendQuoted(id, to: &out)
+        if let idempotencyKey { writer.key("idempotency_key", &out); JSONValue.appendQuoted(idempotencyKey, to: &out) }
+        writer.key("op", &out); JSONValue.appendQuoted(op, to: &out)
         if let principal {
-            var p: [String: JSONValue] = ["tenant": .string(principal.tenant), "roles": .array(principal.roles.map { .string($0) })]
-            if let tokenID = principal.tokenID { p["token_id"] = .string(tokenID) }
-            fields["principal"] = .object(p)
+            writer.key("principal", &out)
+            var inner = ObjectWriter()
+            inner.begin(&out)
+            inner.key("roles", &out)
+            out.append(UInt8(ascii: "["))
+            for (index, role) in principal.roles.enumerated() {
+                if index > 0 { out.append(UInt8(ascii: ",")) }
+                JSONValue.appendQuoted(role, to: &out)
+            }
+            out.append(UInt8(ascii: "]"))
+            inner.key("tenant", &out); JSONValue.appendQuoted(principal.tenant, to: &out)
+            if let tokenID = principal.tokenID { inner.key("token_id", &out); JSONValue.appendQuoted(tokenID, to: &out) }
+            out.append(UInt8(ascii: "}"))
         }
-        return JSONValue.object(fields).serialized()
+        if let token { writer.key("token", &out); JSONValue.appendQuoted(token, to: &out) }
+        writer.key("v", &out); out.append(contentsOf: String(v).utf8)
+        out.append(UInt8(ascii: "}"))
+        return Data(out)
+    }
+}
+
+/// Writes the punctuation of one JSON object; keys must come in sorted order.
+private struct ObjectWriter {
+    private var first = true
+
+    mutating func begin(_ out: inout [UInt8]) { out.append(UInt8(ascii: "{")) }
+
+    mutating func key(_ name: StaticString, _ out: inout [UInt8]) {
+        if !first { out.append(UInt8(ascii: ",")) }
+        first = false
+        out.append(UInt8(ascii: "\""))
+        out.append(contentsOf: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
+        out.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: ":")])
     }
 }
 
 extension ReplyEnvelope {
     public func encoded() -> Data {
-        var fields: [String: JSONValue] = ["v": .integer(Int64(v)), "id": .string(id), "status": .string(status.rawValue)]
-        if let error {
-            var e: [String: JSONValue] = ["code": .string(error.code.rawValue), "message": .string(error.message)]
-            if let details = error.details { e["details"] = details }
-            fields["error"] = .object(e)
+        guard let error else {
+            // The ok reply is the hot path: one string to escape.
+            var out: [UInt8] = Array(#"{"id":"#.utf8)
+            JSONValue.appendQuoted(id, to: &out)
+            out.append(contentsOf: #","status":"ok","v":"#.utf8)
+            out.append(contentsOf: String(v).utf8)
+            out.append(UInt8(ascii: "}"))
+            return Data(out)
         }
+        var e: [String: JSONValue] = ["code": .string(error.code.rawValue), "message": .string(error.message)]
+        if let details = error.details { e["details"] = details }
+        let fields: [String: JSONValue] = ["v": .integer(Int64(v)), "id": .string(id), "status": .string(status.rawValue), "error": .object(e)]
         return JSONValue.object(fields).serialized()
     }
 }

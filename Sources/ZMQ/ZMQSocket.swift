@@ -156,9 +156,13 @@ public final class ZMQSocket {
         try setOption(.curveSecretKey, secretKey)
     }
 
-    /// Whether a receive would not block right now (used after a poll that woke us).
-    public func hasIncoming() throws(ZMQError) -> Bool {
-        (try getInt32(.events) & Int32(ZMQ_POLLIN)) != 0
+    /// The next whole message if one is queued, nil if none is (drains a socket after a poll).
+    public func receiveIfReady() throws(ZMQError) -> [Data]? {
+        do {
+            return try receive(dontWait: true)
+        } catch where error.code == .wouldBlock {
+            return nil
+        }
     }
 }
 

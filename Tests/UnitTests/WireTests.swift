@@ -39,6 +39,10 @@ import Wire
         #expect(try RequestEnvelope.decode(envelope.encoded()) == envelope)
         let reply = ReplyEnvelope.failure(id: "x", WireError(.conflict, "stale", details: .object(["version": .integer(3)])))
         #expect(reply.encoded() == (try WireCoding.encoder().encode(reply)))
+        let okReply = ReplyEnvelope(id: "a\"b\u{7}", status: .ok)
+        #expect(okReply.encoded() == (try WireCoding.encoder().encode(okReply)))
+        let bare = RequestEnvelope(op: "x", id: "")
+        #expect(bare.encoded() == (try WireCoding.encoder().encode(bare)))
     }
 
     @Test(arguments: [

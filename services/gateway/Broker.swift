@@ -126,15 +126,15 @@ final class Broker: @unchecked Sendable {
             // Drain each socket in bounded batches so neither side can starve the other.
             if ready[1] {
                 var count = 0
-                while count < 1000, try backend.hasIncoming() {
-                    handleWorkerMessage(try backend.receive(dontWait: true))
+                while count < 1000, let frames = try backend.receiveIfReady() {
+                    handleWorkerMessage(frames)
                     count += 1
                 }
             }
             if ready[0] {
                 var count = 0
-                while count < 1000, try frontend.hasIncoming() {
-                    handleClientMessage(try frontend.receive(dontWait: true))
+                while count < 1000, let frames = try frontend.receiveIfReady() {
+                    handleClientMessage(frames)
                     count += 1
                 }
             }
@@ -336,9 +336,8 @@ final class Broker: @unchecked Sendable {
             }
             guard let worker = chosen else { return }
             guard let id = state.popQueued() else { return }
-            guard var request = pending[id] else { continue }  // answered (timed out) while queued
+            guard let request = pending[id] else { continue }  // answered (timed out) while queued
             request.worker = worker
-            pending[id] = request
             workers[worker]?.inFlight.insert(id)
             var correlation = id.bigEndian
             let address = Data(bytes: &correlation, count: 8)
@@ -458,11 +457,10 @@ final class Broker: @unchecked Sendable {
         let now = clock.now
         var retry: [UInt64] = []
         for id in worker.inFlight.sorted() {
-            guard var request = pending[id] else { continue }
+            guard let request = pending[id] else { continue }
             if !request.retried && request.deadline > now {
                 request.retried = true
                 request.worker = nil
-                pending[id] = request
                 retry.append(id)
             } else {
                 pending[id] = nil

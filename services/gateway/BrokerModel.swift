@@ -57,8 +57,9 @@ final class WorkerState {
     var hasFreeSlot: Bool { !draining && inFlight.count < capacity }
 }
 
-/// A request the gateway accepted and has not answered yet.
-struct PendingRequest {
+/// A request the gateway accepted and has not answered yet (a class: it is updated in place as it
+/// moves from queue to instance to retry).
+final class PendingRequest {
     let clientIdentity: Data
     let service: String
     let requestID: String
@@ -70,4 +71,14 @@ struct PendingRequest {
     var worker: Data?
     /// Sent again once already after an instance died; a second loss is answered `unavailable`.
     var retried = false
+
+    init(clientIdentity: Data, service: String, requestID: String, workerBody: [Data], wrapReply: Bool,
+         deadline: ContinuousClock.Instant) {
+        self.clientIdentity = clientIdentity
+        self.service = service
+        self.requestID = requestID
+        self.workerBody = workerBody
+        self.wrapReply = wrapReply
+        self.deadline = deadline
+    }
 }

@@ -50,7 +50,7 @@ enum GatewayMain {
             maxQueuedPerService: try configuration.int("TSUNAGU_MAX_QUEUED", default: 10_000, range: 1...10_000_000),
             tokenCacheTTL: .milliseconds(try configuration.int("TSUNAGU_TOKEN_CACHE_MS", default: 30_000, range: 0...3_600_000))
         )
-        let context = try ZMQContext()
+        let context = try ZMQContext(ioThreads: Int32(try configuration.int("TSUNAGU_IO_THREADS", default: 1, range: 1...16)))
         defer { context.terminate() }
         let broker = try Broker(settings: settings, context: context, tokens: tokens, logger: logger)
         try broker.start()
