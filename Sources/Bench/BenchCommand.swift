@@ -51,10 +51,7 @@ struct MinimalWorker: ParsableCommand {
 
     func run() throws {
         let context = try ZMQContext()
-        let socket = try context.socket(.dealer)
-        try socket.setLinger(milliseconds: 0)
-        try socket.setHighWaterMarks(send: 100_000, receive: 100_000)
-        try socket.connect(endpoint)
+        let socket = try benchSocket(context, .dealer, connect: endpoint)
         let manifest = try WireCoding.encoder().encode(Manifest(service: service, version: "1", concurrency: 100_000, operations: [
             .init(name: "echo", summary: "Returns its input.", input: .object([:])),
         ]))
@@ -85,14 +82,8 @@ struct Forwarder: ParsableCommand {
 
     func run() throws {
         let context = try ZMQContext()
-        let frontend = try context.socket(.router)
-        let backend = try context.socket(.dealer)
-        for socket in [frontend, backend] {
-            try socket.setLinger(milliseconds: 0)
-            try socket.setHighWaterMarks(send: 100_000, receive: 100_000)
-        }
-        try frontend.bind(front)
-        try backend.bind(back)
+        let frontend = try benchSocket(context, .router, bind: front)
+        let backend = try benchSocket(context, .dealer, bind: back)
         while true {
             let ready = try zmqPoll([.socket(frontend), .socket(backend)], timeoutMs: -1)
             if ready[0] { while let frames = try frontend.receiveIfReady() { try backend.send(frames) } }
@@ -107,10 +98,7 @@ struct BareWorker: ParsableCommand {
 
     func run() throws {
         let context = try ZMQContext()
-        let socket = try context.socket(.dealer)
-        try socket.setLinger(milliseconds: 0)
-        try socket.setHighWaterMarks(send: 100_000, receive: 100_000)
-        try socket.connect(endpoint)
+        let socket = try benchSocket(context, .dealer, connect: endpoint)
         while true { try socket.send(try socket.receive()) }
     }
 }
@@ -131,10 +119,7 @@ struct Load: ParsableCommand {
 
     func run() throws {
         let context = try ZMQContext()
-        let socket = try context.socket(.dealer)
-        try socket.setLinger(milliseconds: 0)
-        try socket.setHighWaterMarks(send: 100_000, receive: 100_000)
-        try socket.connect(endpoint)
+        let socket = try benchSocket(context, .dealer, connect: endpoint)
         defer { try? socket.close() }
 
         let clock = ContinuousClock()
@@ -208,4 +193,15 @@ struct Load: ParsableCommand {
                      label ?? mode.rawValue, inflight, sent, answered, errors, throughput, percentile(0.5), percentile(0.99)))
         if answered < sent || errors > 0 { throw ExitCode(1) }
     }
+}
+
+/// A socket as every benchmark process uses it: no linger, deep queues. The processes run until
+/// killed, so their sockets are never closed.
+func benchSocket(_ context: ZMQContext, _ kind: ZMQSocketKind, connect: String? = nil, bind: String? = nil) throws -> ZMQSocket {
+    let socket = try context.socket(kind)
+    try socket.setLinger(milliseconds: 0)
+    try socket.setHighWaterMarks(send: 100_000, receive: 100_000)
+    if let connect { try socket.connect(connect) }
+    if let bind { try socket.bind(bind) }
+    return socket
 }

@@ -135,6 +135,28 @@ class Suite:
             process.terminate()
 
 
+def load_and_interrupt(suite, interrupt, total=600, in_flight_max=16, interrupt_after=150, service="registry"):
+    """Keeps `in_flight_max` area.get calls in flight until `total` are answered, calling
+    `interrupt()` once after `interrupt_after` answers. Every answer must be ok. Bounded to 30 s."""
+    with Closing(suite.client()) as client:
+        sent = answered = in_flight = 0
+        interrupted = False
+        start = time.monotonic()
+        while answered < total and time.monotonic() - start < 30:
+            while in_flight < in_flight_max and sent < total:
+                client.send(service, "area.get", {"code": "130001"})
+                sent += 1
+                in_flight += 1
+            envelope, _ = client.receive()
+            assert envelope["status"] == "ok", envelope
+            answered += 1
+            in_flight -= 1
+            if answered == interrupt_after and not interrupted:
+                interrupt()
+                interrupted = True
+    assert interrupted and answered == total, (answered, total)
+
+
 class Closing:
     def __init__(self, client):
         self.client = client

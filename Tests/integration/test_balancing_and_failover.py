@@ -1,7 +1,7 @@
 """Several instances share the work; an instance killed with a request in flight loses nothing."""
 import time
 
-from conftest import Closing
+from conftest import Closing, load_and_interrupt
 from tsunagu_peer import ok
 
 
@@ -49,23 +49,7 @@ def test_kill9_with_request_in_flight_is_answered_by_the_other_instance(make_sui
 def test_kill9_of_a_registry_instance_under_load_loses_no_request(suite):
     second = suite.start_registry()
     suite.wait_for_instances("registry", 2)
-    with Closing(suite.client()) as client:
-        sent, answered, in_flight = 0, 0, 0
-        killed = False
-        start = time.monotonic()
-        while answered < 600 and time.monotonic() - start < 30:
-            while in_flight < 16 and sent < 600:
-                client.send("registry", "area.get", {"code": "130001"})
-                sent += 1
-                in_flight += 1
-            envelope, payload = client.receive()
-            assert envelope["status"] == "ok", envelope
-            answered += 1
-            in_flight -= 1
-            if answered == 150 and not killed:
-                second.kill9()
-                killed = True
-    assert killed and answered == 600
+    load_and_interrupt(suite, second.kill9)
     suite.wait_for_instances("registry", 1)
 
 

@@ -6,7 +6,7 @@ import signal
 import subprocess
 import time
 
-from conftest import ADMIN_TOKEN, BIN, Closing, free_port
+from conftest import BIN, Closing, free_port, load_and_interrupt
 from tsunagu_peer import ok
 
 
@@ -33,23 +33,7 @@ def test_the_gateway_sets_the_principal_and_strips_the_token(make_suite):
 def test_sigterm_of_an_instance_under_load_loses_no_request_and_exits_cleanly(suite):
     second = suite.start_registry()
     suite.wait_for_instances("registry", 2)
-    with Closing(suite.client()) as client:
-        sent = answered = in_flight = 0
-        stopped = False
-        start = time.monotonic()
-        while answered < 600 and time.monotonic() - start < 30:
-            while in_flight < 16 and sent < 600:
-                client.send("registry", "area.get", {"code": "130001"})
-                sent += 1
-                in_flight += 1
-            envelope, _ = client.receive()
-            assert envelope["status"] == "ok", envelope
-            answered += 1
-            in_flight -= 1
-            if answered == 150 and not stopped:
-                second.proc.send_signal(signal.SIGTERM)
-                stopped = True
-    assert answered == 600
+    load_and_interrupt(suite, lambda: second.proc.send_signal(signal.SIGTERM))
     assert second.proc.wait(20) == 0
     assert "draining" in second.output() and "stopped" in second.output()
     suite.wait_for_instances("registry", 1)
