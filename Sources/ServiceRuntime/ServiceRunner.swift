@@ -36,22 +36,24 @@ public enum ServiceRunner {
         defer { context.terminate() }
         let connection = try serve(definition, database: pool, context: context, endpoint: configuration.workerEndpoint,
                                    heartbeatInterval: try configuration.heartbeatInterval(), concurrency: concurrency,
-                                   logger: logger)
+                                   logger: logger, onFailure: { signals.fail() })
         logger.info("serving", metadata: ["version": "\(definition.version)", "gateway": "\(configuration.workerEndpoint)"])
         let received = await signals.wait()
         logger.info("stopping", metadata: ["signal": "\(received)"])
         await connection.stopAndWait()
         logger.info("stopped")
+        if received == ShutdownSignal.failure { throw MessageLoopFailure() }
     }
 
     /// Connects a service's operations to the gateway and starts serving; the caller stops it.
     public static func serve(_ definition: ServiceDefinition, database: PostgresPool, context: ZMQContext, endpoint: String,
-                             heartbeatInterval: Duration, concurrency: Int, logger: Logger) throws -> WorkerConnection {
+                             heartbeatInterval: Duration, concurrency: Int, logger: Logger,
+                             onFailure: @escaping @Sendable () -> Void = {}) throws -> WorkerConnection {
         let dispatcher = RequestDispatcher(definition: definition, database: database, logger: logger)
         let manifest = try WireCoding.encoder().encode(definition.manifest(concurrency: concurrency))
         let connection = try WorkerConnection(
             settings: .init(endpoint: endpoint, service: definition.name, manifest: manifest, heartbeatInterval: heartbeatInterval),
-            context: context, logger: logger
+            context: context, logger: logger, onFailure: onFailure
         ) { connection, batch in
             Task {
                 await withTaskGroup(of: Void.self) { group in
@@ -91,4 +93,10 @@ public enum ServiceRunner {
         }
         return try PostgresMigration.load(directory: url)
     }
+}
+
+/// A process's ZeroMQ message loop died; it stopped and exits with an error status.
+public struct MessageLoopFailure: Error, CustomStringConvertible {
+    public init() {}
+    public var description: String { "the message loop failed (see the log above)" }
 }

@@ -22,6 +22,13 @@ public final class ShutdownSignal: @unchecked Sendable {
         }
     }
 
+    /// Ends `wait()` as if a signal came, for a process whose own machinery has failed (a message
+    /// loop that died): it then stops like on SIGTERM and exits with an error status.
+    public func fail() { continuation.yield(Self.failure) }
+
+    /// What `wait()` returns after `fail()`.
+    public static let failure: Int32 = -1
+
     /// Returns when the first signal arrives.
     public func wait() async -> Int32 {
         for await number in stream { return number }

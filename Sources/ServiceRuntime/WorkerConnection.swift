@@ -50,8 +50,15 @@ public final class WorkerConnection: @unchecked Sendable {
     private let shared = Locked(Shared())
     private let finished = DispatchSemaphore(value: 0)
 
+    private let onFailure: @Sendable () -> Void
+
+    /// - Parameters:
+    ///   - onRequests: called on the loop thread with each batch of requests that arrived together.
+    ///   - onFailure: called if the loop dies of a libzmq error (the instance can serve no more).
     public init(settings: Settings, context: ZMQContext, logger: Logger,
+                onFailure: @escaping @Sendable () -> Void = {},
                 onRequests: @escaping @Sendable (WorkerConnection, [WorkerRequest]) -> Void) throws(ZMQError) {
+        self.onFailure = onFailure
         self.settings = settings
         self.context = context
         self.logger = logger
@@ -63,7 +70,8 @@ public final class WorkerConnection: @unchecked Sendable {
     public func start() {
         let thread = Thread { [self] in
             do { try self.runLoop() } catch {
-                self.logger.error("worker loop failed", metadata: ["error": "\(error)"])
+                self.logger.critical("worker loop failed", metadata: ["error": "\(error)"])
+                self.onFailure()
             }
             self.finished.signal()
         }

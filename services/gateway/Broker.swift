@@ -47,7 +47,12 @@ final class Broker: @unchecked Sendable {
     private let decoder = WireCoding.decoder()
     private lazy var builtins = GatewayOperations(broker: self, tokens: tokens)
 
-    init(settings: Settings, context: ZMQContext, tokens: TokenStore, logger: Logger) throws(ZMQError) {
+    private let onFailure: @Sendable () -> Void
+
+    /// - Parameter onFailure: called (on the loop thread) if the loop dies of a libzmq error.
+    init(settings: Settings, context: ZMQContext, tokens: TokenStore, logger: Logger,
+         onFailure: @escaping @Sendable () -> Void) throws(ZMQError) {
+        self.onFailure = onFailure
         self.settings = settings
         self.context = context
         self.tokens = tokens
@@ -82,6 +87,7 @@ final class Broker: @unchecked Sendable {
         let thread = Thread { [self] in
             do { try self.run() } catch {
                 self.logger.critical("broker loop failed", metadata: ["error": "\(error)"])
+                self.onFailure()
             }
             try? self.frontend?.close()
             try? self.backend?.close()

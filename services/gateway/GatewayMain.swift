@@ -52,12 +52,14 @@ enum GatewayMain {
         )
         let context = try ZMQContext(ioThreads: Int32(try configuration.int("TSUNAGU_IO_THREADS", default: 1, range: 1...16)))
         defer { context.terminate() }
-        let broker = try Broker(settings: settings, context: context, tokens: tokens, logger: logger)
+        let broker = try Broker(settings: settings, context: context, tokens: tokens, logger: logger,
+                                onFailure: { signals.fail() })
         try broker.start()
         logger.info("gateway listening", metadata: ["clients": "\(settings.clientEndpoint)", "workers": "\(settings.workerEndpoint)"])
         let received = await signals.wait()
         logger.info("stopping", metadata: ["signal": "\(received)"])
         await broker.stopAndWait()
         logger.info("stopped")
+        if received == ShutdownSignal.failure { throw MessageLoopFailure() }
     }
 }
