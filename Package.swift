@@ -29,6 +29,7 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(name: "JSONSchema", swiftSettings: swiftSettings),
+        .target(name: "CSV", swiftSettings: swiftSettings),
         .target(name: "Wire", dependencies: ["JSONSchema"], swiftSettings: swiftSettings),
         .target(
             name: "ServiceRuntime",
@@ -46,7 +47,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "Registry",
-            dependencies: ["ServiceRuntime"],
+            dependencies: ["ServiceRuntime", "CSV"],
             path: "services/registry",
             exclude: ["README.md", "seed"],
             resources: [.copy("migrations")],
@@ -70,7 +71,7 @@ let package = Package(
         ),
         .testTarget(
             name: "UnitTests",
-            dependencies: ["ZMQ", "Postgres", "Wire", "JSONSchema", "ServiceRuntime", "TsunaguClient"],
+            dependencies: ["ZMQ", "Postgres", "Wire", "JSONSchema", "ServiceRuntime", "TsunaguClient", "CSV"],
             swiftSettings: swiftSettings
         ),
     ],
