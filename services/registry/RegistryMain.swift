@@ -11,7 +11,7 @@ enum RegistryMain {
                 version: "0.1.0",
                 schema: "registry",
                 migrations: try ServiceRunner.bundledMigrations(in: .module),
-                operations: try AreaOperations.all()
+                operations: try AreaOperations.all() + AreaGroups.operations()
             )
         }
     }
