@@ -11,7 +11,8 @@ enum RegistryMain {
                 version: "0.1.0",
                 schema: "registry",
                 migrations: try ServiceRunner.bundledMigrations(in: .module),
-                operations: try AreaOperations.all() + AreaGroups.operations()
+                operations: try AreaOperations.all() + AreaGroups.operations() + Taxonomy.operations()
+                    + Resources.operations() + Outbox.operations()
             )
         }
     }

@@ -1,0 +1,291 @@
+import Foundation
+import JSONSchema
+import Postgres
+import ServiceRuntime
+import Wire
+
+/// Organisations and the services they run at locations (HSDS organization / service_at_location).
+/// Field names on the wire are the column names, so a client reads a record, changes it and sends
+/// it back with its `version`. An update replaces every writable field.
+enum Resources {
+    static let consultationTypes = ["general", "disability", "elderly", "specialist_mental_health", "complex_cases",
+                                    "developmental", "employment"]
+    static let accessModes = ["visit", "stay", "home_visit"]
+
+    // MARK: Schemas
+
+    static func text(_ max: Int) -> String { #"{"type":"string","maxLength":\#(max)}"# }
+    static let organizationFields: [(String, String)] = [
+        ("name", #"{"type":"string","minLength":1,"maxLength":200}"#), ("kana", text(200)), ("description", text(4000)),
+        ("url", text(500)), ("email", text(200)), ("phone", text(50)),
+    ]
+    static let resourceFields: [(String, String)] = [
+        ("organization_id", #"{"type":"string","pattern":"\#(Schemas.uuid)"}"#),
+        ("external_id", #"{"type":["string","null"],"minLength":1,"maxLength":100}"#),
+        ("name", #"{"type":"string","minLength":1,"maxLength":200}"#), ("kana", text(200)),
+        ("category_code", #"{"type":"string","pattern":"\#(Taxonomy.codePattern)"}"#),
+        ("kinds", #"{"type":"array","maxItems":20,"items":{"type":"string","pattern":"\#(Taxonomy.codePattern)"}}"#),
+        ("municipality_code", #"{"type":"string","pattern":"^[0-9]{6}$"}"#),
+        ("daily_life_area_id", nullableText(100)), ("serves_area", nullableText(100)),
+        ("postal_code", #"{"type":"string","pattern":"^([0-9]{3}-?[0-9]{4})?$"}"#), ("address", text(300)),
+        ("latitude", #"{"type":["number","null"],"minimum":-90,"maximum":90}"#),
+        ("longitude", #"{"type":["number","null"],"minimum":-180,"maximum":180}"#),
+        ("phone", text(50)), ("email", text(200)), ("url", text(500)), ("description", text(4000)),
+        ("hours", #"{"type":"array","maxItems":50,"items":{"type":"object","additionalProperties":false,"required":["days","opens","closes"],"properties":{"days":{"type":"array","minItems":1,"items":{"enum":["mo","tu","we","th","fr","sa","su","holiday"]}},"opens":{"type":"string","pattern":"^([01][0-9]|2[0-4]):[0-5][0-9]$"},"closes":{"type":"string","pattern":"^([01][0-9]|2[0-4]):[0-5][0-9]$"}}}}"#),
+        ("access_modes", #"{"type":"array","items":{"enum":["visit","stay","home_visit"]}}"#),
+        ("capacity", #"{"type":["integer","null"],"minimum":0,"maximum":100000}"#),
+        ("vacancies", #"{"type":["integer","null"],"minimum":0,"maximum":100000}"#),
+        ("consultation_types", #"{"type":"array","items":{"enum":["general","disability","elderly","specialist_mental_health","complex_cases","developmental","employment"]}}"#),
+    ]
+    static func nullableText(_ max: Int) -> String { #"{"type":["string","null"],"maxLength":\#(max)}"# }
+    /// What an update names, plus the read-only fields a client may send back unchanged from a
+    /// read (they are ignored), so read-modify-write needs no editing of the record's shape.
+    static let versionFields: [(String, String)] = [
+        ("id", #"{"type":"string","pattern":"\#(Schemas.uuid)"}"#), ("version", #"{"type":"integer","minimum":1}"#),
+        ("tenant", "{}"), ("created_at", "{}"), ("updated_at", "{}"), ("retired_at", "{}"),
+    ]
+
+    static func operations() throws -> [ServiceOperation] {
+        let org = VersionedTable.organizations
+        let res = VersionedTable.resources
+        return [
+            try ServiceOperation(
+                "organization.create", summary: "Create an organisation owned by the caller's tenant.",
+                schema: Schemas.object(organizationFields, required: ["name"]), input: JSONValue.self
+            ) { context, input in
+                let principal = try Access.writer(context)
+                return try await context.database.withTransaction { tx in
+                    let id: String = try tx.query("""
+                        INSERT INTO registry.organizations (tenant, name, kana, description, url, email, phone)
+                        SELECT \(principal.tenant), i->>'name', coalesce(i->>'kana', ''), coalesce(i->>'description', ''),
+                               coalesce(i->>'url', ''), coalesce(i->>'email', ''), coalesce(i->>'phone', '')
+                        FROM (SELECT \(input.jsonText)::jsonb AS i) s RETURNING id::text
+                        """)[0].decode("id")
+                    try org.recordHistory(id: id, change: "created", by: principal, on: tx)
+                    return try org.fetch(id: id, on: tx)
+                }
+            },
+            try ServiceOperation(
+                "organization.update", summary: "Replace an organisation's fields at the version last read.",
+                schema: Schemas.object(versionFields + organizationFields, required: ["id", "version", "name"]), input: JSONValue.self
+            ) { context, input in
+                let principal = try Access.writer(context)
+                let (id, version) = idAndVersion(input)
+                return try await context.database.withTransaction { tx in
+                    _ = try org.lockForChange(id: id, version: version, principal: principal, on: tx)
+                    try tx.query("""
+                        UPDATE registry.organizations SET name = i->>'name', kana = coalesce(i->>'kana', ''),
+                            description = coalesce(i->>'description', ''), url = coalesce(i->>'url', ''),
+                            email = coalesce(i->>'email', ''), phone = coalesce(i->>'phone', ''),
+                            version = version + 1, updated_at = now()
+                        FROM (SELECT \(input.jsonText)::jsonb AS i) s WHERE id = \(id)::uuid
+                        """)
+                    try org.recordHistory(id: id, change: "updated", by: principal, on: tx)
+                    return try org.fetch(id: id, on: tx)
+                }
+            },
+            try ServiceOperation(
+                "organization.retire", summary: "Retire an organisation (kept with its history, no longer listed).",
+                schema: Schemas.idAndVersion, input: VersionedID.self
+            ) { context, input in
+                let principal = try Access.writer(context)
+                return try await context.database.withTransaction { tx in
+                    _ = try org.retire(id: input.id, version: input.version, principal: principal, on: tx)
+                    return try org.fetch(id: input.id, on: tx)
+                }
+            },
+            try ServiceOperation(
+                "organization.get", summary: "One organisation, retired or not.", schema: Schemas.id, input: IDInput.self
+            ) { context, input in
+                try await context.database.withConnection { try org.fetch(id: input.id, on: $0) }
+            },
+            try ServiceOperation(
+                "resource.create", summary: "Create a resource (a service at a location) owned by the caller's tenant.",
+                schema: Schemas.object(resourceFields, required: ["organization_id", "name", "category_code", "municipality_code"]),
+                input: JSONValue.self
+            ) { context, input in
+                let principal = try Access.writer(context)
+                return try await context.database.withTransaction { tx in
+                    try checkReferences(input, tenant: principal.tenant, principal: principal, on: tx)
+                    let id: String = try tx.query(PostgresQuery(unsafeSQL: """
+                        INSERT INTO registry.resources (tenant, \(writableColumns), search_text)
+                        SELECT $1, \(writableValues), $3 FROM (SELECT $2::jsonb AS i) s RETURNING id::text
+                        """, bindings: [principal.tenant, input.jsonText, searchText(input)]))[0].decode("id")
+                    try res.recordHistory(id: id, change: "created", by: principal, on: tx)
+                    let created = try res.fetch(id: id, on: tx)
+                    try Outbox.append(on: tx, type: "resource.created", subject: "resources/\(id)", tenant: principal.tenant,
+                                      data: eventData(created))
+                    return created
+                }
+            },
+            try ServiceOperation(
+                "resource.update", summary: "Replace a resource's fields at the version last read; a stale version is a conflict.",
+                schema: Schemas.object(versionFields + resourceFields,
+                                       required: ["id", "version", "name", "category_code", "municipality_code"]),
+                input: JSONValue.self
+            ) { context, input in
+                let principal = try Access.writer(context)
+                let (id, version) = idAndVersion(input)
+                return try await context.database.withTransaction { tx in
+                    let owner = try res.lockForChange(id: id, version: version, principal: principal, on: tx)
+                    // The organisation does not change on update; a sent-back organization_id is ignored.
+                    var changes = input
+                    if case .object(var fields) = changes {
+                        fields["organization_id"] = nil
+                        changes = .object(fields)
+                    }
+                    try checkReferences(changes, tenant: owner, principal: principal, on: tx)
+                    let before = try res.fetch(id: id, on: tx)
+                    try tx.query(PostgresQuery(unsafeSQL: """
+                        UPDATE registry.resources r SET (\(updatableColumns), search_text, version, updated_at)
+                            = (SELECT \(updatableValues), $3, r.version + 1, now() FROM (SELECT $2::jsonb AS i) s)
+                        WHERE r.id = $1::uuid
+                        """, bindings: [id, input.jsonText, searchText(input)]))
+                    try res.recordHistory(id: id, change: "updated", by: principal, on: tx)
+                    let after = try res.fetch(id: id, on: tx)
+                    try Outbox.append(on: tx, type: "resource.changed", subject: "resources/\(id)", tenant: owner, data: eventData(after))
+                    if before["vacancies"] != after["vacancies"] {
+                        try Outbox.append(on: tx, type: "resource.vacancies_changed", subject: "resources/\(id)", tenant: owner,
+                                          data: vacancyData(after))
+                    }
+                    return after
+                }
+            },
+            try ServiceOperation(
+                "resource.vacancies.set", summary: "Set the current vacancies of a resource (group homes, short stays); no version needed.",
+                schema: """
+                    {"type":"object","additionalProperties":false,"required":["id","vacancies"],
+                     "properties":{"id":{"type":"string","pattern":"\(Schemas.uuid)"},"vacancies":{"type":"integer","minimum":0,"maximum":100000}}}
+                    """,
+                input: VacanciesInput.self
+            ) { context, input in
+                let principal = try Access.writer(context)
+                return try await context.database.withTransaction { tx in
+                    let owner = try res.lockForChange(id: input.id, version: nil, principal: principal, on: tx)
+                    let updated = try tx.query("""
+                        UPDATE registry.resources SET vacancies = \(input.vacancies), version = version + 1, updated_at = now()
+                        WHERE id = \(input.id)::uuid AND (capacity IS NULL OR capacity >= \(input.vacancies)) RETURNING id
+                        """)
+                    guard !updated.isEmpty else { throw WireError(.invalidInput, "vacancies exceed the capacity") }
+                    try res.recordHistory(id: input.id, change: "vacancies", by: principal, on: tx)
+                    let after = try res.fetch(id: input.id, on: tx)
+                    try Outbox.append(on: tx, type: "resource.vacancies_changed", subject: "resources/\(input.id)", tenant: owner,
+                                      data: vacancyData(after))
+                    return after
+                }
+            },
+            try ServiceOperation(
+                "resource.retire", summary: "Retire a resource: kept with its history, no longer found by search.",
+                schema: Schemas.idAndVersion, input: VersionedID.self
+            ) { context, input in
+                let principal = try Access.writer(context)
+                return try await context.database.withTransaction { tx in
+                    let owner = try res.retire(id: input.id, version: input.version, principal: principal, on: tx)
+                    let retired = try res.fetch(id: input.id, on: tx)
+                    try Outbox.append(on: tx, type: "resource.retired", subject: "resources/\(input.id)", tenant: owner,
+                                      data: eventData(retired))
+                    return retired
+                }
+            },
+            try ServiceOperation(
+                "resource.get", summary: "One resource, retired or not.", schema: Schemas.id, input: IDInput.self
+            ) { context, input in
+                try await context.database.withConnection { try res.fetch(id: input.id, on: $0) }
+            },
+            try ServiceOperation(
+                "resource.history", summary: "Every version of a resource, oldest first.", schema: Schemas.id, input: IDInput.self
+            ) { context, input in
+                try await context.database.withConnection { try res.history(id: input.id, on: $0) }
+            },
+        ]
+    }
+
+    struct VacanciesInput: Decodable, Sendable {
+        let id: String
+        let vacancies: Int
+    }
+
+    static func idAndVersion(_ input: JSONValue) -> (String, Int) {
+        (input["id"]?.stringValue ?? "", Int(input["version"]?.integerValue ?? 0))
+    }
+
+    // MARK: SQL pieces (constants: the column lists are code, the values come from the bound JSON `i`)
+
+    static let updatableColumns = """
+        external_id, name, kana, category_code, kinds, municipality_code, daily_life_area_id, serves_area, postal_code, address,
+        latitude, longitude, phone, email, url, description, hours, access_modes, capacity, vacancies, consultation_types
+        """
+    static let updatableValues = """
+        i->>'external_id', i->>'name', coalesce(i->>'kana', ''), i->>'category_code',
+        ARRAY(SELECT jsonb_array_elements_text(coalesce(i->'kinds', '[]'))), i->>'municipality_code',
+        i->>'daily_life_area_id', i->>'serves_area', coalesce(i->>'postal_code', ''), coalesce(i->>'address', ''),
+        (i->>'latitude')::double precision, (i->>'longitude')::double precision, coalesce(i->>'phone', ''),
+        coalesce(i->>'email', ''), coalesce(i->>'url', ''), coalesce(i->>'description', ''), coalesce(i->'hours', '[]'),
+        ARRAY(SELECT DISTINCT jsonb_array_elements_text(coalesce(i->'access_modes', '[]'))),
+        (i->>'capacity')::int, (i->>'vacancies')::int,
+        ARRAY(SELECT DISTINCT jsonb_array_elements_text(coalesce(i->'consultation_types', '[]')))
+        """
+    static let writableColumns = "organization_id, " + updatableColumns
+    static let writableValues = "(i->>'organization_id')::uuid, " + updatableValues
+
+    /// What free-text search matches: name, kana, address and description, folded.
+    static func searchText(_ input: JSONValue) -> String {
+        ["name", "kana", "address", "description"].compactMap { input[$0]?.stringValue }
+            .map(SearchText.normalise).joined(separator: " ")
+    }
+
+    /// Checks every reference of a resource's input, reporting all problems at once.
+    static func checkReferences(_ input: JSONValue, tenant: String, principal: Principal, on tx: PostgresConnection) throws {
+        let row = try tx.query("""
+            SELECT (SELECT tenant FROM registry.organizations WHERE id = (i->>'organization_id')::uuid AND retired_at IS NULL) AS org_tenant,
+                   i ? 'organization_id' AS has_org,
+                   EXISTS (SELECT 1 FROM registry.categories WHERE code = i->>'category_code') AS category_ok,
+                   (SELECT coalesce(string_agg(k, ','), '') FROM jsonb_array_elements_text(coalesce(i->'kinds', '[]')) k
+                     WHERE NOT EXISTS (SELECT 1 FROM registry.kinds WHERE code = k AND category_code = i->>'category_code')) AS bad_kinds,
+                   EXISTS (SELECT 1 FROM registry.areas WHERE code = i->>'municipality_code' AND level = 'municipality') AS municipality_ok,
+                   (i->>'daily_life_area_id' IS NULL OR EXISTS (SELECT 1 FROM registry.area_groups
+                        WHERE id = i->>'daily_life_area_id' AND municipality_code = i->>'municipality_code')) AS daily_life_ok,
+                   (i->>'serves_area' IS NULL OR i->>'serves_area' = 'national'
+                        OR EXISTS (SELECT 1 FROM registry.areas WHERE code = i->>'serves_area')
+                        OR EXISTS (SELECT 1 FROM registry.area_groups WHERE id = i->>'serves_area')) AS serves_ok,
+                   (i->>'capacity' IS NULL OR i->>'vacancies' IS NULL OR (i->>'vacancies')::int <= (i->>'capacity')::int) AS vacancies_ok
+            FROM (SELECT \(input.jsonText)::jsonb AS i) s
+            """)[0]
+        var violations: [(String, String)] = []
+        if try row.decode("has_org", as: Bool.self) {
+            if let owner = try row.decode("org_tenant", as: String?.self) {
+                if owner != tenant { throw WireError(.forbidden, "the organisation belongs to tenant \(owner)") }
+            } else {
+                violations.append(("/organization_id", "no such organisation (or it is retired)"))
+            }
+        }
+        if try !row.decode("category_ok", as: Bool.self) { violations.append(("/category_code", "unknown category")) }
+        let badKinds: String = try row.decode("bad_kinds")
+        if !badKinds.isEmpty { violations.append(("/kinds", "not kinds of this category: \(badKinds)")) }
+        if try !row.decode("municipality_ok", as: Bool.self) { violations.append(("/municipality_code", "unknown municipality")) }
+        if try !row.decode("daily_life_ok", as: Bool.self) {
+            violations.append(("/daily_life_area_id", "no such daily-life area in this municipality"))
+        }
+        if try !row.decode("serves_ok", as: Bool.self) { violations.append(("/serves_area", "unknown area")) }
+        if try !row.decode("vacancies_ok", as: Bool.self) { violations.append(("/vacancies", "more than the capacity")) }
+        guard violations.isEmpty else {
+            throw WireError(.invalidInput, "the resource refers to things that do not exist", details: .object([
+                "violations": .array(violations.map { .object(["path": .string($0.0), "message": .string($0.1)]) }),
+            ]))
+        }
+    }
+
+    /// Event payloads name the resource and where it is; they never carry personal data.
+    static func eventData(_ resource: JSONValue) -> JSONValue {
+        var data: [String: JSONValue] = [:]
+        for key in ["id", "tenant", "version", "name", "category_code", "kinds", "municipality_code", "retired_at"] {
+            data[key] = resource[key] ?? .null
+        }
+        return .object(data)
+    }
+
+    static func vacancyData(_ resource: JSONValue) -> JSONValue {
+        .object(["id": resource["id"] ?? .null, "tenant": resource["tenant"] ?? .null, "version": resource["version"] ?? .null,
+                 "capacity": resource["capacity"] ?? .null, "vacancies": resource["vacancies"] ?? .null])
+    }
+}

@@ -1,0 +1,101 @@
+import Foundation
+import JSONSchema
+import Postgres
+import ServiceRuntime
+import Wire
+
+/// The write rules shared by organisations and resources: each row belongs to a tenant, changes
+/// only at the version the writer last read (optimistic concurrency), is retired rather than
+/// deleted, and every version is kept in a history table with the token that wrote it.
+struct VersionedTable: Sendable {
+    /// Table names are constants of this file, never input.
+    let table: String
+    let historyTable: String
+    let historyKey: String
+    let noun: String
+
+    static let organizations = VersionedTable(table: "registry.organizations", historyTable: "registry.organization_history",
+                                              historyKey: "organization_id", noun: "organisation")
+    static let resources = VersionedTable(table: "registry.resources", historyTable: "registry.resource_history",
+                                          historyKey: "resource_id", noun: "resource")
+
+    /// Locks the row and checks that `principal` may change it at `version`.
+    /// Returns the owner tenant.
+    func lockForChange(id: String, version: Int?, principal: Principal, on tx: PostgresConnection) throws -> String {
+        let rows = try tx.query(PostgresQuery(
+            unsafeSQL: "SELECT tenant, version, retired_at IS NOT NULL AS retired FROM \(table) WHERE id = $1::uuid FOR UPDATE",
+            bindings: [id]))
+        guard let row = rows.first else { throw WireError(.notFound, "no \(noun) \(id)") }
+        let owner: String = try row.decode("tenant")
+        try Access.requireOwner(principal, owns: owner)
+        let current: Int = try row.decode("version")
+        if try row.decode("retired", as: Bool.self) {
+            throw WireError(.conflict, "the \(noun) is retired", details: .object(["version": .integer(Int64(current))]))
+        }
+        if let version, version != current {
+            throw WireError(.conflict, "the \(noun) changed since version \(version); read it again",
+                            details: .object(["version": .integer(Int64(current))]))
+        }
+        return owner
+    }
+
+    /// Records the row as it is now under its current version.
+    func recordHistory(id: String, change: String, by principal: Principal, on tx: PostgresConnection) throws {
+        try tx.query(PostgresQuery(unsafeSQL: """
+            INSERT INTO \(historyTable) (\(historyKey), version, changed_by, change, snapshot)
+            SELECT id, version, $2, $3, to_jsonb(t) - 'search_text' FROM \(table) t WHERE id = $1::uuid
+            """, bindings: [id, principal.tokenID, change]))
+    }
+
+    /// The row as the API shows it.
+    func fetch(id: String, on connection: PostgresConnection) throws -> JSONValue {
+        try connection.jsonRow(PostgresQuery(unsafeSQL: "SELECT to_jsonb(t) - 'search_text' AS j FROM \(table) t WHERE id = $1::uuid",
+                                             bindings: [id]), notFound: "no \(noun) \(id)")
+    }
+
+    func retire(id: String, version: Int, principal: Principal, on tx: PostgresConnection) throws -> String {
+        let owner = try lockForChange(id: id, version: version, principal: principal, on: tx)
+        try tx.query(PostgresQuery(unsafeSQL: """
+            UPDATE \(table) SET retired_at = now(), updated_at = now(), version = version + 1 WHERE id = $1::uuid
+            """, bindings: [id]))
+        try recordHistory(id: id, change: "retired", by: principal, on: tx)
+        return owner
+    }
+
+    func history(id: String, on connection: PostgresConnection) throws -> JSONValue {
+        let versions = try connection.jsonRows(PostgresQuery(unsafeSQL: """
+            SELECT jsonb_build_object('version', version, 'change', change, 'changed_by', changed_by,
+                                      'changed_at', to_char(changed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+                                      'snapshot', snapshot) AS j
+            FROM \(historyTable) WHERE \(historyKey) = $1::uuid ORDER BY version
+            """, bindings: [id]))
+        guard !versions.isEmpty else { throw WireError(.notFound, "no \(noun) \(id)") }
+        return .object(["id": .string(id), "versions": .array(versions)])
+    }
+}
+
+/// `{"id": ..., "version": ...}`, the input of retire operations.
+struct VersionedID: Decodable, Sendable {
+    let id: String
+    let version: Int
+}
+
+struct IDInput: Decodable, Sendable {
+    let id: String
+}
+
+enum Schemas {
+    static let uuid = #"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"#
+    static let id = #"{"type":"object","additionalProperties":false,"required":["id"],"properties":{"id":{"type":"string","pattern":"\#(uuid)"}}}"#
+    static let idAndVersion = """
+        {"type":"object","additionalProperties":false,"required":["id","version"],
+         "properties":{"id":{"type":"string","pattern":"\(uuid)"},"version":{"type":"integer","minimum":1}}}
+        """
+
+    /// An object schema from property schemas (JSON text each), with `required` names.
+    static func object(_ properties: [(String, String)], required: [String]) -> String {
+        let props = properties.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",")
+        let req = required.map { "\"\($0)\"" }.joined(separator: ",")
+        return #"{"type":"object","additionalProperties":false,"required":[\#(req)],"properties":{\#(props)}}"#
+    }
+}
