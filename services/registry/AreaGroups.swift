@@ -234,7 +234,11 @@ enum AreaGroups {
     }
 
     static func chain(municipality code: String, database: PostgresPool) async throws -> JSONValue {
-        try await database.withConnection { connection in
+        try await database.withConnection { connection in try chainJSON(municipality: code, on: connection) }
+    }
+
+    /// `{"municipality": code, "chain": [{"level", "id", "name"}, ...]}`, nearest level first.
+    static func chainJSON(municipality code: String, on connection: PostgresConnection) throws -> JSONValue {
             try connection.jsonRow("""
                 SELECT jsonb_build_object('municipality', a.code, 'chain',
                     coalesce((SELECT jsonb_agg(jsonb_build_object('level', 'daily_life_area', 'id', d.id, 'name', d.name) ORDER BY d.local_code)
@@ -250,6 +254,5 @@ enum AreaGroups {
                 FROM registry.areas a JOIN registry.areas p ON p.code = a.prefecture_code
                 WHERE a.code = \(code) AND a.level = 'municipality'
                 """, notFound: "no municipality with code \(code)")
-        }
     }
 }

@@ -18,13 +18,19 @@ enum SearchText {
         return String(scalars)
     }
 
-    /// Escapes LIKE's wildcards so user text matches literally (used with `ESCAPE '\'`).
-    static func likePrefix(_ text: String) -> String {
+    /// A LIKE pattern matching text that starts with `text` (used with `ESCAPE '\'`).
+    static func likePrefix(_ text: String) -> String { escapeLike(text) + "%" }
+
+    /// A LIKE pattern matching text that contains `text`.
+    static func likeContains(_ text: String) -> String { "%" + escapeLike(text) + "%" }
+
+    /// Escapes LIKE's wildcards so user text matches literally.
+    private static func escapeLike(_ text: String) -> String {
         var escaped = ""
         for character in text {
             if character == "\\" || character == "%" || character == "_" { escaped.append("\\") }
             escaped.append(character)
         }
-        return escaped + "%"
+        return escaped
     }
 }

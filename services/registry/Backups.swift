@@ -1,0 +1,104 @@
+import Foundation
+import JSONSchema
+import Postgres
+import ServiceRuntime
+import Wire
+
+/// Who backs up whom (バックアップ): a directed edge from the backer (e.g. 精神保健福祉センター) to
+/// the backed (e.g. 保健所). Either side's tenant may record or remove the edge; cycles are refused.
+enum Backups {
+    struct LinkInput: Decodable, Sendable {
+        let backerID: String
+        let backedID: String
+        let note: String?
+
+        enum CodingKeys: String, CodingKey {
+            case backerID = "backer_id"
+            case backedID = "backed_id"
+            case note
+        }
+    }
+
+    static let linkSchema = """
+        {"type":"object","additionalProperties":false,"required":["backer_id","backed_id"],
+         "properties":{"backer_id":{"type":"string","pattern":"\(Schemas.uuid)"},
+                       "backed_id":{"type":"string","pattern":"\(Schemas.uuid)"},
+                       "note":{"type":"string","maxLength":500}}}
+        """
+
+    static func operations() throws -> [ServiceOperation] {
+        [
+            try ServiceOperation(
+                "backup.link", summary: "Record that backer_id backs up backed_id.", schema: linkSchema, input: LinkInput.self
+            ) { context, input in
+                let principal = try Access.writer(context)
+                return try await context.database.withTransaction { tx in
+                    let owners = try ownersOfBoth(input, on: tx)
+                    guard owners.contains(principal.tenant) || Access.isNationalAdmin(principal) else {
+                        throw WireError(.forbidden, "only the tenant of either resource may link them")
+                    }
+                    guard input.backerID != input.backedID else {
+                        throw WireError(.invalidInput, "a resource cannot back up itself")
+                    }
+                    // Refuse a cycle: the backed must not already back up the backer, directly or not.
+                    let cycle = try tx.query("""
+                        WITH RECURSIVE up(id) AS (
+                            SELECT backer_id FROM registry.backups WHERE backed_id = \(input.backerID)::uuid
+                            UNION SELECT b.backer_id FROM registry.backups b JOIN up ON b.backed_id = up.id)
+                        SELECT 1 FROM up WHERE id = \(input.backedID)::uuid
+                        """)
+                    guard cycle.isEmpty else { throw WireError(.conflict, "the link would make a backup cycle") }
+                    try tx.query("""
+                        INSERT INTO registry.backups (backer_id, backed_id, tenant, note)
+                        VALUES (\(input.backerID)::uuid, \(input.backedID)::uuid, \(principal.tenant), \(input.note ?? ""))
+                        ON CONFLICT (backer_id, backed_id) DO UPDATE SET note = EXCLUDED.note
+                        """)
+                    return JSONValue.object(["backer_id": .string(input.backerID), "backed_id": .string(input.backedID),
+                                             "note": .string(input.note ?? "")])
+                }
+            },
+            try ServiceOperation(
+                "backup.unlink", summary: "Remove a backup link.", schema: linkSchema, input: LinkInput.self
+            ) { context, input in
+                let principal = try Access.writer(context)
+                return try await context.database.withTransaction { tx in
+                    let owners = try ownersOfBoth(input, on: tx)
+                    guard owners.contains(principal.tenant) || Access.isNationalAdmin(principal) else {
+                        throw WireError(.forbidden, "only the tenant of either resource may unlink them")
+                    }
+                    let removed = try tx.query("""
+                        DELETE FROM registry.backups WHERE backer_id = \(input.backerID)::uuid AND backed_id = \(input.backedID)::uuid
+                        RETURNING 1 AS one
+                        """)
+                    guard !removed.isEmpty else { throw WireError(.notFound, "no such backup link") }
+                    return JSONValue.object(["backer_id": .string(input.backerID), "backed_id": .string(input.backedID), "removed": .bool(true)])
+                }
+            },
+        ]
+    }
+
+    private static func ownersOfBoth(_ input: LinkInput, on tx: PostgresConnection) throws -> Set<String> {
+        let rows = try tx.query("""
+            SELECT id::text AS id, tenant FROM registry.resources
+            WHERE id IN (\(input.backerID)::uuid, \(input.backedID)::uuid) AND retired_at IS NULL
+            """)
+        var owners: [String: String] = [:]
+        for row in rows { owners[try row.decode("id")] = try row.decode("tenant") }
+        for (field, id) in [("backer_id", input.backerID), ("backed_id", input.backedID)] where owners[id.lowercased()] == nil {
+            throw WireError(.notFound, "no active resource \(id) (\(field))")
+        }
+        return Set(owners.values)
+    }
+
+    /// SQL for the backers of resource `r`, transitively, nearest first, as a JSON array.
+    static let backersSQL = """
+        coalesce((WITH RECURSIVE up(id, depth, path) AS (
+                SELECT b.backer_id, 1, ARRAY[r.id, b.backer_id] FROM registry.backups b WHERE b.backed_id = r.id
+                UNION ALL
+                SELECT b.backer_id, up.depth + 1, up.path || b.backer_id FROM registry.backups b JOIN up ON b.backed_id = up.id
+                WHERE NOT b.backer_id = ANY(up.path) AND up.depth < 10)
+            SELECT jsonb_agg(jsonb_build_object('id', x.id, 'name', x.name, 'kinds', x.kinds, 'depth', up.depth,
+                                                'backs_up', up.path[array_length(up.path, 1) - 1]) ORDER BY up.depth, x.name)
+            FROM up JOIN registry.resources x ON x.id = up.id AND x.retired_at IS NULL), '[]')
+        """
+}

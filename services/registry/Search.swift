@@ -1,0 +1,267 @@
+import Foundation
+import JSONSchema
+import Postgres
+import ServiceRuntime
+import Wire
+
+/// Finding resources: `resource.search` (filters, paging) and `resource.serve` ("for a person
+/// living in municipality X who needs Y: which windows and resources serve them, nearest level
+/// first, and who backs them up"). `backup.chain` is `resource.serve` for consultation windows.
+enum Search {
+    /// The area a resource is responsible for (indexed in 0007_search.sql).
+    static let serviceArea = "coalesce(r.serves_area, r.daily_life_area_id, r.municipality_code::text)"
+
+    static let summaryColumns = """
+        'id', r.id, 'tenant', r.tenant, 'name', r.name, 'kana', r.kana, 'category_code', r.category_code, 'kinds', r.kinds,
+        'municipality_code', r.municipality_code, 'daily_life_area_id', r.daily_life_area_id, 'serves_area', r.serves_area,
+        'address', r.address, 'phone', r.phone, 'url', r.url, 'access_modes', r.access_modes, 'capacity', r.capacity,
+        'vacancies', r.vacancies, 'consultation_types', r.consultation_types, 'latitude', r.latitude,
+        'longitude', r.longitude, 'version', r.version
+        """
+
+    struct Filters: Decodable, Sendable {
+        let categoryCode: String?
+        let kinds: [String]?
+        let consultationType: String?
+        let hasVacancy: Bool?
+        let accessMode: String?
+        let text: String?
+
+        enum CodingKeys: String, CodingKey {
+            case kinds, text
+            case categoryCode = "category_code"
+            case consultationType = "consultation_type"
+            case hasVacancy = "has_vacancy"
+            case accessMode = "access_mode"
+        }
+
+        /// Bindings $2...$7 of the filter clause below, in order.
+        var bindings: [String?] {
+            [categoryCode, kinds.map { JSONValue.array($0.map { .string($0) }).jsonText }, consultationType,
+             hasVacancy.map { $0 ? "t" : "f" }, accessMode,
+             text.map { SearchText.likeContains(SearchText.normalise($0)) }]
+        }
+
+        static let clause = """
+            AND r.retired_at IS NULL
+            AND ($2::text IS NULL OR r.category_code = $2)
+            AND ($3::jsonb IS NULL OR r.kinds && ARRAY(SELECT jsonb_array_elements_text($3::jsonb)))
+            AND ($4::text IS NULL OR $4 = ANY(r.consultation_types))
+            AND ($5::boolean IS NULL OR NOT $5 OR r.vacancies > 0)
+            AND ($6::text IS NULL OR $6 = ANY(r.access_modes))
+            AND ($7::text IS NULL OR r.search_text LIKE $7 ESCAPE '\\')
+            """
+    }
+
+    static let filterProperties: [(String, String)] = [
+        ("category_code", #"{"type":"string","pattern":"\#(Taxonomy.codePattern)"}"#),
+        ("kinds", #"{"type":"array","minItems":1,"maxItems":20,"items":{"type":"string","pattern":"\#(Taxonomy.codePattern)"}}"#),
+        ("consultation_type", #"{"enum":["general","disability","elderly","specialist_mental_health","complex_cases","developmental","employment"]}"#),
+        ("has_vacancy", #"{"type":"boolean"}"#),
+        ("access_mode", #"{"enum":["visit","stay","home_visit"]}"#),
+        ("text", #"{"type":"string","minLength":1,"maxLength":100}"#),
+    ]
+
+    struct SearchInput: Decodable, Sendable {
+        let area: String?
+        let scope: String?
+        let limit: Int?
+        let after: String?
+        let filters: Filters
+
+        enum CodingKeys: String, CodingKey { case area, scope, limit, after }
+
+        init(from decoder: Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            area = try container.decodeIfPresent(String.self, forKey: .area)
+            scope = try container.decodeIfPresent(String.self, forKey: .scope)
+            limit = try container.decodeIfPresent(Int.self, forKey: .limit)
+            after = try container.decodeIfPresent(String.self, forKey: .after)
+            filters = try Filters(from: decoder)
+        }
+    }
+
+    struct ServeInput: Decodable, Sendable {
+        let municipality: String
+        let dailyLifeAreaID: String?
+        let filters: Filters
+
+        enum CodingKeys: String, CodingKey {
+            case municipality
+            case dailyLifeAreaID = "daily_life_area_id"
+        }
+
+        init(municipality: String, dailyLifeAreaID: String?, filters: Filters) {
+            self.municipality = municipality
+            self.dailyLifeAreaID = dailyLifeAreaID
+            self.filters = filters
+        }
+
+        init(from decoder: Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            municipality = try container.decode(String.self, forKey: .municipality)
+            dailyLifeAreaID = try container.decodeIfPresent(String.self, forKey: .dailyLifeAreaID)
+            filters = try Filters(from: decoder)
+        }
+    }
+
+    static func operations() throws -> [ServiceOperation] {
+        [
+            try ServiceOperation(
+                "resource.search",
+                summary: "Resources by area (scope within: everything inside it; chain: what serves the levels above a municipality), category, kinds, consultation type, vacancy, access mode and Japanese free text; paged in a stable order.",
+                schema: Schemas.object([
+                    ("area", #"{"type":"string","minLength":1,"maxLength":100}"#),
+                    ("scope", #"{"enum":["within","chain"]}"#),
+                    ("limit", #"{"type":"integer","minimum":1,"maximum":200}"#),
+                    ("after", #"{"type":"string","maxLength":100}"#),
+                ] + filterProperties, required: []),
+                input: SearchInput.self
+            ) { context, input in
+                try await search(input, database: context.database)
+            },
+            try ServiceOperation(
+                "resource.serve",
+                summary: "For a person living in a municipality: the resources that serve them at each level, nearest first (daily-life area, municipality, disability and medical areas, prefecture, nation), each with who backs it up.",
+                schema: Schemas.object([
+                    ("municipality", #"{"type":"string","pattern":"^[0-9]{6}$"}"#),
+                    ("daily_life_area_id", #"{"type":"string","maxLength":100}"#),
+                ] + filterProperties, required: ["municipality"]),
+                input: ServeInput.self
+            ) { context, input in
+                try await serve(input, database: context.database)
+            },
+            try ServiceOperation(
+                "backup.chain",
+                summary: "The consultation windows for a municipality from its daily-life areas up to prefecture and nation, each with its backers.",
+                schema: Schemas.object([("municipality", #"{"type":"string","pattern":"^[0-9]{6}$"}"#)], required: ["municipality"]),
+                input: ServeInput.self
+            ) { context, input in
+                let windows = ServeInput(municipality: input.municipality, dailyLifeAreaID: nil, filters: Filters(
+                    categoryCode: "consultation", kinds: nil, consultationType: nil, hasVacancy: nil, accessMode: nil, text: nil))
+                return try await serve(windows, database: context.database)
+            },
+        ]
+    }
+
+    // MARK: resource.search
+
+    static func search(_ input: SearchInput, database: PostgresPool) async throws -> JSONValue {
+        let limit = input.limit ?? 50
+        let cursor = try input.after.map { after throws(WireError) -> (municipality: String, id: String) in
+            let parts = after.split(separator: ":", maxSplits: 1).map(String.init)
+            guard parts.count == 2, parts[0].count == 6, UUID(uuidString: parts[1]) != nil else {
+                throw WireError(.invalidInput, "after is not a cursor this service gave out")
+            }
+            return (parts[0], parts[1])
+        }
+        let scope = input.scope ?? "within"
+        let area = input.area
+        let filters = input.filters
+        return try await database.withConnection { connection in
+            var areaClause = ""
+            var areaBinding: String? = nil
+            if let area, area != Access.national {
+                if scope == "chain" {
+                    let chain = try chainIDs(municipality: area, on: connection)
+                    areaClause = "AND \(serviceArea) = ANY(ARRAY(SELECT jsonb_array_elements_text($1::jsonb)))"
+                    areaBinding = JSONValue.array(chain.map { .string($0) }).jsonText
+                } else {
+                    let resolved = try resolveWithin(area: area, on: connection)
+                    if let dailyLife = resolved.dailyLifeArea {
+                        areaClause = "AND r.daily_life_area_id = $1"
+                        areaBinding = dailyLife
+                    } else {
+                        areaClause = "AND r.municipality_code = ANY(ARRAY(SELECT jsonb_array_elements_text($1::jsonb))::char(6)[])"
+                        areaBinding = JSONValue.array(resolved.municipalities.map { .string($0) }).jsonText
+                    }
+                }
+            } else {
+                areaClause = "AND ($1::text IS NULL)"
+            }
+            let sql = """
+                SELECT jsonb_build_object(\(summaryColumns)) AS j, r.municipality_code AS m, r.id::text AS id
+                FROM registry.resources r
+                WHERE TRUE \(areaClause) \(Filters.clause)
+                  AND ($8::text IS NULL OR (r.municipality_code, r.id) > ($8::char(6), $9::uuid))
+                ORDER BY r.municipality_code, r.id
+                LIMIT $10
+                """
+            let rows = try connection.query(PostgresQuery(unsafeSQL: sql, bindings: [areaBinding] + filters.bindings
+                + [cursor?.municipality, cursor?.id, String(limit + 1)]))
+            var results: [JSONValue] = []
+            var next: String?
+            for (index, row) in rows.enumerated() {
+                if index == limit {
+                    let last = rows[limit - 1]
+                    next = "\(try last.decode("m", as: String.self)):\(try last.decode("id", as: String.self))"
+                    break
+                }
+                results.append(try JSONValue.parse(Data((try row.decode("j", as: String.self)).utf8)))
+            }
+            var output: [String: JSONValue] = ["resources": .array(results)]
+            if let next { output["next_after"] = .string(next) }
+            return JSONValue.object(output)
+        }
+    }
+
+    /// The municipalities inside an area (prefecture, municipality, disability or medical area),
+    /// or the daily-life area itself.
+    static func resolveWithin(area: String, on connection: PostgresConnection) throws -> (municipalities: [String], dailyLifeArea: String?) {
+        let rows = try connection.query("""
+            SELECT 'area' AS source, a.code AS code FROM registry.areas a
+              WHERE a.level = 'municipality' AND (a.code = \(area) OR a.prefecture_code = \(area))
+            UNION ALL
+            SELECT 'group', m.municipality_code FROM registry.area_group_members m WHERE m.group_id = \(area)
+            UNION ALL
+            SELECT 'daily_life', g.id FROM registry.area_groups g WHERE g.id = \(area) AND g.kind = 'daily_life_area'
+            """)
+        if let dailyLife = rows.first(where: { (try? $0.decode("source", as: String.self)) == "daily_life" }) {
+            return ([], try dailyLife.decode("code"))
+        }
+        let codes = try rows.map { try $0.decode("code", as: String.self) }
+        guard !codes.isEmpty else { throw WireError(.notFound, "no area \(area)") }
+        return (codes, nil)
+    }
+
+    /// The ids of every level serving a municipality: its daily-life areas, itself, its
+    /// disability and medical areas, its prefecture, and `national`.
+    static func chainIDs(municipality: String, on connection: PostgresConnection) throws -> [String] {
+        let chain = try AreaGroups.chainJSON(municipality: municipality, on: connection)
+        guard case .array(let levels)? = chain["chain"] else { return [] }
+        return levels.compactMap { $0["id"]?.stringValue }
+    }
+
+    // MARK: resource.serve
+
+    static func serve(_ input: ServeInput, database: PostgresPool) async throws -> JSONValue {
+        try await database.withConnection { connection in
+            let chain = try AreaGroups.chainJSON(municipality: input.municipality, on: connection)
+            guard case .array(var levels)? = chain["chain"] else { throw WireError(.notFound, "no municipality \(input.municipality)") }
+            if let dailyLife = input.dailyLifeAreaID {
+                guard levels.contains(where: { $0["id"]?.stringValue == dailyLife }) else {
+                    throw WireError(.notFound, "no daily-life area \(dailyLife) in \(input.municipality)")
+                }
+                levels.removeAll { $0["level"]?.stringValue == "daily_life_area" && $0["id"]?.stringValue != dailyLife }
+            }
+            let ids = levels.compactMap { $0["id"]?.stringValue }
+            let rows = try connection.query(PostgresQuery(unsafeSQL: """
+                SELECT \(serviceArea) AS area,
+                       jsonb_build_object(\(summaryColumns), 'backed_up_by', \(Backups.backersSQL)) AS j
+                FROM registry.resources r
+                WHERE \(serviceArea) = ANY(ARRAY(SELECT jsonb_array_elements_text($1::jsonb))) \(Filters.clause)
+                ORDER BY r.kana, r.name, r.id
+                """, bindings: [JSONValue.array(ids.map { .string($0) }).jsonText] + input.filters.bindings))
+            var byArea: [String: [JSONValue]] = [:]
+            for row in rows {
+                byArea[try row.decode("area"), default: []].append(try JSONValue.parse(Data((try row.decode("j", as: String.self)).utf8)))
+            }
+            let served = levels.map { level -> JSONValue in
+                guard case .object(var fields) = level else { return level }
+                fields["resources"] = .array(byArea[level["id"]?.stringValue ?? ""] ?? [])
+                return .object(fields)
+            }
+            return JSONValue.object(["municipality": .string(input.municipality), "levels": .array(served)])
+        }
+    }
+}
