@@ -36,6 +36,11 @@ public struct PostgresQuery: Sendable, ExpressibleByStringInterpolation {
             sql += "$\(bindings.count)"
         }
 
+        /// SQL text spliced in as it is: only for constants written in code, never for input.
+        public mutating func appendInterpolation(unsafeRaw sqlFragment: StaticString) {
+            sql += sqlFragment.description
+        }
+
         public mutating func appendInterpolation(_ value: (some PostgresEncodable)?) {
             bindings.append(value?.postgresText)
             sql += "$\(bindings.count)"
