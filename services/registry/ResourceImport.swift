@@ -1,0 +1,323 @@
+import CSV
+import Foundation
+import JSONSchema
+import Postgres
+import ServiceRuntime
+import Wire
+
+/// Bulk CSV import of resources. A file is staged in chunks (`resource.import.begin`, `.chunk`,
+/// `.commit`; `resource.import` does all three for a small file) and applied in one transaction
+/// at commit: every row is validated first, and one bad row rejects the whole file with a
+/// line-numbered report. Rows are keyed by the tenant's `external_id`, so sending the same file
+/// again changes nothing; changed rows become new versions. Organisations are named in the file
+/// and made when missing.
+///
+/// Columns (header names; `|` separates list items): external_id, organization, name, kana,
+/// category_code, kinds, municipality_code, daily_life_area_id, serves_area, postal_code, address,
+/// latitude, longitude, phone, email, url, description, access_modes, capacity, vacancies,
+/// consultation_types. The first five of external_id, organization, name, category_code,
+/// municipality_code are required; the other columns may be left out.
+enum ResourceImport {
+    static let required = ["external_id", "organization", "name", "category_code", "municipality_code"]
+    static let textColumns = ["external_id", "organization", "name", "kana", "category_code", "municipality_code",
+                              "daily_life_area_id", "serves_area", "postal_code", "address", "phone", "email", "url", "description"]
+    static let listColumns = ["kinds", "access_modes", "consultation_types"]
+    static let columns = textColumns + listColumns + ["latitude", "longitude", "capacity", "vacancies"]
+    static let maxErrorsShown = 500
+
+    struct ImportID: Decodable, Sendable {
+        let importID: String
+        enum CodingKeys: String, CodingKey { case importID = "import_id" }
+    }
+
+    struct ChunkInput: Decodable, Sendable {
+        let importID: String
+        let csv: String
+        let firstLine: Int?
+        enum CodingKeys: String, CodingKey {
+            case csv
+            case importID = "import_id"
+            case firstLine = "first_line"
+        }
+    }
+
+    struct CSVInput: Decodable, Sendable { let csv: String }
+
+    static func operations() throws -> [ServiceOperation] {
+        let importIDSchema = #"{"type":"object","additionalProperties":false,"required":["import_id"],"properties":{"import_id":{"type":"string","pattern":"\#(Schemas.uuid)"}}}"#
+        return [
+            try ServiceOperation(
+                "resource.import.begin", summary: "Start a CSV import; send the file in chunks, then commit.",
+                schema: #"{"type":"object","additionalProperties":false}"#, input: Taxonomy.Empty.self
+            ) { context, _ in
+                let principal = try Access.writer(context)
+                return try await context.database.withConnection { connection in
+                    try connection.jsonRow("""
+                        INSERT INTO registry.imports (tenant, created_by) VALUES (\(principal.tenant), \(principal.tokenID))
+                        RETURNING jsonb_build_object('import_id', id) AS j
+                        """, notFound: "")
+                }
+            },
+            try ServiceOperation(
+                "resource.import.chunk",
+                summary: "Stage a chunk of the file: a CSV with the header line, and the line in the whole file where its first record starts.",
+                schema: """
+                    {"type":"object","additionalProperties":false,"required":["import_id","csv"],
+                     "properties":{"import_id":{"type":"string","pattern":"\(Schemas.uuid)"},
+                                   "csv":{"type":"string","maxLength":8000000},
+                                   "first_line":{"type":"integer","minimum":2}}}
+                    """,
+                input: ChunkInput.self
+            ) { context, input in
+                let principal = try Access.writer(context)
+                let staged = stage(csv: input.csv, firstLine: input.firstLine ?? 2)
+                return try await context.database.withTransaction { tx in
+                    _ = try lockOpenImport(input.importID, principal: principal, on: tx)
+                    try store(staged, importID: input.importID, on: tx)
+                    return JSONValue.object(["rows": .integer(Int64(staged.rows.count)), "errors": .integer(Int64(staged.errors.count))])
+                }
+            },
+            try ServiceOperation(
+                "resource.import.commit",
+                summary: "Validate every staged row and apply the file in one transaction, or reject it whole with a line-numbered report.",
+                schema: importIDSchema, input: ImportID.self
+            ) { context, input in
+                let principal = try Access.writer(context)
+                return try await context.database.withTransaction { tx in try commit(input.importID, principal: principal, on: tx) }
+            },
+            try ServiceOperation(
+                "resource.import", summary: "Import a small CSV file in one call (begin, one chunk, commit).",
+                schema: #"{"type":"object","additionalProperties":false,"required":["csv"],"properties":{"csv":{"type":"string","maxLength":8000000}}}"#,
+                input: CSVInput.self
+            ) { context, input in
+                let principal = try Access.writer(context)
+                let staged = stage(csv: input.csv, firstLine: 2)
+                return try await context.database.withTransaction { tx in
+                    let id: String = try tx.query("""
+                        INSERT INTO registry.imports (tenant, created_by) VALUES (\(principal.tenant), \(principal.tokenID)) RETURNING id::text
+                        """)[0].decode("id")
+                    try store(staged, importID: id, on: tx)
+                    return try commit(id, principal: principal, on: tx)
+                }
+            },
+        ]
+    }
+
+    // MARK: Staging
+
+    struct Staged {
+        var rows: [JSONValue] = []
+        var errors: [(line: Int, message: String)] = []
+    }
+
+    /// Parses a chunk into row objects for `import_rows`, and per-row errors (bad numbers, a
+    /// broken CSV structure) with their lines in the whole file.
+    static func stage(csv: String, firstLine: Int) -> Staged {
+        var staged = Staged()
+        let table: [(line: Int, values: [String: String])]
+        do {
+            table = try CSVReader.table(csv, required: required)
+        } catch {
+            staged.errors.append((max(1, firstLine + error.line - 2), error.message))
+            return staged
+        }
+        for (chunkLine, values) in table {
+            let line = firstLine + chunkLine - 2
+            var row: [String: JSONValue] = ["line": .integer(Int64(line))]
+            for column in textColumns { row[column] = .string(values[column] ?? "") }
+            for column in listColumns {
+                let items = (values[column] ?? "").split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+                row[column] = .array(items.map { .string($0) })
+            }
+            var bad = false
+            for (column, range) in [("latitude", -90.0...90.0), ("longitude", -180.0...180.0)] {
+                guard let text = values[column], !text.isEmpty else { row[column] = .null; continue }
+                guard let number = Double(text), range.contains(number) else {
+                    staged.errors.append((line, "\(column) \"\(text)\" is not a number in \(range.lowerBound)...\(range.upperBound)"))
+                    bad = true
+                    continue
+                }
+                row[column] = .number(number)
+            }
+            for column in ["capacity", "vacancies"] {
+                guard let text = values[column], !text.isEmpty else { row[column] = .null; continue }
+                guard let number = Int(text), (0...100_000).contains(number) else {
+                    staged.errors.append((line, "\(column) \"\(text)\" is not a whole number in 0...100000"))
+                    bad = true
+                    continue
+                }
+                row[column] = .integer(Int64(number))
+            }
+            for (column, limit) in [("name", 200), ("kana", 200), ("address", 300), ("description", 4000), ("external_id", 100)]
+            where (values[column] ?? "").count > limit {
+                staged.errors.append((line, "\(column) is longer than \(limit) characters"))
+                bad = true
+            }
+            if bad { continue }
+            row["search_text"] = .string(["name", "kana", "address", "description"].compactMap { values[$0] }
+                .map(SearchText.normalise).joined(separator: " "))
+            staged.rows.append(.object(row))
+        }
+        return staged
+    }
+
+    static func store(_ staged: Staged, importID: String, on tx: PostgresConnection) throws {
+        if !staged.rows.isEmpty {
+            // A chunk sent twice (a retry) stages its rows once.
+            try tx.query("""
+                INSERT INTO registry.import_rows (import_id, line, external_id, organization, name, kana, category_code, kinds,
+                    municipality_code, daily_life_area_id, serves_area, postal_code, address, latitude, longitude, phone, email,
+                    url, description, access_modes, capacity, vacancies, consultation_types, search_text)
+                SELECT \(importID)::uuid, (x->>'line')::int, x->>'external_id', x->>'organization', x->>'name', x->>'kana',
+                    x->>'category_code', ARRAY(SELECT jsonb_array_elements_text(x->'kinds')), x->>'municipality_code',
+                    nullif(x->>'daily_life_area_id', ''), nullif(x->>'serves_area', ''), x->>'postal_code', x->>'address',
+                    (x->>'latitude')::double precision, (x->>'longitude')::double precision, x->>'phone', x->>'email', x->>'url',
+                    x->>'description', ARRAY(SELECT jsonb_array_elements_text(x->'access_modes')), (x->>'capacity')::int,
+                    (x->>'vacancies')::int, ARRAY(SELECT jsonb_array_elements_text(x->'consultation_types')), x->>'search_text'
+                FROM jsonb_array_elements(\(JSONValue.array(staged.rows).jsonText)::jsonb) x
+                ON CONFLICT (import_id, line) DO NOTHING
+                """)
+        }
+        if !staged.errors.isEmpty {
+            let errors = JSONValue.array(staged.errors.map { .object(["line": .integer(Int64($0.line)), "message": .string($0.message)]) })
+            try tx.query("""
+                INSERT INTO registry.import_errors (import_id, line, message)
+                SELECT \(importID)::uuid, (x->>'line')::int, x->>'message' FROM jsonb_array_elements(\(errors.jsonText)::jsonb) x
+                """)
+        }
+    }
+
+    /// Locks the import and checks it is the caller's and still open; returns its tenant.
+    static func lockOpenImport(_ id: String, principal: Principal, on tx: PostgresConnection) throws -> (tenant: String, result: JSONValue?) {
+        guard let row = try tx.query("""
+            SELECT tenant, result::text AS result FROM registry.imports WHERE id = \(id)::uuid FOR UPDATE
+            """).first else { throw WireError(.notFound, "no import \(id)") }
+        let tenant: String = try row.decode("tenant")
+        try Access.requireOwner(principal, owns: tenant)
+        let result = try row.decode("result", as: String?.self).map { try JSONValue.parse(Data($0.utf8)) }
+        return (tenant, result)
+    }
+
+    // MARK: Commit
+
+    static func commit(_ id: String, principal: Principal, on tx: PostgresConnection) throws -> JSONValue {
+        let (tenant, previous) = try lockOpenImport(id, principal: principal, on: tx)
+        if let previous { return previous }  // committing twice answers the same
+
+        let problems = try tx.query("""
+            WITH s AS (SELECT * FROM registry.import_rows WHERE import_id = \(id)::uuid),
+            problems AS (
+                SELECT line, message FROM registry.import_errors WHERE import_id = \(id)::uuid
+                UNION ALL SELECT line, 'external_id ' || external_id || ' is also on line ' || first FROM
+                    (SELECT line, external_id, min(line) OVER (PARTITION BY external_id) AS first FROM s) d WHERE line <> first
+                UNION ALL SELECT line, 'external_id is empty' FROM s WHERE external_id = ''
+                UNION ALL SELECT line, 'organization is empty' FROM s WHERE organization = ''
+                UNION ALL SELECT line, 'name is empty' FROM s WHERE name = ''
+                UNION ALL SELECT line, 'unknown category ' || category_code FROM s
+                    WHERE NOT EXISTS (SELECT 1 FROM registry.categories c WHERE c.code = s.category_code)
+                UNION ALL SELECT line, 'kind ' || k || ' is not a kind of ' || category_code FROM s, unnest(s.kinds) k
+                    WHERE NOT EXISTS (SELECT 1 FROM registry.kinds x WHERE x.code = k AND x.category_code = s.category_code)
+                UNION ALL SELECT line, 'unknown municipality ' || municipality_code FROM s
+                    WHERE NOT EXISTS (SELECT 1 FROM registry.areas a WHERE a.code = s.municipality_code AND a.level = 'municipality')
+                UNION ALL SELECT line, 'no daily-life area ' || daily_life_area_id || ' in ' || municipality_code FROM s
+                    WHERE daily_life_area_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM registry.area_groups g
+                        WHERE g.id = s.daily_life_area_id AND g.municipality_code = s.municipality_code)
+                UNION ALL SELECT line, 'unknown area ' || serves_area FROM s
+                    WHERE serves_area IS NOT NULL AND serves_area <> 'national'
+                      AND NOT EXISTS (SELECT 1 FROM registry.areas a WHERE a.code = s.serves_area)
+                      AND NOT EXISTS (SELECT 1 FROM registry.area_groups g WHERE g.id = s.serves_area)
+                UNION ALL SELECT line, 'unknown access mode ' || m FROM s, unnest(s.access_modes) m
+                    WHERE m NOT IN ('visit', 'stay', 'home_visit')
+                UNION ALL SELECT line, 'unknown consultation type ' || t FROM s, unnest(s.consultation_types) t
+                    WHERE NOT EXISTS (SELECT 1 FROM registry.consultation_types c WHERE c.code = t)
+                UNION ALL SELECT line, 'vacancies exceed the capacity' FROM s WHERE vacancies > capacity
+            )
+            SELECT line, message, count(*) OVER () AS total FROM problems ORDER BY line, message LIMIT \(maxErrorsShown)
+            """)
+        if let first = problems.first {
+            let total: Int = try first.decode("total")
+            let list = JSONValue.array(try problems.map {
+                .object(["line": .integer(Int64(try $0.decode("line", as: Int.self))), "message": .string(try $0.decode("message"))])
+            })
+            throw WireError(.invalidInput, "the file has \(total) error(s); nothing was stored",
+                            details: .object(["errors": list, "count": .integer(Int64(total))]))
+        }
+
+        let staged: Int = try tx.query("SELECT count(*) AS n FROM registry.import_rows WHERE import_id = \(id)::uuid")[0].decode("n")
+        let organizations = try tx.query("""
+            WITH made AS (
+                INSERT INTO registry.organizations (tenant, name)
+                SELECT DISTINCT \(tenant), s.organization FROM registry.import_rows s
+                WHERE s.import_id = \(id)::uuid AND NOT EXISTS (SELECT 1 FROM registry.organizations o
+                    WHERE o.tenant = \(tenant) AND o.name = s.organization AND o.retired_at IS NULL)
+                RETURNING *)
+            INSERT INTO registry.organization_history (organization_id, version, changed_by, change, snapshot)
+            SELECT id, version, \(principal.tokenID), 'created', to_jsonb(made) FROM made RETURNING organization_id
+            """).count
+
+        try tx.execute(unsafeSQL: """
+            CREATE TEMP TABLE IF NOT EXISTS import_changed (id uuid PRIMARY KEY, created boolean, line int) ON COMMIT DELETE ROWS
+            """)
+        try tx.query("""
+            WITH src AS (
+                SELECT s.*, (SELECT o.id FROM registry.organizations o WHERE o.tenant = \(tenant) AND o.name = s.organization
+                             AND o.retired_at IS NULL ORDER BY o.created_at, o.id LIMIT 1) AS organization_id
+                FROM registry.import_rows s WHERE s.import_id = \(id)::uuid),
+            up AS (
+                INSERT INTO registry.resources AS r (tenant, organization_id, external_id, name, kana, category_code, kinds,
+                    municipality_code, daily_life_area_id, serves_area, postal_code, address, latitude, longitude, phone, email,
+                    url, description, access_modes, capacity, vacancies, consultation_types, search_text)
+                SELECT \(tenant), organization_id, external_id, name, kana, category_code, kinds, municipality_code,
+                    daily_life_area_id, serves_area, postal_code, address, latitude, longitude, phone, email, url, description,
+                    access_modes, capacity, vacancies, consultation_types, search_text
+                FROM src ORDER BY line
+                ON CONFLICT (tenant, external_id) DO UPDATE SET organization_id = EXCLUDED.organization_id, name = EXCLUDED.name,
+                    kana = EXCLUDED.kana, category_code = EXCLUDED.category_code, kinds = EXCLUDED.kinds,
+                    municipality_code = EXCLUDED.municipality_code, daily_life_area_id = EXCLUDED.daily_life_area_id,
+                    serves_area = EXCLUDED.serves_area, postal_code = EXCLUDED.postal_code, address = EXCLUDED.address,
+                    latitude = EXCLUDED.latitude, longitude = EXCLUDED.longitude, phone = EXCLUDED.phone, email = EXCLUDED.email,
+                    url = EXCLUDED.url, description = EXCLUDED.description, access_modes = EXCLUDED.access_modes,
+                    capacity = EXCLUDED.capacity, vacancies = EXCLUDED.vacancies, consultation_types = EXCLUDED.consultation_types,
+                    search_text = EXCLUDED.search_text, version = r.version + 1, updated_at = now(), retired_at = NULL
+                WHERE (r.organization_id, r.name, r.kana, r.category_code, r.kinds, r.municipality_code, r.daily_life_area_id,
+                       r.serves_area, r.postal_code, r.address, r.latitude, r.longitude, r.phone, r.email, r.url, r.description,
+                       r.access_modes, r.capacity, r.vacancies, r.consultation_types, r.retired_at IS NULL)
+                   IS DISTINCT FROM
+                      (EXCLUDED.organization_id, EXCLUDED.name, EXCLUDED.kana, EXCLUDED.category_code, EXCLUDED.kinds,
+                       EXCLUDED.municipality_code, EXCLUDED.daily_life_area_id, EXCLUDED.serves_area, EXCLUDED.postal_code,
+                       EXCLUDED.address, EXCLUDED.latitude, EXCLUDED.longitude, EXCLUDED.phone, EXCLUDED.email, EXCLUDED.url,
+                       EXCLUDED.description, EXCLUDED.access_modes, EXCLUDED.capacity, EXCLUDED.vacancies,
+                       EXCLUDED.consultation_types, true)
+                RETURNING r.id, r.version = 1 AS created, r.external_id)
+            INSERT INTO import_changed (id, created, line)
+            SELECT up.id, up.created, (SELECT min(line) FROM registry.import_rows s WHERE s.import_id = \(id)::uuid AND s.external_id = up.external_id)
+            FROM up
+            """)
+        try tx.query("""
+            INSERT INTO registry.resource_history (resource_id, version, changed_by, change, snapshot)
+            SELECT r.id, r.version, \(principal.tokenID), CASE WHEN c.created THEN 'created' ELSE 'updated' END, to_jsonb(r) - 'search_text'
+            FROM registry.resources r JOIN import_changed c ON c.id = r.id
+            """)
+        try tx.query("SELECT pg_advisory_xact_lock(hashtext('registry.outbox'))")
+        try tx.query("""
+            INSERT INTO registry.outbox (type, subject, tenant, data)
+            SELECT \(Outbox.typePrefix)::text || CASE WHEN c.created THEN 'resource.created' ELSE 'resource.changed' END,
+                   'resources/' || r.id, r.tenant,
+                   jsonb_build_object('id', r.id, 'tenant', r.tenant, 'version', r.version, 'name', r.name,
+                                      'category_code', r.category_code, 'kinds', r.kinds, 'municipality_code', r.municipality_code,
+                                      'retired_at', r.retired_at)
+            FROM registry.resources r JOIN import_changed c ON c.id = r.id ORDER BY c.line
+            """)
+        let counts = try tx.query("SELECT count(*) FILTER (WHERE created) AS created, count(*) FILTER (WHERE NOT created) AS updated FROM import_changed")[0]
+        let created: Int = try counts.decode("created")
+        let updated: Int = try counts.decode("updated")
+        let result = JSONValue.object([
+            "import_id": .string(id), "rows": .integer(Int64(staged)), "created": .integer(Int64(created)),
+            "updated": .integer(Int64(updated)), "unchanged": .integer(Int64(staged - created - updated)),
+            "organizations_created": .integer(Int64(organizations)),
+        ])
+        try tx.query("UPDATE registry.imports SET committed_at = now(), result = \(result.jsonText)::jsonb WHERE id = \(id)::uuid")
+        try tx.query("DELETE FROM registry.import_rows WHERE import_id = \(id)::uuid")
+        return result
+    }
+}
