@@ -56,7 +56,7 @@ let package = Package(
         .executableTarget(
             name: "TsunaguCLI",
             dependencies: [
-                "TsunaguClient", "ServiceRuntime",
+                "TsunaguClient", "ServiceRuntime", "CSV",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings

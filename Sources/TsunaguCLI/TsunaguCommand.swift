@@ -13,7 +13,7 @@ struct TsunaguCommand: ParsableCommand {
         commandName: "tsunagu",
         abstract: "Call Tsunagu services through the gateway, and administer tokens and migrations.",
         discussion: "Settings come from the environment (TSUNAGU_CLIENT_ENDPOINT, TSUNAGU_TOKEN, TSUNAGU_DATABASE_URL) or flags.",
-        subcommands: [Call.self, Services.self, Token.self, Migrate.self]
+        subcommands: [Call.self, Services.self, Token.self, Import.self, Export.self, Migrate.self]
     )
 }
 
@@ -27,13 +27,40 @@ struct ConnectionOptions: ParsableArguments {
     @Option(name: .customLong("timeout-ms"), help: "How long to wait for the reply.")
     var timeoutMs: Int = 30_000
 
+    /// One call on a connection of its own.
     func call(service: String, operation: String, payload: Data, idempotencyKey: String? = nil) throws -> Data {
+        let session = try Session(self)
+        defer { session.close() }
+        return try session.call(service: service, operation: operation, payload: payload, idempotencyKey: idempotencyKey)
+    }
+}
+
+/// A connection to the gateway kept open for several calls (imports and exports).
+final class Session {
+    private let context: ZMQContext
+    private let client: TsunaguClient
+    private let timeoutMs: Int
+
+    init(_ options: ConnectionOptions) throws {
         let configuration = try Configuration()
-        let context = try ZMQContext()
-        defer { context.terminate() }
-        let client = try TsunaguClient(context: context, endpoint: endpoint ?? configuration.clientEndpoint,
-                                       token: token ?? ProcessInfo.processInfo.environment["TSUNAGU_TOKEN"])
-        defer { client.close() }
+        context = try ZMQContext()
+        do {
+            client = try TsunaguClient(context: context, endpoint: options.endpoint ?? configuration.clientEndpoint,
+                                       token: options.token ?? ProcessInfo.processInfo.environment["TSUNAGU_TOKEN"])
+        } catch {
+            context.terminate()
+            throw error
+        }
+        timeoutMs = options.timeoutMs
+    }
+
+    func close() {
+        client.close()
+        context.terminate()
+    }
+
+    /// The reply's payload; a reply error is printed to stderr and ends the command with its exit status.
+    func call(service: String, operation: String, payload: Data, idempotencyKey: String? = nil) throws -> Data {
         let reply = try client.call(service: service, operation: operation, payload: payload, timeoutMs: timeoutMs,
                                     idempotencyKey: idempotencyKey)
         if let error = reply.envelope.error {

@@ -93,3 +93,51 @@ def test_chunk_line_numbers_are_lines_of_the_whole_file(suite):
                                                                 "first_line": start + 2}))
         envelope, _ = client.call("registry", "resource.import.commit", {"import_id": started["import_id"]})
         assert {e["line"] for e in envelope["error"]["details"]["errors"]} == {12}  # unknown category, and so its kind
+
+
+def test_cli_import_and_export_with_progress_and_hsds(suite, tmp_path):
+    import json
+    import os
+    import subprocess
+    from conftest import BIN
+
+    prefix = uuid.uuid4().hex[:8]
+    editor = token_for(suite, SHIMANE, ["editor"])
+    source = tmp_path / "resources.csv"
+    source.write_text(HEADER + "\n" + "\n".join(rows(prefix, 30)) + "\n", encoding="utf-8")
+    env = dict(suite.env, TSUNAGU_TOKEN=editor)
+
+    def tsunagu(*args):
+        return subprocess.run([os.path.join(BIN, "tsunagu"), *args], env=env, capture_output=True, text=True, timeout=120)
+
+    imported = tsunagu("import", str(source), "--chunk-rows", "7", "--progress")
+    assert imported.returncode == 0, imported.stderr
+    assert json.loads(imported.stdout)["created"] == 30
+    assert "importing [" in imported.stderr and "100% 30/30" in imported.stderr
+
+    exported = tmp_path / "export.csv"
+    result = tsunagu("export", "--area", "322016", "--output", str(exported), "--page-size", "10", "--progress")
+    assert result.returncode == 0, result.stderr
+    assert "exporting [" in result.stderr and "100%" in result.stderr
+    text = exported.read_text(encoding="utf-8")
+    assert text.startswith("id,external_id,organization,name")
+    assert sum(1 for line in text.splitlines() if f"{prefix}-" in line) == 30
+    again = tsunagu("import", str(exported))
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["created"] == 0 and json.loads(again.stdout)["updated"] == 0
+
+    hsds = tmp_path / "export.json"
+    assert tsunagu("export", "--area", "322016", "--format", "hsds", "--output", str(hsds)).returncode == 0
+    services = [s for s in json.loads(hsds.read_text(encoding="utf-8")) if s["name"].startswith("相談窓口")]
+    assert len(services) >= 30
+    service = services[0]
+    assert service["status"] == "active" and service["organization"]["name"] == "松江市障害福祉課"
+    location = service["service_at_locations"][0]["location"]
+    assert location["latitude"] == 35.46 and location["addresses"][0]["city"] == "松江市"
+    assert location["addresses"][0]["state_province"] == "島根県" and location["addresses"][0]["country"] == "JP"
+    assert {a["taxonomy_term"]["code"] for a in service["attributes"]} == {"consultation", "municipal_window"}
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text(HEADER + "\n" + rows(prefix, 1)[0].replace(",consultation,", ",nope,") + "\n", encoding="utf-8")
+    failed = tsunagu("import", str(bad))
+    assert failed.returncode == 2 and "invalid_input" in failed.stderr and '"line" : 2' in failed.stderr

@@ -12,7 +12,7 @@ enum RegistryMain {
                 schema: "registry",
                 migrations: try ServiceRunner.bundledMigrations(in: .module),
                 operations: try AreaOperations.all() + AreaGroups.operations() + Taxonomy.operations()
-                    + Resources.operations() + Backups.operations() + Search.operations() + Participation.operations() + ResourceImport.operations()
+                    + Resources.operations() + Backups.operations() + Search.operations() + Participation.operations() + ResourceImport.operations() + ResourceExport.operations()
                     + Outbox.operations()
             )
         }
