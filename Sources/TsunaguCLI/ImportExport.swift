@@ -39,7 +39,7 @@ struct Import: ParsableCommand {
         discussion: "Columns: see services/registry/README.md. A file with any bad row is rejected whole; errors are listed with their lines."
     )
     @Argument(help: "The CSV file.") var file: String
-    @Option(name: .customLong("chunk-rows"), help: "Rows per message.") var chunkRows = 5000
+    @Option(name: .customLong("chunk-rows"), help: "Rows per message (keep each under the gateway's TSUNAGU_MAX_MESSAGE_BYTES).") var chunkRows = 2000
     @Flag(help: "Show the progress bar even when stderr is not a terminal.") var progress = false
     @OptionGroup var connection: ConnectionOptions
 
