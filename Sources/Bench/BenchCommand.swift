@@ -111,6 +111,9 @@ struct Load: ParsableCommand {
     @Option var mode: Mode
     @Option var endpoint: String
     @Option(help: "Service to call through the gateway.") var service = "bench"
+    @Option(help: "Operation to call through the gateway.") var operation = "echo"
+    @Option(name: .customLong("payload-file"), help: "JSON lines, sent in turn (gateway mode); replies are matched by request id.")
+    var payloadFile: String?
     @Option(help: "Name of this row in the output.") var label: String?
     @Option var inflight = 1
     @Option var requests = 2_000_000
@@ -131,15 +134,24 @@ struct Load: ParsableCommand {
 
         let serviceFrame = Data(service.utf8)
         let envelopeTail = Data(#"","deadline_ms":30000,"token":\#(tokenJSON)}"#.utf8)
+        let opJSON = String(decoding: try JSONEncoder().encode(operation), as: UTF8.self)
+        var payloads: [Data] = []
+        if let payloadFile {
+            guard let text = try? String(contentsOfFile: payloadFile, encoding: .utf8) else {
+                throw ValidationError("cannot read \(payloadFile)")
+            }
+            payloads = text.split(separator: "\n").map { Data($0.utf8) }
+            guard !payloads.isEmpty else { throw ValidationError("\(payloadFile) has no payloads") }
+        }
 
         // Frames are built by hand so the client's own JSON cost does not cap the measurement.
         // Every reply carries the payload {"n":N} back; N matches it to its request in both modes.
         func send(_ n: Int) throws {
             sentAt[n] = clock.now
-            let payload = Data(#"{"n":\#(n)}"#.utf8)
+            let payload = payloads.isEmpty ? Data(#"{"n":\#(n)}"#.utf8) : payloads[n % payloads.count]
             switch mode {
             case .gateway:
-                var envelope = Data(#"{"v":1,"op":"echo","id":"\#(n)"#.utf8)
+                var envelope = Data(#"{"v":1,"op":\#(opJSON),"id":"\#(n)"#.utf8)
                 envelope.append(envelopeTail)
                 try socket.send([Data(), MDP.clientHeader, serviceFrame, TsunaguWire.marker, envelope, payload])
             case .bare:
@@ -155,6 +167,13 @@ struct Load: ParsableCommand {
                 guard frames.count >= 6 else {
                     errors += 1
                     return nil
+                }
+                if !payloads.isEmpty {
+                    // The reply envelope is {"id":"N",...}: N is the request number.
+                    let envelope = frames[4]
+                    guard let start = envelope.range(of: Data(#""id":""#.utf8))?.upperBound,
+                          let end = envelope[start...].firstIndex(of: UInt8(ascii: "\"")) else { return nil }
+                    return Int(String(decoding: envelope[start..<end], as: UTF8.self))
                 }
                 payload = frames[5]
             case .bare:

@@ -79,7 +79,7 @@ public struct RequestDispatcher: Sendable {
         }
         let context = RequestContext(requestID: envelope.id, operation: envelope.op, principal: envelope.principal,
                                      idempotencyKey: envelope.idempotencyKey, database: database, baseLogger: logger)
-        return try await operation.handler(context, payload.isEmpty ? Data("{}".utf8) : payload)
+        return try await operation.handler(context, payload.isEmpty ? Data("{}".utf8) : payload, input)
     }
 
     static func replyBody(id: String, payload: Data) -> [Data] {

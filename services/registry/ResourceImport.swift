@@ -83,7 +83,9 @@ enum ResourceImport {
                 schema: importIDSchema, input: ImportID.self
             ) { context, input in
                 let principal = try Access.writer(context)
-                return try await context.database.withTransaction { tx in try commit(input.importID, principal: principal, on: tx) }
+                let result = try await context.database.withTransaction { tx in try commit(input.importID, principal: principal, on: tx) }
+                try await refreshStatistics(after: result, database: context.database)
+                return result
             },
             try ServiceOperation(
                 "resource.import", summary: "Import a small CSV file in one call (begin, one chunk, commit).",
@@ -92,15 +94,25 @@ enum ResourceImport {
             ) { context, input in
                 let principal = try Access.writer(context)
                 let staged = stage(csv: input.csv, firstLine: 2)
-                return try await context.database.withTransaction { tx in
+                let result = try await context.database.withTransaction { tx in
                     let id: String = try tx.query("""
                         INSERT INTO registry.imports (tenant, created_by) VALUES (\(principal.tenant), \(principal.tokenID)) RETURNING id::text
                         """)[0].decode("id")
                     try store(staged, importID: id, on: tx)
                     return try commit(id, principal: principal, on: tx)
                 }
+                try await refreshStatistics(after: result, database: context.database)
+                return result
             },
         ]
+    }
+
+    /// After a large import the planner's statistics are stale (autovacuum catches up only
+    /// later) and area searches fall back to slow plans: refresh them at once.
+    static func refreshStatistics(after result: JSONValue, database: PostgresPool) async throws {
+        let changed = (result["created"]?.integerValue ?? 0) + (result["updated"]?.integerValue ?? 0)
+        guard changed >= 5000 else { return }
+        try await database.withConnection { try $0.execute(unsafeSQL: "ANALYZE registry.resources, registry.organizations") }
     }
 
     // MARK: Staging

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Registry benchmark: a synthetic national directory (default 300,000 resources over all 1,741
+# municipalities, skewed like population), imported through the gateway with `tsunagu import`
+# (timed), then searches through the gateway at 8 in flight: area+category searches, with a
+# baseline of area.get (one primary-key read) in the same run. Release build, throwaway PostgreSQL.
+#   deploy/bench-registry.sh [ROWS] [SECONDS]      (defaults 300000 and 10)
+source "$(dirname "$0")/lib.sh"
+cd "$TSUNAGU_ROOT"
+ROWS=${1:-300000}
+SECONDS_PER_ROW=${2:-10}
+
+ensure_packages
+log "building (release)"
+swift build -c release >/dev/null 2>&1 || swift build -c release
+BIN=$(swift build -c release --show-bin-path)
+
+WORK=$(mktemp -d /tmp/tsunagu-bench-registry.XXXXXX)
+chmod 755 "$WORK"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  stop_postgres "$WORK/pg"
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+TSUNAGU_PG_FSYNC=off start_postgres "$WORK/pg" "$(free_port)"
+
+export TSUNAGU_CLIENT_ENDPOINT=tcp://127.0.0.1:$(free_port)
+export TSUNAGU_WORKER_ENDPOINT=tcp://127.0.0.1:$(free_port)
+export TSUNAGU_ADMIN_TOKEN=bench-admin-token-$RANDOM$RANDOM$RANDOM
+export TSUNAGU_TOKEN=$TSUNAGU_ADMIN_TOKEN TSUNAGU_LOG_LEVEL=warning TSUNAGU_DB_POOL_SIZE=8
+"$BIN/tsunagu-gateway" & pids+=($!)
+"$BIN/tsunagu-registry" & pids+=($!)
+for _ in $(seq 1 100); do
+  "$BIN/tsunagu" call registry area.get '{"code":"131016"}' >/dev/null 2>&1 && break
+  sleep 0.2
+done
+
+log "generating $ROWS resources"
+python3 deploy/bench/generate_directory.py "$ROWS" "$WORK/directory.csv" --queries "$WORK/searches.jsonl"
+python3 - "$WORK" <<'PY'
+import json, random, sys
+codes = [json.loads(l)["area"] for l in open(sys.argv[1] + "/searches.jsonl")]
+with open(sys.argv[1] + "/gets.jsonl", "w") as out:
+    for code in codes:
+        out.write(json.dumps({"code": code}) + "\n")
+PY
+
+log "importing"
+start=$(date +%s.%N)
+"$BIN/tsunagu" import "$WORK/directory.csv" --timeout-ms 600000 > "$WORK/import.json"
+end=$(date +%s.%N)
+import_seconds=$(python3 -c "print(f'{$end - $start:.1f}')")
+log "imported in ${import_seconds}s: $(tr -d '\n ' < "$WORK/import.json")"
+"$BIN/tsunagu" call registry area.get '{"code":"131016"}' >/dev/null  # warm the pool
+"$BIN/tsunagu-bench" load --mode gateway --service registry --operation resource.search --payload-file "$WORK/searches.jsonl" \
+  --endpoint "$TSUNAGU_CLIENT_ENDPOINT" --inflight 8 --seconds 2 >/dev/null
+
+results=()
+for spec in "area.get gets" "resource.search searches"; do
+  set -- $spec
+  line=$("$BIN/tsunagu-bench" load --label "$1" --mode gateway --service registry --operation "$1" \
+    --payload-file "$WORK/$2.jsonl" --endpoint "$TSUNAGU_CLIENT_ENDPOINT" --inflight 8 --seconds "$SECONDS_PER_ROW")
+  log "$line"
+  results+=("$line")
+done
+
+python3 - "$ROWS" "$import_seconds" "${results[@]}" <<'PY'
+import sys
+rows, seconds = int(sys.argv[1]), float(sys.argv[2])
+print()
+print(f"import: {rows} rows in {seconds:.1f} s ({rows / seconds:.0f} rows/s)")
+print()
+print("| operation (8 in flight) | req/s | p50 ms | p99 ms | p99 / area.get p99 |")
+print("|---|---:|---:|---:|---:|")
+parsed = []
+for line in sys.argv[3:]:
+    label, *pairs = line.split()
+    parsed.append((label, dict(p.split("=") for p in pairs)))
+base = float(parsed[0][1]["p99_us"])
+for label, v in parsed:
+    print(f"| {label} | {v['throughput']} | {float(v['p50_us']) / 1000:.2f} | {float(v['p99_us']) / 1000:.2f} | {float(v['p99_us']) / base:.2f} |")
+PY
