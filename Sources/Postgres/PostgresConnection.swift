@@ -5,6 +5,9 @@ internal import CLibPQ
 /// - Warning: Not thread-safe and blocking: one thread owns it (see `PostgresPool`).
 public final class PostgresConnection {
     private var handle: OpaquePointer?
+    /// Statements prepared on this connection, by SQL text.
+    private var preparedNames: [String: String] = [:]
+    private static let maxPrepared = 256
 
     /// Connects with a `postgresql://` URL or a `key=value` conninfo string (blocking).
     public init(conninfo: String) throws(PostgresError) {
@@ -43,16 +46,42 @@ public final class PostgresConnection {
     @discardableResult
     public func query(_ query: PostgresQuery) throws(PostgresError) -> [PostgresRow] {
         try withUnsafeHandle { conn throws(PostgresError) in
-            let bindings = query.bindings
-            // Keep the C strings alive for the duration of PQexecParams.
-            let cStrings: [UnsafeMutablePointer<CChar>?] = bindings.map { $0.flatMap { strdup($0) } }
-            defer { cStrings.forEach { free($0) } }
-            let result = cStrings.withUnsafeBufferPointer { buffer -> OpaquePointer? in
-                buffer.withMemoryRebound(to: UnsafePointer<CChar>?.self) { values in
-                    PQexecParams(conn, query.sql, Int32(bindings.count), nil, values.baseAddress, nil, nil, 0)
-                }
+            let result = Self.withCValues(query.bindings) { count, values in
+                PQexecParams(conn, query.sql, count, nil, values, nil, nil, 0)
             }
             return try collect(result, conn: conn)
+        }
+    }
+
+    /// Runs a statement through a prepared statement kept on this connection: the server plans
+    /// it once instead of on every call. For hot queries whose SQL text is one of a few shapes.
+    @discardableResult
+    public func query(prepared query: PostgresQuery) throws(PostgresError) -> [PostgresRow] {
+        try withUnsafeHandle { conn throws(PostgresError) in
+            let name: String
+            if let existing = preparedNames[query.sql] {
+                name = existing
+            } else {
+                guard preparedNames.count < Self.maxPrepared else { return try self.query(query) }
+                name = "tsunagu_\(preparedNames.count)"
+                _ = try collect(PQprepare(conn, name, query.sql, 0, nil), conn: conn)
+                preparedNames[query.sql] = name
+            }
+            let result = Self.withCValues(query.bindings) { count, values in
+                PQexecPrepared(conn, name, count, values, nil, nil, 0)
+            }
+            return try collect(result, conn: conn)
+        }
+    }
+
+    /// Binding values as C strings (NULL for SQL NULL), alive for the duration of `body`.
+    private static func withCValues(
+        _ bindings: [String?], _ body: (Int32, UnsafePointer<UnsafePointer<CChar>?>?) -> OpaquePointer?
+    ) -> OpaquePointer? {
+        let cStrings: [UnsafeMutablePointer<CChar>?] = bindings.map { $0.flatMap { strdup($0) } }
+        defer { cStrings.forEach { free($0) } }
+        return cStrings.withUnsafeBufferPointer { buffer in
+            buffer.withMemoryRebound(to: UnsafePointer<CChar>?.self) { values in body(Int32(bindings.count), values.baseAddress) }
         }
     }
 

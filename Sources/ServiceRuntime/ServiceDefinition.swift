@@ -90,6 +90,7 @@ public struct ServiceOperation: Sendable {
             }
             let output = try await handler(context, input)
             if let value = output as? JSONValue { return value.serialized() }
+            if let raw = output as? RawJSON { return Data(raw.text.utf8) }
             return try SharedCoders.encoder.encode(output)
         }
     }
@@ -104,4 +105,18 @@ enum SharedCoders {
         encoder.outputFormatting = [.withoutEscapingSlashes]
         return encoder
     }()
+}
+
+/// JSON text a handler already has in final form (typically built by PostgreSQL with
+/// `jsonb_build_object`): the runtime sends it as it is, without parsing or re-encoding.
+/// Only for text from trusted code; it is not checked.
+public struct RawJSON: Encodable, Sendable {
+    public let text: String
+
+    public init(text: String) { self.text = text }
+
+    /// Slow path for a caller that encodes it with Codable anyway.
+    public func encode(to encoder: Encoder) throws {
+        try JSONValue.parse(Data(text.utf8)).encode(to: encoder)
+    }
 }

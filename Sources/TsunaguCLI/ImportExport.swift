@@ -39,7 +39,9 @@ struct Import: ParsableCommand {
         discussion: "Columns: see services/registry/README.md. A file with any bad row is rejected whole; errors are listed with their lines."
     )
     @Argument(help: "The CSV file.") var file: String
-    @Option(name: .customLong("chunk-rows"), help: "Rows per message (keep each under the gateway's TSUNAGU_MAX_MESSAGE_BYTES).") var chunkRows = 2000
+    @Option(name: .customLong("chunk-rows"), help: "Most rows per message.") var chunkRows = 2000
+    @Option(name: .customLong("chunk-bytes"), help: "Most CSV bytes per message; keep it under the gateway's TSUNAGU_MAX_MESSAGE_BYTES.")
+    var chunkBytes = 512 * 1024
     @Flag(help: "Show the progress bar even when stderr is not a terminal.") var progress = false
     @OptionGroup var connection: ConnectionOptions
 
@@ -57,17 +59,26 @@ struct Import: ParsableCommand {
         var bar = ProgressBar(label: "importing", enabled: ProgressBar.wanted(progress))
         var sent = 0
         var index = rows.startIndex
+        let headerLine = CSVReader.line(header.fields)
         while index < rows.endIndex {
-            let end = rows.index(index, offsetBy: max(1, chunkRows), limitedBy: rows.endIndex) ?? rows.endIndex
-            let chunk = rows[index..<end]
-            var csv = CSVReader.line(header.fields)
-            for record in chunk { csv += CSVReader.line(record.fields) }
+            // A chunk ends at chunkRows records or before it would pass chunkBytes (at least one record).
+            var csv = headerLine
+            var bytes = csv.utf8.count
+            let firstLine = rows[index].line
+            var count = 0
+            while index < rows.endIndex && count < max(1, chunkRows) {
+                let line = CSVReader.line(rows[index].fields)
+                if count > 0 && bytes + line.utf8.count > chunkBytes { break }
+                csv += line
+                bytes += line.utf8.count
+                count += 1
+                index += 1
+            }
             let body = JSONValue.object(["import_id": .string(importID), "csv": .string(csv),
-                                         "first_line": .integer(Int64(chunk.first?.line ?? 2))])
+                                         "first_line": .integer(Int64(firstLine))])
             _ = try session.call(service: "registry", operation: "resource.import.chunk", payload: body.serialized())
-            sent += chunk.count
+            sent += count
             bar.update(done: sent, total: rows.count)
-            index = end
         }
         bar.finish()
         let result = try session.call(service: "registry", operation: "resource.import.commit",

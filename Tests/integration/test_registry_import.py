@@ -122,7 +122,7 @@ def test_cli_import_and_export_with_progress_and_hsds(suite, tmp_path):
     text = exported.read_text(encoding="utf-8")
     assert text.startswith("id,external_id,organization,name")
     assert sum(1 for line in text.splitlines() if f"{prefix}-" in line) == 30
-    again = tsunagu("import", str(exported))
+    again = tsunagu("import", str(exported), "--chunk-bytes", "30000")  # the test gateway takes 64 KiB messages
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["created"] == 0 and json.loads(again.stdout)["updated"] == 0
 

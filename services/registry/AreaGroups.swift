@@ -107,7 +107,9 @@ enum AreaGroups {
             guard prefectureExists else { throw WireError(.notFound, "no prefecture with code \(prefecture)") }
             let problems = validate(rows, prefecture: prefecture, municipalities: municipalities)
             if !problems.isEmpty { throw report(problems) }
-            return try store(rows, prefecture: prefecture, on: tx)
+            let result = try store(rows, prefecture: prefecture, on: tx)
+            AreaCache.shared.clear()
+            return result
         }
     }
 

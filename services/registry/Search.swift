@@ -35,22 +35,33 @@ enum Search {
             case accessMode = "access_mode"
         }
 
-        /// Bindings $2...$7 of the filter clause below, in order.
-        var bindings: [String?] {
-            [categoryCode, kinds.map { JSONValue.array($0.map { .string($0) }).jsonText }, consultationType,
-             hasVacancy.map { $0 ? "t" : "f" }, accessMode,
-             text.map { SearchText.likeContains(SearchText.normalise($0)) }]
+        /// Adds a clause for each filter that is set, binding its value as the next parameter.
+        /// Only set filters appear, so the SQL has few shapes and each plans simply (and is
+        /// prepared once per connection).
+        func apply(to sql: inout SQLBuilder) {
+            sql.clauses.append("r.retired_at IS NULL")
+            if let categoryCode { sql.clauses.append("r.category_code = \(sql.bind(categoryCode))::text") }
+            if let kinds { sql.clauses.append("r.kinds && \(sql.bind(Search.postgresArray(kinds)))::text[]") }
+            if let consultationType { sql.clauses.append("\(sql.bind(consultationType))::text = ANY(r.consultation_types)") }
+            if hasVacancy == true { sql.clauses.append("r.vacancies > 0") }
+            if let accessMode { sql.clauses.append("\(sql.bind(accessMode))::text = ANY(r.access_modes)") }
+            if let text {
+                sql.clauses.append("r.search_text LIKE \(sql.bind(SearchText.likeContains(SearchText.normalise(text))))::text ESCAPE '\\'")
+            }
+        }
+    }
+
+    /// WHERE clauses and their bound values, numbered in the order they are added.
+    struct SQLBuilder {
+        var clauses: [String] = []
+        var bindings: [String?] = []
+
+        mutating func bind(_ value: String?) -> String {
+            bindings.append(value)
+            return "$\(bindings.count)"
         }
 
-        static let clause = """
-            AND r.retired_at IS NULL
-            AND ($2::text IS NULL OR r.category_code = $2)
-            AND ($3::jsonb IS NULL OR r.kinds && ARRAY(SELECT jsonb_array_elements_text($3::jsonb)))
-            AND ($4::text IS NULL OR $4 = ANY(r.consultation_types))
-            AND ($5::boolean IS NULL OR NOT $5 OR r.vacancies > 0)
-            AND ($6::text IS NULL OR $6 = ANY(r.access_modes))
-            AND ($7::text IS NULL OR r.search_text LIKE $7 ESCAPE '\\')
-            """
+        var whereClause: String { clauses.isEmpty ? "TRUE" : clauses.joined(separator: " AND ") }
     }
 
     static let filterProperties: [(String, String)] = [
@@ -146,7 +157,7 @@ enum Search {
 
     // MARK: resource.search
 
-    static func search(_ input: SearchInput, database: PostgresPool) async throws -> JSONValue {
+    static func search(_ input: SearchInput, database: PostgresPool) async throws -> RawJSON {
         let limit = input.limit ?? 50
         let cursor = try input.after.map { after throws(WireError) -> (municipality: String, id: String) in
             let parts = after.split(separator: ":", maxSplits: 1).map(String.init)
@@ -159,50 +170,45 @@ enum Search {
         let area = input.area
         let filters = input.filters
         return try await database.withConnection { connection in
-            var areaClause = ""
-            var areaBinding: String? = nil
+            var sql = SQLBuilder()
             if let area, area != Access.national {
                 if scope == "chain" {
                     let chain = try chainIDs(municipality: area, on: connection)
-                    areaClause = "AND \(serviceArea) = ANY(ARRAY(SELECT jsonb_array_elements_text($1::jsonb)))"
-                    areaBinding = JSONValue.array(chain.map { .string($0) }).jsonText
+                    sql.clauses.append("\(serviceArea) = ANY(\(sql.bind(postgresArray(chain)))::text[])")
                 } else {
-                    let resolved = try resolveWithin(area: area, on: connection)
+                    let resolved = try AreaCache.shared.within(area: area) { try resolveWithin(area: area, on: connection) }
                     if let dailyLife = resolved.dailyLifeArea {
-                        areaClause = "AND r.daily_life_area_id = $1"
-                        areaBinding = dailyLife
+                        sql.clauses.append("r.daily_life_area_id = \(sql.bind(dailyLife))::text")
                     } else {
-                        areaClause = "AND r.municipality_code = ANY(ARRAY(SELECT jsonb_array_elements_text($1::jsonb))::char(6)[])"
-                        areaBinding = JSONValue.array(resolved.municipalities.map { .string($0) }).jsonText
+                        sql.clauses.append("r.municipality_code = ANY(\(sql.bind(postgresArray(resolved.municipalities)))::char(6)[])")
                     }
                 }
-            } else {
-                areaClause = "AND ($1::text IS NULL)"
             }
-            let sql = """
-                SELECT jsonb_build_object(\(summaryColumns)) AS j, r.municipality_code AS m, r.id::text AS id
-                FROM registry.resources r
-                WHERE TRUE \(areaClause) \(Filters.clause)
-                  AND ($8::text IS NULL OR (r.municipality_code, r.id) > ($8::char(6), $9::uuid))
-                ORDER BY r.municipality_code, r.id
-                LIMIT $10
-                """
-            let rows = try connection.query(PostgresQuery(unsafeSQL: sql, bindings: [areaBinding] + filters.bindings
-                + [cursor?.municipality, cursor?.id, String(limit + 1)]))
-            var results: [JSONValue] = []
-            var next: String?
-            for (index, row) in rows.enumerated() {
-                if index == limit {
-                    let last = rows[limit - 1]
-                    next = "\(try last.decode("m", as: String.self)):\(try last.decode("id", as: String.self))"
-                    break
-                }
-                results.append(try JSONValue.parse(Data((try row.decode("j", as: String.self)).utf8)))
+            filters.apply(to: &sql)
+            if let cursor {
+                sql.clauses.append("(r.municipality_code, r.id) > (\(sql.bind(cursor.municipality))::char(6), \(sql.bind(cursor.id))::uuid)")
             }
-            var output: [String: JSONValue] = ["resources": .array(results)]
-            if let next { output["next_after"] = .string(next) }
-            return JSONValue.object(output)
+            let limitParameter = sql.bind(String(limit))
+            // One round trip: the page is built as JSON by PostgreSQL and sent on as it is.
+            let text: String = try connection.query(prepared: PostgresQuery(unsafeSQL: """
+                WITH page AS (
+                    SELECT r.*, row_number() OVER (ORDER BY r.municipality_code, r.id) AS n
+                    FROM (SELECT r.* FROM registry.resources r WHERE \(sql.whereClause)
+                          ORDER BY r.municipality_code, r.id LIMIT \(limitParameter)::int + 1) r)
+                SELECT jsonb_build_object(
+                    'resources', coalesce((SELECT jsonb_agg(jsonb_build_object(\(summaryColumns)) ORDER BY r.n)
+                                           FROM page r WHERE r.n <= \(limitParameter)::int), '[]'),
+                    'next_after', (SELECT p.municipality_code || ':' || p.id FROM page p
+                                   WHERE p.n = \(limitParameter)::int AND EXISTS (SELECT 1 FROM page q WHERE q.n > \(limitParameter)::int))
+                )::text AS j
+                """, bindings: sql.bindings))[0].decode("j")
+            return RawJSON(text: text)
         }
+    }
+
+    /// A PostgreSQL array literal of simple tokens (area codes and ids: no quotes, commas or braces).
+    static func postgresArray(_ items: [String]) -> String {
+        "{" + items.map { "\"\($0)\"" }.joined(separator: ",") + "}"
     }
 
     /// The municipalities inside an area (prefecture, municipality, disability or medical area),
@@ -244,14 +250,17 @@ enum Search {
                 }
                 levels.removeAll { $0["level"]?.stringValue == "daily_life_area" && $0["id"]?.stringValue != dailyLife }
             }
-            let ids = levels.compactMap { $0["id"]?.stringValue }
+            var sql = SQLBuilder()
+            let levelIDs = postgresArray(levels.compactMap { $0["id"]?.stringValue })
+            sql.clauses.append("\(serviceArea) = ANY(\(sql.bind(levelIDs))::text[])")
+            input.filters.apply(to: &sql)
             let rows = try connection.query(PostgresQuery(unsafeSQL: """
                 SELECT \(serviceArea) AS area,
                        jsonb_build_object(\(summaryColumns), 'backed_up_by', \(Backups.backersSQL)) AS j
                 FROM registry.resources r
-                WHERE \(serviceArea) = ANY(ARRAY(SELECT jsonb_array_elements_text($1::jsonb))) \(Filters.clause)
+                WHERE \(sql.whereClause)
                 ORDER BY r.kana, r.name, r.id
-                """, bindings: [JSONValue.array(ids.map { .string($0) }).jsonText] + input.filters.bindings))
+                """, bindings: sql.bindings))
             var byArea: [String: [JSONValue]] = [:]
             for row in rows {
                 byArea[try row.decode("area"), default: []].append(try JSONValue.parse(Data((try row.decode("j", as: String.self)).utf8)))

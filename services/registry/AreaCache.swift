@@ -1,0 +1,29 @@
+import Foundation
+
+/// Which municipalities an area holds, remembered for a minute: searches by area ask it on every
+/// call, and area definitions change only by import (which clears this instance's cache; other
+/// instances see the change within the minute).
+/// - Note: `Sendable`; its dictionary is guarded by `lock`.
+final class AreaCache: @unchecked Sendable {
+    static let shared = AreaCache()
+    typealias Entry = (municipalities: [String], dailyLifeArea: String?)
+
+    private let lock = NSLock()
+    private var entries: [String: (entry: Entry, expires: ContinuousClock.Instant)] = [:]
+    private let lifetime: Duration = .seconds(60)
+
+    func within(area: String, resolve: () throws -> Entry) throws -> Entry {
+        let now = ContinuousClock.now
+        if let hit = lock.withLock({ entries[area] }), hit.expires > now { return hit.entry }
+        let entry = try resolve()
+        lock.withLock {
+            if entries.count > 10_000 { entries.removeAll() }
+            entries[area] = (entry, now + lifetime)
+        }
+        return entry
+    }
+
+    func clear() {
+        lock.withLock { entries.removeAll() }
+    }
+}
