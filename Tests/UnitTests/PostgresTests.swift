@@ -24,6 +24,17 @@ struct PostgresTests {
         #expect(try rows[0].decode("missing", as: String?.self) == nil)
     }
 
+    @Test func preparedStatementsAreReusedWithNewValues() throws {
+        let connection = try connect()
+        defer { connection.close() }
+        for value in [1, 2, 3] {
+            let rows = try connection.query(prepared: "SELECT \(value)::int * 10 AS n, \(Optional<String>.none)::text AS t")
+            #expect(try rows[0].decode("n", as: Int.self) == value * 10)
+        }
+        #expect(throws: PostgresError.self) { try connection.query(prepared: "SELEKT 1") }
+        #expect(try connection.query(prepared: "SELECT 5 AS n")[0].decode("n", as: Int.self) == 5)
+    }
+
     @Test func decodingAMissingColumnOrNullThrows() throws {
         let connection = try connect()
         defer { connection.close() }
