@@ -60,7 +60,7 @@ Try, in another terminal:
   $BIN/tsunagu services
   $BIN/tsunagu call registry area.get '{"code":"131016"}'
   $BIN/tsunagu call registry area.list '{"parent":"130001","limit":5}'
-  $BIN/tsunagu token create --tenant pref-13 --role staff
+  $BIN/tsunagu token create --tenant 130001 --role editor
 
 Ctrl-C stops everything.
 TXT
