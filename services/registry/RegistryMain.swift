@@ -13,7 +13,7 @@ enum RegistryMain {
                 migrations: try ServiceRunner.bundledMigrations(in: .module),
                 operations: try AreaOperations.all() + AreaGroups.operations() + Taxonomy.operations()
                     + Resources.operations() + Backups.operations() + Search.operations() + Participation.operations() + ResourceImport.operations() + ResourceExport.operations()
-                    + Outbox.operations()
+                    + registryEvents.operations()
             )
         }
     }

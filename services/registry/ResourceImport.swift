@@ -310,10 +310,10 @@ enum ResourceImport {
             SELECT r.id, r.version, \(principal.tokenID), CASE WHEN c.created THEN 'created' ELSE 'updated' END, to_jsonb(r) - 'search_text'
             FROM registry.resources r JOIN import_changed c ON c.id = r.id
             """)
-        try tx.query("SELECT pg_advisory_xact_lock(hashtext('registry.outbox'))")
+        try registryEvents.lock(on: tx)
         try tx.query("""
             INSERT INTO registry.outbox (type, subject, tenant, data)
-            SELECT \(Outbox.typePrefix)::text || CASE WHEN c.created THEN 'resource.created' ELSE 'resource.changed' END,
+            SELECT \(registryEvents.typePrefix)::text || CASE WHEN c.created THEN 'resource.created' ELSE 'resource.changed' END,
                    'resources/' || r.id, r.tenant,
                    jsonb_build_object('id', r.id, 'tenant', r.tenant, 'version', r.version, 'name', r.name,
                                       'category_code', r.category_code, 'kinds', r.kinds, 'municipality_code', r.municipality_code,

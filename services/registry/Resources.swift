@@ -113,7 +113,7 @@ enum Resources {
                         """, bindings: [principal.tenant, input.jsonText, searchText(input)]))[0].decode("id")
                     try res.recordHistory(id: id, change: "created", by: principal, on: tx)
                     let created = try res.fetch(id: id, on: tx)
-                    try Outbox.append(on: tx, type: "resource.created", subject: "resources/\(id)", tenant: principal.tenant,
+                    try registryEvents.append(on: tx, type: "resource.created", subject: "resources/\(id)", tenant: principal.tenant,
                                       data: eventData(created))
                     return created
                 }
@@ -143,9 +143,9 @@ enum Resources {
                         """, bindings: [id, input.jsonText, searchText(input)]))
                     try res.recordHistory(id: id, change: "updated", by: principal, on: tx)
                     let after = try res.fetch(id: id, on: tx)
-                    try Outbox.append(on: tx, type: "resource.changed", subject: "resources/\(id)", tenant: owner, data: eventData(after))
+                    try registryEvents.append(on: tx, type: "resource.changed", subject: "resources/\(id)", tenant: owner, data: eventData(after))
                     if before["vacancies"] != after["vacancies"] {
-                        try Outbox.append(on: tx, type: "resource.vacancies_changed", subject: "resources/\(id)", tenant: owner,
+                        try registryEvents.append(on: tx, type: "resource.vacancies_changed", subject: "resources/\(id)", tenant: owner,
                                           data: vacancyData(after))
                     }
                     return after
@@ -169,7 +169,7 @@ enum Resources {
                     guard !updated.isEmpty else { throw WireError(.invalidInput, "vacancies exceed the capacity") }
                     try res.recordHistory(id: input.id, change: "vacancies", by: principal, on: tx)
                     let after = try res.fetch(id: input.id, on: tx)
-                    try Outbox.append(on: tx, type: "resource.vacancies_changed", subject: "resources/\(input.id)", tenant: owner,
+                    try registryEvents.append(on: tx, type: "resource.vacancies_changed", subject: "resources/\(input.id)", tenant: owner,
                                       data: vacancyData(after))
                     return after
                 }
@@ -182,7 +182,7 @@ enum Resources {
                 return try await context.database.withTransaction { tx in
                     let owner = try res.retire(id: input.id, version: input.version, principal: principal, on: tx)
                     let retired = try res.fetch(id: input.id, on: tx)
-                    try Outbox.append(on: tx, type: "resource.retired", subject: "resources/\(input.id)", tenant: owner,
+                    try registryEvents.append(on: tx, type: "resource.retired", subject: "resources/\(input.id)", tenant: owner,
                                       data: eventData(retired))
                     return retired
                 }
