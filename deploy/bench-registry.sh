@@ -9,33 +9,11 @@ cd "$TSUNAGU_ROOT"
 ROWS=${1:-300000}
 SECONDS_PER_ROW=${2:-10}
 
-ensure_packages
-log "building (release)"
-swift build -c release >/dev/null 2>&1 || swift build -c release
-BIN=$(swift build -c release --show-bin-path)
-
-WORK=$(mktemp -d /tmp/tsunagu-bench-registry.XXXXXX)
-chmod 755 "$WORK"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  stop_postgres "$WORK/pg"
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-TSUNAGU_PG_FSYNC=off start_postgres "$WORK/pg" "$(free_port)"
-
-export TSUNAGU_CLIENT_ENDPOINT=tcp://127.0.0.1:$(free_port)
-export TSUNAGU_WORKER_ENDPOINT=tcp://127.0.0.1:$(free_port)
-export TSUNAGU_ADMIN_TOKEN=bench-admin-token-$RANDOM$RANDOM$RANDOM
-export TSUNAGU_TOKEN=$TSUNAGU_ADMIN_TOKEN TSUNAGU_LOG_LEVEL=warning TSUNAGU_DB_POOL_SIZE=8
+bench_environment bench-registry
+export TSUNAGU_DB_POOL_SIZE=8
 "$BIN/tsunagu-gateway" & pids+=($!)
 "$BIN/tsunagu-registry" & pids+=($!)
-for _ in $(seq 1 100); do
-  "$BIN/tsunagu" call registry area.get '{"code":"131016"}' >/dev/null 2>&1 && break
-  sleep 0.2
-done
+wait_for registry area.get '{"code":"131016"}'
 
 log "generating $ROWS resources"
 python3 deploy/bench/generate_directory.py "$ROWS" "$WORK/directory.csv" --queries "$WORK/searches.jsonl"

@@ -11,27 +11,7 @@ source "$(dirname "$0")/lib.sh"
 cd "$TSUNAGU_ROOT"
 SECONDS_PER_ROW=${1:-5}
 
-ensure_packages
-log "building (release)"
-swift build -c release >/dev/null 2>&1 || swift build -c release
-BIN=$(swift build -c release --show-bin-path)
-
-WORK=$(mktemp -d /tmp/tsunagu-bench.XXXXXX)
-chmod 755 "$WORK"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  stop_postgres "$WORK/pg"
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-TSUNAGU_PG_FSYNC=off start_postgres "$WORK/pg" "$(free_port)"
-
-export TSUNAGU_CLIENT_ENDPOINT=tcp://127.0.0.1:$(free_port)
-export TSUNAGU_WORKER_ENDPOINT=tcp://127.0.0.1:$(free_port)
-export TSUNAGU_ADMIN_TOKEN=bench-admin-token-$RANDOM$RANDOM$RANDOM
-export TSUNAGU_TOKEN=$TSUNAGU_ADMIN_TOKEN TSUNAGU_LOG_LEVEL=warning
+bench_environment bench
 FRONT=tcp://127.0.0.1:$(free_port)
 BACK=tcp://127.0.0.1:$(free_port)
 
@@ -40,12 +20,7 @@ BACK=tcp://127.0.0.1:$(free_port)
 "$BIN/tsunagu-bench" minimal-worker --endpoint "$TSUNAGU_WORKER_ENDPOINT" & pids+=($!)
 "$BIN/tsunagu-bench" forwarder --front "$FRONT" --back "$BACK" & pids+=($!)
 "$BIN/tsunagu-bench" bare-worker --endpoint "$BACK" & pids+=($!)
-for service in bench minimal; do
-  for _ in $(seq 1 100); do
-    "$BIN/tsunagu" call "$service" echo '{"n":1}' >/dev/null 2>&1 && break
-    sleep 0.2
-  done
-done
+for service in bench minimal; do wait_for "$service" echo '{"n":1}'; done
 
 load() {  # path inflight seconds
   case $1 in

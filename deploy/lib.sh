@@ -82,3 +82,38 @@ stop_postgres() {
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
+
+# bench_environment NAME: what both benchmarks share. Builds a release (sets BIN), makes a work
+# folder (WORK) removed on exit with every process in `pids` and the PostgreSQL started in it,
+# and exports loopback endpoints and an admin token (also as TSUNAGU_TOKEN for the client).
+bench_environment() {
+  ensure_packages
+  log "building (release)"
+  swift build -c release >/dev/null 2>&1 || swift build -c release
+  BIN=$(swift build -c release --show-bin-path)
+  WORK=$(mktemp -d "/tmp/tsunagu-$1.XXXXXX")
+  chmod 755 "$WORK"
+  pids=()
+  trap bench_cleanup EXIT
+  TSUNAGU_PG_FSYNC=off start_postgres "$WORK/pg" "$(free_port)"
+  export TSUNAGU_CLIENT_ENDPOINT=tcp://127.0.0.1:$(free_port)
+  export TSUNAGU_WORKER_ENDPOINT=tcp://127.0.0.1:$(free_port)
+  export TSUNAGU_ADMIN_TOKEN=bench-admin-token-$RANDOM$RANDOM$RANDOM
+  export TSUNAGU_TOKEN=$TSUNAGU_ADMIN_TOKEN TSUNAGU_LOG_LEVEL=warning
+}
+
+bench_cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  stop_postgres "$WORK/pg"
+  rm -rf "$WORK"
+}
+
+# wait_for SERVICE OPERATION BODY: until a call through the gateway answers (20 s at most).
+wait_for() {
+  for _ in $(seq 1 100); do
+    "$BIN/tsunagu" call "$1" "$2" "$3" >/dev/null 2>&1 && return 0
+    sleep 0.2
+  done
+  log "$1 did not answer"; return 1
+}

@@ -44,10 +44,7 @@ trap cleanup EXIT
 "$BIN/tsunagu-registry" & pids+=($!)
 
 export TSUNAGU_TOKEN=$TSUNAGU_ADMIN_TOKEN
-for _ in $(seq 1 100); do
-  "$BIN/tsunagu" call registry area.get '{"code":"131016"}' >/dev/null 2>&1 && break
-  sleep 0.2
-done
+wait_for registry area.get '{"code":"131016"}' || true
 
 cat <<TXT
 

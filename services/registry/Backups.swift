@@ -33,10 +33,7 @@ enum Backups {
             ) { context, input in
                 let principal = try Access.writer(context)
                 return try await context.database.withTransaction { tx in
-                    let owners = try ownersOfBoth(input, on: tx)
-                    guard owners.contains(principal.tenant) || Access.isNationalAdmin(principal) else {
-                        throw WireError(.forbidden, "only the tenant of either resource may link them")
-                    }
+                    try requireEitherOwner(input, principal: principal, on: tx)
                     guard input.backerID != input.backedID else {
                         throw WireError(.invalidInput, "a resource cannot back up itself")
                     }
@@ -62,10 +59,7 @@ enum Backups {
             ) { context, input in
                 let principal = try Access.writer(context)
                 return try await context.database.withTransaction { tx in
-                    let owners = try ownersOfBoth(input, on: tx)
-                    guard owners.contains(principal.tenant) || Access.isNationalAdmin(principal) else {
-                        throw WireError(.forbidden, "only the tenant of either resource may unlink them")
-                    }
+                    try requireEitherOwner(input, principal: principal, on: tx)
                     let removed = try tx.query("""
                         DELETE FROM registry.backups WHERE backer_id = \(input.backerID)::uuid AND backed_id = \(input.backedID)::uuid
                         RETURNING 1 AS one
@@ -75,6 +69,14 @@ enum Backups {
                 }
             },
         ]
+    }
+
+    /// Both resources must be active, and the caller must own one of them.
+    private static func requireEitherOwner(_ input: LinkInput, principal: Principal, on tx: PostgresConnection) throws {
+        let owners = try ownersOfBoth(input, on: tx)
+        guard owners.contains(principal.tenant) || Access.isNationalAdmin(principal) else {
+            throw WireError(.forbidden, "only the tenant of either resource may change their backup link")
+        }
     }
 
     private static func ownersOfBoth(_ input: LinkInput, on tx: PostgresConnection) throws -> Set<String> {
