@@ -4,7 +4,7 @@ import pytest
 
 from conftest import Closing
 from test_registry_areas import token_for
-from tsunagu_peer import error_code, ok
+from tsunagu_peer import all_pages, error_code, ok
 
 TOTTORI = "310000"
 AREAS = """kind,code,name,kana,municipality
@@ -29,17 +29,9 @@ def region(suite):
     editor = token_for(suite, TOTTORI, ["editor"])
     national = token_for(suite, "national", ["admin"])
     with Closing(suite.client(token=national)) as admin:
-        after = None
-        while True:
-            body = {"area": TOTTORI, "limit": 200}
-            if after:
-                body["after"] = after
-            page = ok(admin.call("registry", "resource.search", body))
+        for page in all_pages(admin, "registry", "resource.search", {"area": TOTTORI, "limit": 200}):
             for r in page["resources"]:
                 ok(admin.call("registry", "resource.retire", {"id": r["id"], "version": r["version"]}))
-            after = page.get("next_after")
-            if not after:
-                break
     ids = {}
     with Closing(suite.client(token=editor)) as client:
         ok(client.call("registry", "area.import", {"prefecture": TOTTORI, "csv": AREAS}))
@@ -137,16 +129,8 @@ def test_free_text_in_japanese(region, text, expected):
 
 def test_paging_is_stable_and_complete(region):
     client, ids = region
-    seen, after = [], None
-    while True:
-        body = {"area": TOTTORI, "limit": 3}
-        if after:
-            body["after"] = after
-        page = ok(client.call("registry", "resource.search", body))
-        seen += [r["id"] for r in page["resources"]]
-        after = page.get("next_after")
-        if not after:
-            break
+    pages = all_pages(client, "registry", "resource.search", {"area": TOTTORI, "limit": 3})
+    seen = [r["id"] for page in pages for r in page["resources"]]
     assert sorted(seen) == sorted(ids.values()) and len(seen) == len(set(seen))
 
 

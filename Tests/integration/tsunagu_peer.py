@@ -60,6 +60,20 @@ def ok(result):
     return payload
 
 
+def all_pages(client, service, op, body, cursor_field="next_after", items_field=None):
+    """Calls a paged operation until its last page; returns every page's payload."""
+    pages, after = [], None
+    while True:
+        request = dict(body)
+        if after:
+            request["after"] = after
+        page = ok(client.call(service, op, request))
+        pages.append(page)
+        after = page.get(cursor_field)
+        if not after:
+            return pages
+
+
 def error_code(result):
     envelope, _ = result
     assert envelope["status"] == "error", envelope
