@@ -60,6 +60,10 @@ public struct Configuration: Sendable {
     public var clientEndpoint: String { string("TSUNAGU_CLIENT_ENDPOINT", default: "tcp://127.0.0.1:5555") }
     /// Where workers reach the gateway.
     public var workerEndpoint: String { string("TSUNAGU_WORKER_ENDPOINT", default: "tcp://127.0.0.1:5556") }
+    /// Where services push their events to the gateway (keep it as private as the worker endpoint).
+    public var eventsInEndpoint: String { string("TSUNAGU_EVENTS_IN_ENDPOINT", default: "tcp://127.0.0.1:5557") }
+    /// Where subscribers receive events from the gateway (ZeroMQ SUB).
+    public var eventsOutEndpoint: String { string("TSUNAGU_EVENTS_OUT_ENDPOINT", default: "tcp://127.0.0.1:5558") }
     public var databaseURL: String {
         string("TSUNAGU_DATABASE_URL", default: "postgresql://tsunagu@127.0.0.1:5432/tsunagu")
     }

@@ -1,5 +1,6 @@
 import Foundation
 import JSONSchema
+import Logging
 import Postgres
 import Wire
 
@@ -7,8 +8,8 @@ import Wire
 /// and read back by sequence number (`events.read`), so a consumer that was away replays what it
 /// missed. Shaped as CloudEvents 1.0 (structured JSON) with a `sequence` extension attribute.
 ///
-/// The service's migrations create `<schema>.outbox` with the columns of
-/// services/registry/migrations/0006_outbox.sql (sequence, id, type, subject, tenant, time, data).
+/// The service's migrations create `<schema>.outbox` and `<schema>.outbox_cursor` as
+/// services/registry/migrations/0006_outbox.sql and 0011_outbox_cursor.sql do.
 /// Events never carry personal data.
 public struct EventOutbox: Sendable {
     public let schema: String
@@ -38,6 +39,52 @@ public struct EventOutbox: Sendable {
         try tx.query(PostgresQuery(unsafeSQL: """
             INSERT INTO \(schema).outbox (type, subject, tenant, data) VALUES ($1, $2, $3, $4::jsonb)
             """, bindings: [typePrefix + type, subject, tenant, String(decoding: data.serialized(), as: UTF8.self)]))
+    }
+
+    /// The CloudEvent of outbox row `o`; `$1` is the source.
+    static let eventJSON = """
+        jsonb_build_object('specversion', '1.0', 'id', o.id, 'source', $1::text, 'type', o.type, 'subject', o.subject,
+            'time', to_char(o.time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+            'datacontenttype', 'application/json', 'sequence', o.sequence, 'tenant', o.tenant, 'data', o.data)
+        """
+
+    /// Pushes committed events to the gateway, oldest first, until the task is cancelled.
+    ///
+    /// A cursor row (`<schema>.outbox_cursor`, one row) holds the last sequence pushed. Each poll
+    /// locks it with SKIP LOCKED, so among several instances one publishes at a time; it reads what
+    /// follows, moves the cursor, commits, then hands the events to the gateway. Delivery is
+    /// best effort (an event is lost to subscribers if this instance dies between commit and
+    /// send, or if a queue is full); every event stays in the outbox and subscribers that see a
+    /// gap in `sequence` replay it with `events.read`.
+    public func publish(to connection: WorkerConnection, database: PostgresPool, logger: Logger,
+                        interval: Duration = .milliseconds(100)) async {
+        let batchSize = 500
+        while !Task.isCancelled {
+            var sent = 0
+            do {
+                let batch = try await database.withTransaction { [schema, source] tx -> [[Data]] in
+                    guard let cursor = try tx.query(PostgresQuery(
+                        unsafeSQL: "SELECT sequence FROM \(schema).outbox_cursor WHERE id = 1 FOR UPDATE SKIP LOCKED")).first else { return [] }
+                    let after: Int64 = try cursor.decode("sequence")
+                    let rows = try tx.query(PostgresQuery(unsafeSQL: """
+                        SELECT o.sequence, o.type, o.tenant, \(Self.eventJSON)::text AS j FROM \(schema).outbox o
+                        WHERE o.sequence > $2::bigint ORDER BY o.sequence LIMIT $3::int
+                        """, bindings: [source, String(after), String(batchSize)]))
+                    guard let last = rows.last else { return [] }
+                    try tx.query(PostgresQuery(unsafeSQL: "UPDATE \(schema).outbox_cursor SET sequence = $1::bigint WHERE id = 1",
+                                               bindings: [String(try last.decode("sequence", as: Int64.self))]))
+                    return try rows.map { row in
+                        let topic = TsunaguWire.eventTopic(type: try row.decode("type"), tenant: try row.decode("tenant"))
+                        return [Data(topic.utf8), Data((try row.decode("j", as: String.self)).utf8)]
+                    }
+                }
+                for frames in batch { connection.publish(frames) }
+                sent = batch.count
+            } catch {
+                logger.debug("event publishing paused", metadata: ["error": "\(error)"])
+            }
+            if sent < batchSize { try? await Task.sleep(for: interval) }
+        }
     }
 
     struct ReadInput: Decodable, Sendable {
@@ -71,11 +118,7 @@ public struct EventOutbox: Sendable {
                             WHERE sequence > $2::bigint AND (cardinality($4::text[]) = 0 OR type = ANY($4::text[]))
                             ORDER BY sequence LIMIT $3::int)
                         SELECT jsonb_build_object(
-                            'events', coalesce((SELECT jsonb_agg(jsonb_build_object('specversion', '1.0', 'id', id, 'source', $1::text,
-                                'type', type, 'subject', subject,
-                                'time', to_char(time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-                                'datacontenttype', 'application/json', 'sequence', sequence, 'tenant', tenant, 'data', data)
-                                ORDER BY sequence) FROM page), '[]'),
+                            'events', coalesce((SELECT jsonb_agg(\(Self.eventJSON) ORDER BY o.sequence) FROM page o), '[]'),
                             'last_sequence', coalesce((SELECT max(sequence) FROM page), $2::bigint))::text AS j
                         """, bindings: [source, String(after), String(input.limit ?? 100),
                                         // Types are letters, digits and ._- (schema): an array literal needs no quoting.

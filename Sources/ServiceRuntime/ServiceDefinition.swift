@@ -12,9 +12,12 @@ public struct ServiceDefinition: Sendable {
     public let schema: String
     public let migrations: [PostgresMigration]
     public let operations: [ServiceOperation]
+    /// The service's event outbox; when set, its events are pushed to the gateway for fan-out.
+    public let events: EventOutbox?
 
     public init(name: String, version: String, schema: String, migrations: [PostgresMigration],
-                operations: [ServiceOperation]) {
+                operations: [ServiceOperation], events: EventOutbox? = nil) {
+        self.events = events
         self.name = name
         self.version = version
         self.schema = schema

@@ -36,10 +36,17 @@ public enum ServiceRunner {
         defer { context.terminate() }
         let connection = try serve(definition, database: pool, context: context, endpoint: configuration.workerEndpoint,
                                    heartbeatInterval: try configuration.heartbeatInterval(), concurrency: concurrency,
-                                   logger: logger, onFailure: { signals.fail() })
+                                   logger: logger, eventsEndpoint: definition.events == nil ? nil : configuration.eventsInEndpoint,
+                                   onFailure: { signals.fail() })
+        let eventLogger = logger
+        let publisher = definition.events.map { events in
+            Task { await events.publish(to: connection, database: pool, logger: eventLogger) }
+        }
         logger.info("serving", metadata: ["version": "\(definition.version)", "gateway": "\(configuration.workerEndpoint)"])
         let received = await signals.wait()
         logger.info("stopping", metadata: ["signal": "\(received)"])
+        publisher?.cancel()
+        await publisher?.value
         await connection.stopAndWait()
         logger.info("stopped")
         if received == ShutdownSignal.failure { throw MessageLoopFailure() }
@@ -47,12 +54,13 @@ public enum ServiceRunner {
 
     /// Connects a service's operations to the gateway and starts serving; the caller stops it.
     public static func serve(_ definition: ServiceDefinition, database: PostgresPool, context: ZMQContext, endpoint: String,
-                             heartbeatInterval: Duration, concurrency: Int, logger: Logger,
+                             heartbeatInterval: Duration, concurrency: Int, logger: Logger, eventsEndpoint: String? = nil,
                              onFailure: @escaping @Sendable () -> Void = {}) throws -> WorkerConnection {
         let dispatcher = RequestDispatcher(definition: definition, database: database, logger: logger)
         let manifest = try WireCoding.encoder().encode(definition.manifest(concurrency: concurrency))
         let connection = try WorkerConnection(
-            settings: .init(endpoint: endpoint, service: definition.name, manifest: manifest, heartbeatInterval: heartbeatInterval),
+            settings: .init(endpoint: endpoint, service: definition.name, manifest: manifest, heartbeatInterval: heartbeatInterval,
+                            eventsEndpoint: eventsEndpoint),
             context: context, logger: logger, onFailure: onFailure
         ) { connection, batch in
             Task {

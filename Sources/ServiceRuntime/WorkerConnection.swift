@@ -24,9 +24,12 @@ public final class WorkerConnection: @unchecked Sendable {
         public var manifest: Data?
         public var heartbeatInterval: Duration
         public var drainTimeout: Duration
+        /// The gateway's events-in endpoint, for services that publish events.
+        public var eventsEndpoint: String?
 
         public init(endpoint: String, service: String, manifest: Data?, heartbeatInterval: Duration,
-                    drainTimeout: Duration = .seconds(10)) {
+                    drainTimeout: Duration = .seconds(10), eventsEndpoint: String? = nil) {
+            self.eventsEndpoint = eventsEndpoint
             self.endpoint = endpoint
             self.service = service
             self.manifest = manifest
@@ -37,6 +40,7 @@ public final class WorkerConnection: @unchecked Sendable {
 
     private struct Shared {
         var outbox: [(replyTo: Data, body: [Data])] = []
+        var events: [[Data]] = []
         var stopRequested = false
         var inFlight = 0
         var connects = 0
@@ -89,6 +93,16 @@ public final class WorkerConnection: @unchecked Sendable {
         if wasEmpty { wakeup.wake() }
     }
 
+    /// Queues an event message (`[topic, CloudEvent JSON]`) for the gateway; safe from any thread.
+    /// Dropped when no events endpoint is set or the gateway's queue is full (subscribers replay gaps).
+    public func publish(_ frames: [Data]) {
+        let wasEmpty = shared.withLock { state -> Bool in
+            state.events.append(frames)
+            return state.events.count == 1 && state.outbox.isEmpty
+        }
+        if wasEmpty { wakeup.wake() }
+    }
+
     /// How many times the loop has (re)connected and sent READY; for tests and metrics.
     public var connectCount: Int { shared.withLock { $0.connects } }
 
@@ -128,6 +142,18 @@ public final class WorkerConnection: @unchecked Sendable {
     private func runLoop() throws(ZMQError) {
         var socket = try makeSocket()
         defer { try? socket.close() }
+        var events: ZMQSocket?
+        if let endpoint = settings.eventsEndpoint {
+            let push = try context.socket(.push)
+            try? push.setLinger(milliseconds: 0)
+            try? push.setHighWaterMarks(send: 100_000, receive: 100_000)
+            do { try push.connect(endpoint) } catch {
+                try? push.close()
+                throw error
+            }
+            events = push
+        }
+        defer { try? events?.close() }
         let interval = settings.heartbeatInterval
         let clock = ContinuousClock()
         var heartbeatAt = clock.now + interval
@@ -157,14 +183,19 @@ public final class WorkerConnection: @unchecked Sendable {
             }
             if ready[1] { wakeup.drain() }
 
-            let (outgoing, stop, inFlight) = shared.withLock { state -> ([(replyTo: Data, body: [Data])], Bool, Int) in
+            let (outgoing, published, stop, inFlight) = shared.withLock { state -> ([(replyTo: Data, body: [Data])], [[Data]], Bool, Int) in
                 let out = state.outbox
+                let published = state.events
                 state.outbox.removeAll(keepingCapacity: true)
+                state.events.removeAll(keepingCapacity: true)
                 state.inFlight -= out.count
-                return (out, state.stopRequested, state.inFlight)
+                return (out, published, state.stopRequested, state.inFlight)
             }
             for item in outgoing {
                 try send([Data(), MDP.workerHeader, MDP.Command.reply.frame, item.replyTo, Data()] + item.body, on: socket)
+            }
+            if let events {
+                for frames in published { try send(frames, on: events) }
             }
 
             if stop {

@@ -39,4 +39,8 @@ public enum TsunaguWire {
     public static let marker = Data("TSUNAGU/1".utf8)
     /// The gateway's own service, answering catalogue and token operations.
     public static let gatewayService = "tsunagu.gateway"
+
+    /// Event messages (service PUSH -> gateway PULL -> gateway PUB -> subscriber SUB) are two
+    /// frames: the topic `<type>/<tenant>` (subscribers filter by its prefix) and the CloudEvent JSON.
+    public static func eventTopic(type: String, tenant: String) -> String { "\(type)/\(tenant)" }
 }

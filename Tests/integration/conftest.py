@@ -70,10 +70,14 @@ class Suite:
         self.tmp = str(tmp_path)
         self.client_endpoint = f"tcp://127.0.0.1:{free_port()}"
         self.worker_endpoint = f"tcp://127.0.0.1:{free_port()}"
+        self.events_in_endpoint = f"tcp://127.0.0.1:{free_port()}"
+        self.events_out_endpoint = f"tcp://127.0.0.1:{free_port()}"
         self.env = dict(os.environ)
         self.env.update({
             "TSUNAGU_CLIENT_ENDPOINT": self.client_endpoint,
             "TSUNAGU_WORKER_ENDPOINT": self.worker_endpoint,
+            "TSUNAGU_EVENTS_IN_ENDPOINT": self.events_in_endpoint,
+            "TSUNAGU_EVENTS_OUT_ENDPOINT": self.events_out_endpoint,
             "TSUNAGU_DATABASE_URL": DATABASE_URL,
             "TSUNAGU_ADMIN_TOKEN": ADMIN_TOKEN,
             "TSUNAGU_HEARTBEAT_MS": str(HEARTBEAT_MS),

@@ -15,6 +15,8 @@ final class Broker: @unchecked Sendable {
     struct Settings: Sendable {
         var clientEndpoint: String
         var workerEndpoint: String
+        var eventsInEndpoint: String
+        var eventsOutEndpoint: String
         var heartbeatInterval: Duration
         var maxMessageBytes: Int
         var defaultDeadline: Duration
@@ -38,6 +40,8 @@ final class Broker: @unchecked Sendable {
     // Loop-thread state.
     private var frontend: ZMQSocket?
     private var backend: ZMQSocket?
+    private var eventsIn: ZMQSocket?
+    private var eventsOut: ZMQSocket?
     private(set) var services: [String: ServiceState] = [:]
     private(set) var workers: [Data: WorkerState] = [:]
     private var pending: [UInt64: PendingRequest] = [:]
@@ -66,33 +70,42 @@ final class Broker: @unchecked Sendable {
     func start() throws(ZMQError) {
         let frontend = try context.socket(.router)
         let backend = try context.socket(.router)
+        let eventsIn = try context.socket(.pull)
+        let eventsOut = try context.socket(.pub)
+        let sockets = [frontend, backend, eventsIn, eventsOut]
         do {
-            for socket in [frontend, backend] {
+            for socket in sockets {
                 try socket.setLinger(milliseconds: 0)
                 try socket.setHighWaterMarks(send: 100_000, receive: 100_000)
-                try socket.setOption(.routerMandatory, Int32(0))
             }
+            try frontend.setOption(.routerMandatory, Int32(0))
+            try backend.setOption(.routerMandatory, Int32(0))
             // A hard cap well above the soft limit: past it libzmq drops the peer; below it the
             // client gets a typed `too_large` reply.
             try frontend.setMaxMessageSize(Int64(max(settings.maxMessageBytes * 4, 65_536)))
+            try eventsIn.setMaxMessageSize(Int64(max(settings.maxMessageBytes * 4, 65_536)))
             try frontend.bind(settings.clientEndpoint)
             try backend.bind(settings.workerEndpoint)
+            try eventsIn.bind(settings.eventsInEndpoint)
+            try eventsOut.bind(settings.eventsOutEndpoint)
         } catch {
-            try? frontend.close()
-            try? backend.close()
+            for socket in sockets { try? socket.close() }
             throw error
         }
         self.frontend = frontend
         self.backend = backend
+        self.eventsIn = eventsIn
+        self.eventsOut = eventsOut
         let thread = Thread { [self] in
             do { try self.run() } catch {
                 self.logger.critical("broker loop failed", metadata: ["error": "\(error)"])
                 self.onFailure()
             }
-            try? self.frontend?.close()
-            try? self.backend?.close()
+            for socket in [self.frontend, self.backend, self.eventsIn, self.eventsOut] { try? socket?.close() }
             self.frontend = nil
             self.backend = nil
+            self.eventsIn = nil
+            self.eventsOut = nil
             self.finished.signal()
         }
         thread.name = "gateway-broker"
@@ -120,11 +133,11 @@ final class Broker: @unchecked Sendable {
     // MARK: The loop
 
     private func run() throws(ZMQError) {
-        guard let frontend, let backend else { return }
+        guard let frontend, let backend, let eventsIn else { return }
         let tick = Duration.milliseconds(100)
         var heartbeatAt = clock.now + settings.heartbeatInterval
         var sweepAt = clock.now + tick
-        let items: [ZMQPollItem] = [.socket(frontend), .socket(backend), .fileDescriptor(wakeup.readDescriptor)]
+        let items: [ZMQPollItem] = [.socket(frontend), .socket(backend), .fileDescriptor(wakeup.readDescriptor), .socket(eventsIn)]
 
         while !stopRequested.withLock({ $0 }) {
             let now = clock.now
@@ -141,6 +154,13 @@ final class Broker: @unchecked Sendable {
                 var count = 0
                 while count < 1000, let frames = try frontend.receiveIfReady() {
                     handleClientMessage(frames)
+                    count += 1
+                }
+            }
+            if ready[3] {
+                var count = 0
+                while count < 1000, let frames = try eventsIn.receiveIfReady() {
+                    fanOut(frames)
                     count += 1
                 }
             }
@@ -494,6 +514,23 @@ final class Broker: @unchecked Sendable {
     private func failPending(_ id: UInt64, _ error: WireError) {
         guard let request = pending.removeValue(forKey: id) else { return }
         replyError(to: request.clientIdentity, service: request.service, requestID: request.requestID, error)
+    }
+
+    // MARK: Events
+
+    /// Sends a service's event on to every subscriber whose topic prefix matches. Events are
+    /// not stored here: a subscriber that missed some sees the gap in `sequence` and replays
+    /// them from the service (`events.read`).
+    private func fanOut(_ frames: [Data]) {
+        guard frames.count == 2, !frames[0].isEmpty, frames[0].count <= 256 else {
+            logger.warning("dropped a malformed event message")
+            return
+        }
+        do {
+            try eventsOut?.send(frames, dontWait: true)
+        } catch {
+            logger.debug("event dropped", metadata: ["error": "\(error)"])
+        }
     }
 
     // MARK: MMI

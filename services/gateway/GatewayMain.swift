@@ -42,6 +42,8 @@ enum GatewayMain {
         let settings = Broker.Settings(
             clientEndpoint: configuration.clientEndpoint,
             workerEndpoint: configuration.workerEndpoint,
+            eventsInEndpoint: configuration.eventsInEndpoint,
+            eventsOutEndpoint: configuration.eventsOutEndpoint,
             heartbeatInterval: try configuration.heartbeatInterval(),
             maxMessageBytes: try configuration.int("TSUNAGU_MAX_MESSAGE_BYTES", default: 1_048_576, range: 1024...268_435_456),
             defaultDeadline: .milliseconds(try configuration.int("TSUNAGU_DEFAULT_DEADLINE_MS", default: 30_000, range: 1...3_600_000)),
@@ -55,7 +57,8 @@ enum GatewayMain {
         let broker = try Broker(settings: settings, context: context, tokens: tokens, logger: logger,
                                 onFailure: { signals.fail() })
         try broker.start()
-        logger.info("gateway listening", metadata: ["clients": "\(settings.clientEndpoint)", "workers": "\(settings.workerEndpoint)"])
+        logger.info("gateway listening", metadata: ["clients": "\(settings.clientEndpoint)", "workers": "\(settings.workerEndpoint)",
+                                                    "events.in": "\(settings.eventsInEndpoint)", "events.out": "\(settings.eventsOutEndpoint)"])
         let received = await signals.wait()
         logger.info("stopping", metadata: ["signal": "\(received)"])
         await broker.stopAndWait()

@@ -13,7 +13,8 @@ enum RegistryMain {
                 migrations: try ServiceRunner.bundledMigrations(in: .module),
                 operations: try AreaOperations.all() + AreaGroups.operations() + Taxonomy.operations()
                     + Resources.operations() + Backups.operations() + Search.operations() + Participation.operations() + ResourceImport.operations() + ResourceExport.operations()
-                    + registryEvents.operations()
+                    + registryEvents.operations(),
+                events: registryEvents
             )
         }
     }
