@@ -98,6 +98,8 @@ bench_environment() {
   TSUNAGU_PG_FSYNC=off start_postgres "$WORK/pg" "$(free_port)"
   export TSUNAGU_CLIENT_ENDPOINT=tcp://127.0.0.1:$(free_port)
   export TSUNAGU_WORKER_ENDPOINT=tcp://127.0.0.1:$(free_port)
+  export TSUNAGU_EVENTS_IN_ENDPOINT=tcp://127.0.0.1:$(free_port)
+  export TSUNAGU_EVENTS_OUT_ENDPOINT=tcp://127.0.0.1:$(free_port)
   export TSUNAGU_ADMIN_TOKEN=bench-admin-token-$RANDOM$RANDOM$RANDOM
   export TSUNAGU_TOKEN=$TSUNAGU_ADMIN_TOKEN TSUNAGU_LOG_LEVEL=warning
 }
@@ -109,11 +111,14 @@ bench_cleanup() {
   rm -rf "$WORK"
 }
 
-# wait_for SERVICE OPERATION BODY: until a call through the gateway answers (20 s at most).
+# wait_for SERVICE OPERATION BODY: until a call through the gateway answers (about 30 s at most),
+# giving up at once if a process in `pids` has exited.
 wait_for() {
-  for _ in $(seq 1 100); do
-    "$BIN/tsunagu" call "$1" "$2" "$3" >/dev/null 2>&1 && return 0
-    sleep 0.2
+  for _ in $(seq 1 60); do
+    "$BIN/tsunagu" call "$1" "$2" "$3" --timeout-ms 500 >/dev/null 2>&1 && return 0
+    for pid in "${pids[@]}"; do
+      kill -0 "$pid" 2>/dev/null || { log "a process exited while starting (see its log above)"; return 1; }
+    done
   done
   log "$1 did not answer"; return 1
 }

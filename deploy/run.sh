@@ -44,7 +44,7 @@ trap cleanup EXIT
 "$BIN/tsunagu-registry" & pids+=($!)
 
 export TSUNAGU_TOKEN=$TSUNAGU_ADMIN_TOKEN
-wait_for registry area.get '{"code":"131016"}' || true
+wait_for registry area.get '{"code":"131016"}' || exit 1
 
 cat <<TXT
 
