@@ -440,7 +440,6 @@ final class Broker: @unchecked Sendable {
         state.workers.append(identity)
         services[name] = state
         workers[identity] = WorkerState(identity: identity, service: name, capacity: max(1, manifest?.concurrency ?? 1),
-                                        speaksTsunagu: manifest != nil,
                                         expiry: clock.now + settings.heartbeatInterval * MDP.liveness)
         logger.info("instance joined", metadata: [LogKey.service: "\(name)", LogKey.worker: "\(identity.hexString)",
                                                   "version": "\(manifest?.version ?? "opaque")"])

@@ -39,18 +39,16 @@ final class WorkerState {
     let service: String
     /// Requests it may hold at once: the manifest's `concurrency`, 1 for plain 7/MDP workers.
     let capacity: Int
-    let speaksTsunagu: Bool
     var inFlight: Set<UInt64> = []
     var expiry: ContinuousClock.Instant
     /// It sent DISCONNECT: no new work; it stays until its in-flight replies are in.
     var draining = false
     var served = 0
 
-    init(identity: Data, service: String, capacity: Int, speaksTsunagu: Bool, expiry: ContinuousClock.Instant) {
+    init(identity: Data, service: String, capacity: Int, expiry: ContinuousClock.Instant) {
         self.identity = identity
         self.service = service
         self.capacity = capacity
-        self.speaksTsunagu = speaksTsunagu
         self.expiry = expiry
     }
 
