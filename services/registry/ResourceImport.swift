@@ -83,8 +83,14 @@ enum ResourceImport {
                 schema: importIDSchema, input: ImportID.self
             ) { context, input in
                 let principal = try Access.writer(context)
+                let started = ContinuousClock.now
                 let result = try await context.database.withTransaction { tx in try commit(input.importID, principal: principal, on: tx) }
+                let committed = ContinuousClock.now
                 try await refreshStatistics(after: result, database: context.database)
+                context.logger.info("import committed", metadata: [
+                    "import.rows": "\(result["rows"]?.integerValue ?? 0)", "import.commit_ms": "\((committed - started).milliseconds)",
+                    "import.analyze_ms": "\((ContinuousClock.now - committed).milliseconds)",
+                ])
                 return result
             },
             try ServiceOperation(
