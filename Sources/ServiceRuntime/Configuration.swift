@@ -28,7 +28,9 @@ public struct Configuration: Sendable {
             }
             let key = line[..<equals].trimmingCharacters(in: .whitespaces)
             var value = line[line.index(after: equals)...].trimmingCharacters(in: .whitespaces)
-            if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") { value = String(value.dropFirst().dropLast()) }
+            if value.count >= 2, let quote = value.first, quote == "\"" || quote == "'", value.last == quote {
+                value = String(value.dropFirst().dropLast())
+            }
             values[key] = value
         }
         return values
@@ -64,6 +66,22 @@ public struct Configuration: Sendable {
     public var eventsInEndpoint: String { string("TSUNAGU_EVENTS_IN_ENDPOINT", default: "tcp://127.0.0.1:5557") }
     /// Where subscribers receive events from the gateway (ZeroMQ SUB).
     public var eventsOutEndpoint: String { string("TSUNAGU_EVENTS_OUT_ENDPOINT", default: "tcp://127.0.0.1:5558") }
+    /// The gateway's CURVE secret key (Z85, 40 characters): when set, every gateway endpoint
+    /// encrypts and authenticates with CURVE. Read by the gateway only.
+    public func gatewayCurveSecretKey() throws(ConfigurationError) -> String? {
+        try curveKey("TSUNAGU_GATEWAY_CURVE_SECRET_KEY")
+    }
+    /// The gateway's CURVE public key: services and clients that have it connect with CURVE.
+    public func gatewayCurvePublicKey() throws(ConfigurationError) -> String? {
+        try curveKey("TSUNAGU_GATEWAY_CURVE_PUBLIC_KEY")
+    }
+
+    private func curveKey(_ key: String) throws(ConfigurationError) -> String? {
+        guard let value = optionalString(key) else { return nil }
+        guard value.count == 40 else { throw ConfigurationError(key: key, message: "must be a 40-character Z85 key (tsunagu keys)") }
+        return value
+    }
+
     public var databaseURL: String {
         string("TSUNAGU_DATABASE_URL", default: "postgresql://tsunagu@127.0.0.1:5432/tsunagu")
     }

@@ -37,7 +37,7 @@ public enum ServiceRunner {
         let connection = try serve(definition, database: pool, context: context, endpoint: configuration.workerEndpoint,
                                    heartbeatInterval: try configuration.heartbeatInterval(), concurrency: concurrency,
                                    logger: logger, eventsEndpoint: definition.events == nil ? nil : configuration.eventsInEndpoint,
-                                   onFailure: { signals.fail() })
+                                   curveServerKey: try configuration.gatewayCurvePublicKey(), onFailure: { signals.fail() })
         let eventLogger = logger
         let publisher = definition.events.map { events in
             Task { await events.publish(to: connection, database: pool, logger: eventLogger) }
@@ -55,12 +55,13 @@ public enum ServiceRunner {
     /// Connects a service's operations to the gateway and starts serving; the caller stops it.
     public static func serve(_ definition: ServiceDefinition, database: PostgresPool, context: ZMQContext, endpoint: String,
                              heartbeatInterval: Duration, concurrency: Int, logger: Logger, eventsEndpoint: String? = nil,
+                             curveServerKey: String? = nil,
                              onFailure: @escaping @Sendable () -> Void = {}) throws -> WorkerConnection {
         let dispatcher = RequestDispatcher(definition: definition, database: database, logger: logger)
         let manifest = try WireCoding.encoder().encode(definition.manifest(concurrency: concurrency))
         let connection = try WorkerConnection(
             settings: .init(endpoint: endpoint, service: definition.name, manifest: manifest, heartbeatInterval: heartbeatInterval,
-                            eventsEndpoint: eventsEndpoint),
+                            eventsEndpoint: eventsEndpoint, curveServerKey: curveServerKey),
             context: context, logger: logger, onFailure: onFailure
         ) { connection, batch in
             Task {

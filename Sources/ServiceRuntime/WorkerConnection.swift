@@ -26,10 +26,13 @@ public final class WorkerConnection: @unchecked Sendable {
         public var drainTimeout: Duration
         /// The gateway's events-in endpoint, for services that publish events.
         public var eventsEndpoint: String?
+        /// The gateway's CURVE public key (Z85); when set, both sockets connect with CURVE.
+        public var curveServerKey: String?
 
         public init(endpoint: String, service: String, manifest: Data?, heartbeatInterval: Duration,
-                    drainTimeout: Duration = .seconds(10), eventsEndpoint: String? = nil) {
+                    drainTimeout: Duration = .seconds(10), eventsEndpoint: String? = nil, curveServerKey: String? = nil) {
             self.eventsEndpoint = eventsEndpoint
+            self.curveServerKey = curveServerKey
             self.endpoint = endpoint
             self.service = service
             self.manifest = manifest
@@ -126,6 +129,7 @@ public final class WorkerConnection: @unchecked Sendable {
         do {
             try socket.setLinger(milliseconds: 0)
             try socket.setHighWaterMarks(send: 100_000, receive: 100_000)
+            if let key = settings.curveServerKey { try socket.makeCurveClient(serverKey: key) }
             try socket.connect(settings.endpoint)
             var ready = [Data(), MDP.workerHeader, MDP.Command.ready.frame, Data(settings.service.utf8)]
             if let manifest = settings.manifest { ready.append(manifest) }
@@ -147,7 +151,10 @@ public final class WorkerConnection: @unchecked Sendable {
             let push = try context.socket(.push)
             try? push.setLinger(milliseconds: 0)
             try? push.setHighWaterMarks(send: 100_000, receive: 100_000)
-            do { try push.connect(endpoint) } catch {
+            do {
+                if let key = settings.curveServerKey { try push.makeCurveClient(serverKey: key) }
+                try push.connect(endpoint)
+            } catch {
                 try? push.close()
                 throw error
             }

@@ -13,7 +13,7 @@ struct TsunaguCommand: ParsableCommand {
         commandName: "tsunagu",
         abstract: "Call Tsunagu services through the gateway, and administer tokens and migrations.",
         discussion: "Settings come from the environment (TSUNAGU_CLIENT_ENDPOINT, TSUNAGU_TOKEN, TSUNAGU_DATABASE_URL) or flags.",
-        subcommands: [Call.self, Services.self, Token.self, Import.self, Export.self, Migrate.self]
+        subcommands: [Call.self, Services.self, Token.self, Import.self, Export.self, Migrate.self, Keys.self]
     )
 }
 
@@ -46,7 +46,8 @@ final class Session {
         context = try ZMQContext()
         do {
             client = try TsunaguClient(context: context, endpoint: options.endpoint ?? configuration.clientEndpoint,
-                                       token: options.token ?? ProcessInfo.processInfo.environment["TSUNAGU_TOKEN"])
+                                       token: options.token ?? ProcessInfo.processInfo.environment["TSUNAGU_TOKEN"],
+                                       curveServerKey: try configuration.gatewayCurvePublicKey())
         } catch {
             context.terminate()
             throw error
@@ -202,5 +203,17 @@ struct Migrate: ParsableCommand {
         defer { connection.close() }
         let applied = try migrator.run(on: connection, logger: Logger(label: "tsunagu.migrate"))
         print(applied.isEmpty ? "\(schema): up to date (\(migrations.count) migrations)" : "\(schema): applied \(applied.joined(separator: ", "))")
+    }
+}
+
+struct Keys: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Make a CURVE key pair for the gateway (TSUNAGU_GATEWAY_CURVE_SECRET_KEY / _PUBLIC_KEY).")
+
+    func run() throws {
+        let pair = try ZMQCurveKeyPair.generate()
+        // Single quotes: Z85 uses characters a shell would expand, but never a single quote.
+        print("TSUNAGU_GATEWAY_CURVE_PUBLIC_KEY='\(pair.publicKey)'")
+        print("TSUNAGU_GATEWAY_CURVE_SECRET_KEY='\(pair.secretKey)'")
     }
 }

@@ -24,11 +24,13 @@ public final class TsunaguClient {
     private var counter = 0
     private let prefix = String(UInt32.random(in: 0...UInt32.max), radix: 36)
 
-    public init(context: ZMQContext, endpoint: String, token: String?) throws(ZMQError) {
+    /// - Parameter curveServerKey: the gateway's CURVE public key (Z85), when it requires CURVE.
+    public init(context: ZMQContext, endpoint: String, token: String?, curveServerKey: String? = nil) throws(ZMQError) {
         socket = try context.socket(.dealer)
         do {
             try socket.setLinger(milliseconds: 0)
             try socket.setHighWaterMarks(send: 100_000, receive: 100_000)
+            if let curveServerKey { try socket.makeCurveClient(serverKey: curveServerKey) }
             try socket.connect(endpoint)
         } catch {
             try? socket.close()

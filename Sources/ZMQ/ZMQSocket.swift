@@ -149,6 +149,13 @@ public final class ZMQSocket {
         try setOption(.curveSecretKey, secretKey)
     }
 
+    /// Makes this socket a CURVE client of the server whose Z85 public key is `serverKey`, with a
+    /// key pair made for this socket alone (the server authenticates itself; the link is encrypted).
+    public func makeCurveClient(serverKey: String) throws(ZMQError) {
+        let pair = try ZMQCurveKeyPair.generate()
+        try makeCurveClient(serverKey: Data(serverKey.utf8), publicKey: Data(pair.publicKey.utf8), secretKey: Data(pair.secretKey.utf8))
+    }
+
     /// Makes this socket a CURVE client of the server whose public key is `serverKey`.
     public func makeCurveClient(serverKey: Data, publicKey: Data, secretKey: Data) throws(ZMQError) {
         try setOption(.curveServerKey, serverKey)

@@ -25,6 +25,8 @@ final class Broker: @unchecked Sendable {
         var openServices: Set<String>
         var maxQueuedPerService: Int
         var tokenCacheTTL: Duration
+        /// When set (Z85), every endpoint is a CURVE server with this secret key.
+        var curveSecretKey: String?
     }
 
     let settings: Settings
@@ -77,6 +79,7 @@ final class Broker: @unchecked Sendable {
             for socket in sockets {
                 try socket.setLinger(milliseconds: 0)
                 try socket.setHighWaterMarks(send: 100_000, receive: 100_000)
+                if let key = settings.curveSecretKey { try socket.makeCurveServer(secretKey: Data(key.utf8)) }
             }
             try frontend.setOption(.routerMandatory, Int32(0))
             try backend.setOption(.routerMandatory, Int32(0))

@@ -50,14 +50,15 @@ enum GatewayMain {
             maxDeadline: .milliseconds(try configuration.int("TSUNAGU_MAX_DEADLINE_MS", default: 600_000, range: 1...86_400_000)),
             openServices: Set(configuration.list("TSUNAGU_OPEN_SERVICES")),
             maxQueuedPerService: try configuration.int("TSUNAGU_MAX_QUEUED", default: 10_000, range: 1...10_000_000),
-            tokenCacheTTL: .milliseconds(try configuration.int("TSUNAGU_TOKEN_CACHE_MS", default: 30_000, range: 0...3_600_000))
+            tokenCacheTTL: .milliseconds(try configuration.int("TSUNAGU_TOKEN_CACHE_MS", default: 30_000, range: 0...3_600_000)),
+            curveSecretKey: try configuration.gatewayCurveSecretKey()
         )
         let context = try ZMQContext(ioThreads: Int32(try configuration.int("TSUNAGU_IO_THREADS", default: 1, range: 1...16)))
         defer { context.terminate() }
         let broker = try Broker(settings: settings, context: context, tokens: tokens, logger: logger,
                                 onFailure: { signals.fail() })
         try broker.start()
-        logger.info("gateway listening", metadata: ["clients": "\(settings.clientEndpoint)", "workers": "\(settings.workerEndpoint)",
+        logger.info("gateway listening", metadata: ["curve": "\(settings.curveSecretKey != nil)","clients": "\(settings.clientEndpoint)", "workers": "\(settings.workerEndpoint)",
                                                     "events.in": "\(settings.eventsInEndpoint)", "events.out": "\(settings.eventsOutEndpoint)"])
         let received = await signals.wait()
         logger.info("stopping", metadata: ["signal": "\(received)"])
