@@ -37,6 +37,9 @@ public enum TsunaguWire {
     public static let version = 1
     /// First body frame of a Tsunagu request or reply; the envelope JSON follows in the next frame.
     public static let marker = Data("TSUNAGU/1".utf8)
+    /// The tenant of the national secretariat; its admins administer every tenant.
+    public static let nationalTenant = "national"
+
     /// The gateway's own service, answering catalogue and token operations.
     public static let gatewayService = "tsunagu.gateway"
 

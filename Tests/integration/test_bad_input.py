@@ -156,3 +156,17 @@ def test_only_hashes_of_tokens_are_stored(suite):
         assert rows and all(len(bytes(r[0])) == 32 for r in rows)
         text = connection.execute("SELECT string_agg(t::text, ' ') FROM gateway.tokens t").fetchone()[0]
         assert ADMIN_TOKEN not in text
+
+
+def test_a_tenant_admin_manages_only_its_own_tenants_tokens(suite):
+    with Closing(suite.client()) as national:
+        tokyo_admin = ok(national.call("tsunagu.gateway", "tokens.create", {"tenant": "130001", "roles": ["admin"]}))
+        osaka = ok(national.call("tsunagu.gateway", "tokens.create", {"tenant": "270008", "roles": ["editor"]}))
+    with Closing(suite.client(token=tokyo_admin["token"])) as client:
+        assert error_code(client.call("tsunagu.gateway", "tokens.create", {"tenant": "national", "roles": ["admin"]})) == "forbidden"
+        own = ok(client.call("tsunagu.gateway", "tokens.create", {"tenant": "130001", "roles": ["editor"]}))
+        listed = ok(client.call("tsunagu.gateway", "tokens.list"))["tokens"]
+        assert {t["tenant"] for t in listed} == {"130001"} and own["id"] in {t["id"] for t in listed}
+        assert error_code(client.call("tsunagu.gateway", "tokens.revoke", {"id": osaka["id"]})) == "not_found"
+        assert ok(client.call("tsunagu.gateway", "tokens.revoke", {"id": own["id"]}))["revoked"] == "true"
+    good_call_still_works(suite)

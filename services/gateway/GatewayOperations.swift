@@ -68,6 +68,8 @@ struct GatewayOperations {
             return
         }
 
+        // A national admin administers every tenant's tokens; another tenant's admin only its own.
+        let scope: String? = principal.tenant == TsunaguWire.nationalTenant ? nil : principal.tenant
         switch envelope.op {
         case "services.list":
             broker.replyOK(to: identity, service: TsunaguWire.gatewayService, requestID: id, catalogue())
@@ -75,17 +77,22 @@ struct GatewayOperations {
             let tenant = input["tenant"]?.stringValue ?? ""
             let roles: [String] = if case .array(let items)? = input["roles"] { items.compactMap(\.stringValue) } else { [] }
             let label = input["label"]?.stringValue ?? ""
+            if let scope, tenant != scope {
+                broker.replyError(to: identity, service: service, requestID: id,
+                                  WireError(.forbidden, "an admin of tenant \(scope) makes tokens for \(scope) only"))
+                return
+            }
             runAsync(identity: identity, requestID: id) { tokens in
                 try await tokens.issue(tenant: tenant, roles: roles, label: label)
             }
         case "tokens.revoke":
             let tokenID = input["id"]?.stringValue ?? ""
             runAsync(identity: identity, requestID: id, after: { broker in broker.forgetToken(id: tokenID) }) { tokens in
-                guard try await tokens.revoke(id: tokenID) else { throw WireError(.notFound, "no token \(tokenID)") }
+                guard try await tokens.revoke(id: tokenID, tenant: scope) else { throw WireError(.notFound, "no token \(tokenID)") }
                 return ["id": tokenID, "revoked": "true"]
             }
         case "tokens.list":
-            runAsync(identity: identity, requestID: id) { tokens in ["tokens": try await tokens.list()] }
+            runAsync(identity: identity, requestID: id) { tokens in ["tokens": try await tokens.list(tenant: scope)] }
         default:
             broker.replyError(to: identity, service: service, requestID: id, WireError(.unknownOperation, "no operation \(envelope.op)"))
         }

@@ -59,7 +59,7 @@ struct TokenStore: Sendable {
 
     /// Makes sure the configured first admin token exists (idempotent; a changed value replaces it).
     func ensureBootstrapAdmin(token: String) async throws {
-        try await insert(id: "tok_bootstrap_admin", token: token, tenant: "national", roles: ["admin"],
+        try await insert(id: "tok_bootstrap_admin", token: token, tenant: TsunaguWire.nationalTenant, roles: ["admin"],
                          label: "first admin token (TSUNAGU_ADMIN_TOKEN)", replace: true)
     }
 
@@ -81,23 +81,25 @@ struct TokenStore: Sendable {
         }
     }
 
-    /// Revokes a token; false when no such token exists.
-    func revoke(id: String) async throws -> Bool {
+    /// Revokes a token; false when no such token exists (or it is not of `tenant`, when given).
+    func revoke(id: String, tenant: String?) async throws -> Bool {
         try await database.withConnection { connection in
             let rows = try connection.query("""
-                UPDATE gateway.tokens SET revoked_at = coalesce(revoked_at, now()) WHERE id = \(id) RETURNING id
+                UPDATE gateway.tokens SET revoked_at = coalesce(revoked_at, now())
+                WHERE id = \(id) AND (\(tenant)::text IS NULL OR tenant = \(tenant)) RETURNING id
                 """)
             return !rows.isEmpty
         }
     }
 
-    func list() async throws -> [Listed] {
+    /// Every token, or only `tenant`'s.
+    func list(tenant: String?) async throws -> [Listed] {
         try await database.withConnection { connection in
             try connection.query("""
                 SELECT id, tenant, array_to_string(roles, ',') AS roles, label,
                        to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS created_at,
                        to_char(revoked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS revoked_at
-                FROM gateway.tokens ORDER BY created_at, id
+                FROM gateway.tokens WHERE \(tenant)::text IS NULL OR tenant = \(tenant) ORDER BY created_at, id
                 """).map { row in
                 let roles: String = try row.decode("roles")
                 return Listed(id: try row.decode("id"), tenant: try row.decode("tenant"),

@@ -6,7 +6,7 @@ import Wire
 /// Directory data is public: any authenticated caller reads it. Writing needs the role `editor`
 /// or `admin`, and only on the caller's own tenant's rows; a national `admin` may write any.
 enum Access {
-    static let national = "national"
+    static let national = TsunaguWire.nationalTenant
     static let writerRoles = ["editor", "admin"]
 
     static func writer(_ context: RequestContext) throws(WireError) -> Principal {
