@@ -14,7 +14,7 @@ as_root() {
 
 # Debian/Ubuntu packages the suite needs to build and run.
 ensure_packages() {
-  local wanted=(libzmq3-dev libpq-dev postgresql pkg-config python3 python3-venv)
+  local wanted=(libzmq3-dev libpq-dev postgresql postgresql-contrib pkg-config python3 python3-venv)
   local missing=()
   for package in "$@" "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
