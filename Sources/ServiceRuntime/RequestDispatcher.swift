@@ -74,8 +74,7 @@ public struct RequestDispatcher: Sendable {
         }
         let violations = operation.inputSchema.violations(of: input)
         if !violations.isEmpty {
-            let details = JSONValue.array(violations.map { .object(["path": .string($0.path), "message": .string($0.message)]) })
-            throw WireError(.invalidInput, "the input breaks the schema of \(envelope.op)", details: .object(["violations": details]))
+            throw WireError.invalidInput("the input breaks the schema of \(envelope.op)", violations: violations)
         }
         let context = RequestContext(requestID: envelope.id, operation: envelope.op, principal: envelope.principal,
                                      idempotencyKey: envelope.idempotencyKey, database: database, baseLogger: logger)

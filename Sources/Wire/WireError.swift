@@ -41,3 +41,13 @@ public struct WireError: Error, Sendable, Codable, Equatable {
         self.details = details
     }
 }
+
+extension WireError {
+    /// `invalid_input` listing each place the input is wrong, as `details.violations`
+    /// (`[{"path": JSON Pointer, "message": ...}]`): the one shape clients parse.
+    public static func invalidInput(_ message: String, violations: [JSONSchemaViolation]) -> WireError {
+        WireError(.invalidInput, message, details: .object(["violations": .array(violations.map {
+            .object(["path": .string($0.path), "message": .string($0.message)])
+        })]))
+    }
+}

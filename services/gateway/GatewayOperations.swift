@@ -62,9 +62,8 @@ struct GatewayOperations {
         }
         let violations = operation.schema.violations(of: input)
         guard violations.isEmpty else {
-            let details = JSONValue.array(violations.map { .object(["path": .string($0.path), "message": .string($0.message)]) })
             broker.replyError(to: identity, service: service, requestID: id,
-                              WireError(.invalidInput, "the input breaks the schema of \(envelope.op)", details: .object(["violations": details])))
+                              WireError.invalidInput("the input breaks the schema of \(envelope.op)", violations: violations))
             return
         }
 

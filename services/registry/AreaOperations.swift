@@ -84,10 +84,11 @@ enum AreaOperations {
             LIMIT $5
             """
         let bindings: [String?] = [input.parent, input.level, prefix, input.after, String(limit + 1)]
-        if let parent = input.parent { _ = try await get(code: parent, database: database) }
         var areas = try await database.withConnection { connection in
             try connection.query(PostgresQuery(unsafeSQL: sql, bindings: bindings)).map(Area.init(row:))
         }
+        // An empty page may mean an unknown parent: only then is it worth asking.
+        if areas.isEmpty, let parent = input.parent { _ = try await get(code: parent, database: database) }
         var next: String?
         if areas.count > limit {
             areas.removeLast()

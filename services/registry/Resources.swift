@@ -251,27 +251,25 @@ enum Resources {
                    (i->>'capacity' IS NULL OR i->>'vacancies' IS NULL OR (i->>'vacancies')::int <= (i->>'capacity')::int) AS vacancies_ok
             FROM (SELECT \(input.jsonText)::jsonb AS i) s
             """)[0]
-        var violations: [(String, String)] = []
+        var violations: [JSONSchemaViolation] = []
         if try row.decode("has_org", as: Bool.self) {
             if let owner = try row.decode("org_tenant", as: String?.self) {
                 if owner != tenant { throw WireError(.forbidden, "the organisation belongs to tenant \(owner)") }
             } else {
-                violations.append(("/organization_id", "no such organisation (or it is retired)"))
+                violations.append(.init(path: "/organization_id", message: "no such organisation (or it is retired)"))
             }
         }
-        if try !row.decode("category_ok", as: Bool.self) { violations.append(("/category_code", "unknown category")) }
+        if try !row.decode("category_ok", as: Bool.self) { violations.append(.init(path: "/category_code", message: "unknown category")) }
         let badKinds: String = try row.decode("bad_kinds")
-        if !badKinds.isEmpty { violations.append(("/kinds", "not kinds of this category: \(badKinds)")) }
-        if try !row.decode("municipality_ok", as: Bool.self) { violations.append(("/municipality_code", "unknown municipality")) }
+        if !badKinds.isEmpty { violations.append(.init(path: "/kinds", message: "not kinds of this category: \(badKinds)")) }
+        if try !row.decode("municipality_ok", as: Bool.self) { violations.append(.init(path: "/municipality_code", message: "unknown municipality")) }
         if try !row.decode("daily_life_ok", as: Bool.self) {
-            violations.append(("/daily_life_area_id", "no such daily-life area in this municipality"))
+            violations.append(.init(path: "/daily_life_area_id", message: "no such daily-life area in this municipality"))
         }
-        if try !row.decode("serves_ok", as: Bool.self) { violations.append(("/serves_area", "unknown area")) }
-        if try !row.decode("vacancies_ok", as: Bool.self) { violations.append(("/vacancies", "more than the capacity")) }
+        if try !row.decode("serves_ok", as: Bool.self) { violations.append(.init(path: "/serves_area", message: "unknown area")) }
+        if try !row.decode("vacancies_ok", as: Bool.self) { violations.append(.init(path: "/vacancies", message: "more than the capacity")) }
         guard violations.isEmpty else {
-            throw WireError(.invalidInput, "the resource refers to things that do not exist", details: .object([
-                "violations": .array(violations.map { .object(["path": .string($0.0), "message": .string($0.1)]) }),
-            ]))
+            throw WireError.invalidInput("the resource refers to things that do not exist", violations: violations)
         }
     }
 

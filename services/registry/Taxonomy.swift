@@ -50,8 +50,8 @@ enum Taxonomy {
                 let principal = try Access.writer(context)
                 return try await context.database.withConnection { connection in
                     guard try !connection.query("SELECT 1 FROM registry.categories WHERE code = \(input.categoryCode)").isEmpty else {
-                        throw WireError(.invalidInput, "no category \(input.categoryCode)",
-                                        details: .object(["violations": .array([.object(["path": .string("/category_code"), "message": .string("unknown category")])])]))
+                        throw WireError.invalidInput("no category \(input.categoryCode)",
+                                                       violations: [.init(path: "/category_code", message: "unknown category")])
                     }
                     let rows = try connection.jsonRows("""
                         INSERT INTO registry.kinds (code, category_code, name_ja, name_en, tenant)
