@@ -12,7 +12,8 @@ SECONDS_PER_ROW=${2:-10}
 bench_environment bench-registry
 export TSUNAGU_DB_POOL_SIZE=8
 "$BIN/tsunagu-gateway" & pids+=($!)
-"$BIN/tsunagu-registry" & pids+=($!)
+wait_for_gateway
+TSUNAGU_SERVICE_TOKEN=$(service_token registry) "$BIN/tsunagu-registry" & pids+=($!)
 wait_for registry area.get '{"code":"131016"}'
 
 log "generating $ROWS resources"

@@ -16,8 +16,9 @@ FRONT=tcp://127.0.0.1:$(free_port)
 BACK=tcp://127.0.0.1:$(free_port)
 
 "$BIN/tsunagu-gateway" & pids+=($!)
-"$BIN/tsunagu-bench" echo-worker --endpoint "$TSUNAGU_WORKER_ENDPOINT" & pids+=($!)
-"$BIN/tsunagu-bench" minimal-worker --endpoint "$TSUNAGU_WORKER_ENDPOINT" & pids+=($!)
+wait_for_gateway
+TSUNAGU_SERVICE_TOKEN=$(service_token bench) "$BIN/tsunagu-bench" echo-worker --endpoint "$TSUNAGU_WORKER_ENDPOINT" & pids+=($!)
+TSUNAGU_SERVICE_TOKEN=$(service_token minimal) "$BIN/tsunagu-bench" minimal-worker --endpoint "$TSUNAGU_WORKER_ENDPOINT" & pids+=($!)
 "$BIN/tsunagu-bench" forwarder --front "$FRONT" --back "$BACK" & pids+=($!)
 "$BIN/tsunagu-bench" bare-worker --endpoint "$BACK" & pids+=($!)
 for service in bench minimal; do wait_for "$service" echo '{"n":1}'; done

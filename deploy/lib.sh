@@ -122,3 +122,30 @@ wait_for() {
   done
   log "$1 did not answer"; return 1
 }
+
+# wait_for_gateway: until the gateway answers (about 30 s at most), giving up at once if a process
+# in `pids` has exited. Needs BIN and TSUNAGU_TOKEN.
+wait_for_gateway() {
+  for _ in $(seq 1 60); do
+    "$BIN/tsunagu" services --timeout-ms 500 >/dev/null 2>&1 && return 0
+    for pid in "${pids[@]}"; do
+      kill -0 "$pid" 2>/dev/null || { log "a process exited while starting (see its log above)"; return 1; }
+    done
+  done
+  log "the gateway did not answer"; return 1
+}
+
+# service_token NAME [FILE]: prints a service credential for NAME, issued with the admin token in
+# TSUNAGU_TOKEN (`tsunagu token create --service NAME`). With FILE, it is kept there (mode 600)
+# and reused on the next run.
+service_token() {
+  local name=$1 file=${2:-}
+  if [ -n "$file" ] && [ -s "$file" ]; then cat "$file"; return 0; fi
+  local token
+  token=$("$BIN/tsunagu" token create --service "$name" --label "$name instances (deploy)" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])') || return 1
+  if [ -n "$file" ]; then
+    (umask 077; printf '%s\n' "$token" > "$file")
+  fi
+  printf '%s\n' "$token"
+}

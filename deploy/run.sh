@@ -41,9 +41,11 @@ trap 'cleanup; exit 143' TERM
 trap cleanup EXIT
 
 "$BIN/tsunagu-gateway" & pids+=($!)
-"$BIN/tsunagu-registry" & pids+=($!)
-
 export TSUNAGU_TOKEN=$TSUNAGU_ADMIN_TOKEN
+wait_for_gateway || exit 1
+# Each service registers with the credential the operator issued for it (kept in .run/).
+TSUNAGU_SERVICE_TOKEN=$(service_token registry "$RUN_DIR/registry-service-token") || exit 1
+TSUNAGU_SERVICE_TOKEN=$TSUNAGU_SERVICE_TOKEN "$BIN/tsunagu-registry" & pids+=($!)
 wait_for registry area.get '{"code":"131016"}' || exit 1
 
 cat <<TXT

@@ -30,13 +30,16 @@ struct EchoWorker: ParsableCommand {
         LoggingBootstrap.bootstrap(level: "warning")
         let logger = Logger(label: "bench.worker")
         let definition = ServiceDefinition(name: "bench", version: "1", schema: "bench", migrations: [], operations: [
-            try ServiceOperation("echo", summary: "Returns its input.", schema: #"{"type":"object"}"#, input: Echo.self) { _, input in input },
+            try .read("echo", summary: "Returns its input.",
+                      schema: #"{"type":"object","additionalProperties":false,"properties":{"n":{"type":"integer","minimum":-9007199254740991,"maximum":9007199254740991}}}"#,
+                      input: Echo.self) { _, input in input },
         ])
         // The pool connects lazily; the echo handler never asks it for a connection.
         let pool = PostgresPool(.init(conninfo: "postgresql://unused@127.0.0.1:1/unused", size: 1), logger: logger)
         let context = try ZMQContext()
         _ = try ServiceRunner.serve(definition, database: pool, context: context, endpoint: endpoint,
-                                    heartbeatInterval: .seconds(1), concurrency: concurrency, logger: logger)
+                                    heartbeatInterval: .seconds(1), concurrency: concurrency, logger: logger,
+                                    credential: ProcessInfo.processInfo.environment["TSUNAGU_SERVICE_TOKEN"])
         while true { sleep(3600) }
     }
 }
@@ -53,9 +56,10 @@ struct MinimalWorker: ParsableCommand {
         let context = try ZMQContext()
         let socket = try benchSocket(context, .dealer, connect: endpoint)
         let manifest = try WireCoding.encoder().encode(Manifest(service: service, version: "1", concurrency: 100_000, operations: [
-            .init(name: "echo", summary: "Returns its input.", input: .object([:])),
+            .init(name: "echo", summary: "Returns its input.", input: .object([:]), readOnly: true),
         ]))
-        try socket.send([Data(), MDP.workerHeader, MDP.Command.ready.frame, Data(service.utf8), manifest])
+        let credential = ProcessInfo.processInfo.environment["TSUNAGU_SERVICE_TOKEN"] ?? ""
+        try socket.send([Data(), MDP.workerHeader, MDP.Command.ready.frame, Data(service.utf8), manifest, Data(credential.utf8)])
         let okEnvelope = ReplyEnvelope(id: "", status: .ok).encoded()
         var heartbeatAt = ContinuousClock.now + .seconds(1)
         while true {

@@ -81,7 +81,11 @@ struct JSONParser {
             guard current == UInt8(ascii: ":") else { throw failure("expected ':'") }
             index += 1
             skipWhitespace()
-            object[key] = try parseValue(depth: depth + 1)
+            // Duplicate names are refused: parsers disagree on which one wins (Foundation keeps the
+            // first, many keep the last), so a checked value and a used value could differ.
+            guard object.updateValue(try parseValue(depth: depth + 1), forKey: key) == nil else {
+                throw failure("duplicate member name \"\(key.prefix(64))\"")
+            }
             skipWhitespace()
             switch current {
             case UInt8(ascii: ","): index += 1

@@ -1,18 +1,29 @@
 import Foundation
 
 /// A JSON Schema (draft 2020-12 vocabulary, the subset operations use to describe their input):
-/// `type`, `properties`, `required`, `additionalProperties` (boolean), `items`, `enum`, `const`,
-/// `minLength`/`maxLength`, `pattern`, `minimum`/`maximum`, `minItems`/`maxItems`.
-/// Unknown keywords are ignored, as the specification asks.
+/// `type`, `properties`, `required`, `additionalProperties`, `items`, `enum`, `const`,
+/// `minLength`/`maxLength`, `pattern`, `minimum`/`maximum`, `minItems`/`maxItems`, and the
+/// annotations `title`, `description`, `$comment`, `$schema`, `default`, `examples`.
+/// Any other keyword is refused when the schema is made: a keyword this validator ignored would
+/// be a check the author believes in and nobody runs.
+/// `pattern` follows ECMA-262 as JSON Schema asks: `$` matches only at the very end, not before a
+/// trailing newline as ICU's `$` does.
 /// - Note: `Sendable`; a value type. Patterns are compiled once, when the schema is made.
 public struct JSONSchema: Sendable {
     public let json: JSONValue
     private let patterns: [String: NSRegularExpressionBox]
 
+    static let validationKeywords: Set<String> = [
+        "type", "properties", "required", "additionalProperties", "items", "enum", "const",
+        "minLength", "maxLength", "pattern", "minimum", "maximum", "minItems", "maxItems",
+    ]
+    static let annotationKeywords: Set<String> = ["title", "description", "$comment", "$schema", "default", "examples"]
+    static let typeNames: Set<String> = ["null", "boolean", "integer", "number", "string", "array", "object"]
+
     public init(_ json: JSONValue) throws(JSONSchemaError) {
         self.json = json
         var patterns: [String: NSRegularExpressionBox] = [:]
-        try Self.compilePatterns(json, into: &patterns)
+        try Self.checkAndCompile(json, at: "", into: &patterns)
         self.patterns = patterns
     }
 
@@ -20,23 +31,137 @@ public struct JSONSchema: Sendable {
     public init(jsonText: String) throws(JSONSchemaError) {
         let value: JSONValue
         do { value = try JSONValue.parse(Data(jsonText.utf8)) } catch {
-            throw JSONSchemaError(message: "schema is not valid JSON")
+            throw JSONSchemaError(message: "schema is not valid JSON: \(error.message)")
         }
         try self.init(value)
     }
 
-    private static func compilePatterns(_ schema: JSONValue, into patterns: inout [String: NSRegularExpressionBox]) throws(JSONSchemaError) {
-        guard case .object(let object) = schema else { return }
-        if case .string(let pattern)? = object["pattern"], patterns[pattern] == nil {
-            guard let regex = try? NSRegularExpression(pattern: pattern) else {
-                throw JSONSchemaError(message: "invalid pattern \(pattern)")
+    /// Refuses unknown keywords and malformed keyword values; compiles every pattern.
+    private static func checkAndCompile(_ schema: JSONValue, at path: String,
+                                        into patterns: inout [String: NSRegularExpressionBox]) throws(JSONSchemaError) {
+        let object: [String: JSONValue]
+        switch schema {
+        case .bool: return
+        case .object(let o): object = o
+        default: throw JSONSchemaError(message: "\(path.isEmpty ? "/" : path): a schema must be an object or a boolean")
+        }
+        func bad(_ keyword: String, _ expected: String) -> JSONSchemaError {
+            JSONSchemaError(message: "\(path)/\(keyword): must be \(expected)")
+        }
+        for key in object.keys.sorted() where !validationKeywords.contains(key) && !annotationKeywords.contains(key) {
+            throw JSONSchemaError(message: "\(path)/\(key): keyword not implemented by this validator")
+        }
+        switch object["type"] {
+        case nil: break
+        case .string(let name)? where typeNames.contains(name): break
+        case .array(let names)? where !names.isEmpty && names.allSatisfy({ $0.stringValue.map(typeNames.contains) ?? false }): break
+        default: throw bad("type", "a type name or a non-empty array of type names")
+        }
+        for keyword in ["minLength", "maxLength", "minItems", "maxItems"] {
+            if let value = object[keyword] {
+                guard case .integer(let n) = value, n >= 0 else { throw bad(keyword, "a non-negative integer") }
             }
-            patterns[pattern] = NSRegularExpressionBox(regex)
         }
-        if case .object(let properties)? = object["properties"] {
-            for (_, sub) in properties { try compilePatterns(sub, into: &patterns) }
+        for keyword in ["minimum", "maximum"] {
+            if let value = object[keyword] {
+                switch value { case .integer, .number: break; default: throw bad(keyword, "a number") }
+            }
         }
-        if let items = object["items"] { try compilePatterns(items, into: &patterns) }
+        if let value = object["enum"] {
+            guard case .array(let options) = value, !options.isEmpty else { throw bad("enum", "a non-empty array") }
+        }
+        if let value = object["required"] {
+            guard case .array(let names) = value, names.allSatisfy({ $0.stringValue != nil }) else {
+                throw bad("required", "an array of strings")
+            }
+        }
+        if let value = object["pattern"] {
+            guard case .string(let pattern) = value else { throw bad("pattern", "a string") }
+            if patterns[pattern] == nil {
+                guard let regex = try? NSRegularExpression(pattern: ecmaEndAnchors(pattern)) else {
+                    throw JSONSchemaError(message: "\(path)/pattern: invalid pattern \(pattern)")
+                }
+                patterns[pattern] = NSRegularExpressionBox(regex)
+            }
+        }
+        if let value = object["properties"] {
+            guard case .object(let properties) = value else { throw bad("properties", "an object") }
+            for (name, sub) in properties.sorted(by: { $0.key < $1.key }) {
+                try checkAndCompile(sub, at: "\(path)/properties/\(name)", into: &patterns)
+            }
+        }
+        if let items = object["items"] { try checkAndCompile(items, at: "\(path)/items", into: &patterns) }
+        if let extra = object["additionalProperties"] {
+            try checkAndCompile(extra, at: "\(path)/additionalProperties", into: &patterns)
+        }
+    }
+
+    /// ICU's `$` also matches before a final line terminator; ECMA-262's (which JSON Schema uses)
+    /// only at the end. Every unescaped `$` outside a character class becomes `\z`.
+    static func ecmaEndAnchors(_ pattern: String) -> String {
+        var out = ""
+        var escaped = false
+        var inClass = false
+        for character in pattern {
+            if escaped {
+                out.append(character)
+                escaped = false
+                continue
+            }
+            switch character {
+            case "\\": escaped = true; out.append(character)
+            case "[": inClass = true; out.append(character)
+            case "]": inClass = false; out.append(character)
+            case "$" where !inClass: out.append("\\z")
+            default: out.append(character)
+            }
+        }
+        return out
+    }
+
+    /// Places where the schema admits a value of unbounded size: a string without `maxLength`, a
+    /// number without both `minimum` and `maximum`, an array without `maxItems` (each unless `enum`
+    /// or `const` fixes the value). Empty when every value it admits is bounded. A service refuses to
+    /// start with an operation whose input schema is not bounded: handlers then never see a number
+    /// their arithmetic cannot hold or a string no column can take.
+    public func unboundedPlaces() -> [String] {
+        var found: [String] = []
+        Self.findUnbounded(json, at: "", into: &found)
+        return found
+    }
+
+    private static func findUnbounded(_ schema: JSONValue, at path: String, into found: inout [String]) {
+        guard case .object(let s) = schema else {
+            if case .bool(true) = schema { found.append("\(path.isEmpty ? "/" : path): admits any value") }
+            return
+        }
+        let place = path.isEmpty ? "/" : path
+        if s["enum"] == nil && s["const"] == nil {
+            let types: Set<String> = switch s["type"] {
+            case .string(let one)?: [one]
+            case .array(let many)?: Set(many.compactMap(\.stringValue))
+            default: typeNames
+            }
+            if types.contains("string") && s["maxLength"] == nil { found.append("\(place): string without maxLength") }
+            if (types.contains("integer") || types.contains("number")) && (s["minimum"] == nil || s["maximum"] == nil) {
+                found.append("\(place): number without minimum and maximum")
+            }
+            if types.contains("array") && s["maxItems"] == nil { found.append("\(place): array without maxItems") }
+            if types.contains("array") && s["items"] == nil { found.append("\(place): array without items") }
+            if types.contains("object") && s["additionalProperties"] != .bool(false) {
+                if let extra = s["additionalProperties"] {
+                    findUnbounded(extra, at: "\(path)/additionalProperties", into: &found)
+                } else {
+                    found.append("\(place): object without additionalProperties")
+                }
+            }
+        }
+        if case .object(let properties)? = s["properties"] {
+            for (name, sub) in properties.sorted(by: { $0.key < $1.key }) {
+                findUnbounded(sub, at: "\(path)/properties/\(name)", into: &found)
+            }
+        }
+        if let items = s["items"] { findUnbounded(items, at: "\(path)/items", into: &found) }
     }
 
     /// Every way `value` breaks the schema, each with a JSON Pointer to the place; empty when valid.
@@ -72,7 +197,9 @@ public struct JSONSchema: Sendable {
 
         switch value {
         case .string(let string):
-            let length = string.count
+            // JSON Schema counts code points; Swift's `count` counts grapheme clusters, and one
+            // cluster can hold any number of combining marks.
+            let length = string.unicodeScalars.count
             if case .integer(let min)? = s["minLength"], length < min { fail("shorter than \(min) characters") }
             if case .integer(let max)? = s["maxLength"], length > max { fail("longer than \(max) characters") }
             if case .string(let pattern)? = s["pattern"], let regex = patterns[pattern]?.regex {
@@ -150,8 +277,10 @@ public struct JSONSchemaViolation: Sendable, Hashable, Codable {
     }
 }
 
-public struct JSONSchemaError: Error, Sendable {
+public struct JSONSchemaError: Error, Sendable, CustomStringConvertible {
     public let message: String
+    public init(message: String) { self.message = message }
+    public var description: String { "invalid schema: \(message)" }
 }
 
 /// `NSRegularExpression` is immutable once made and documented thread-safe for matching.

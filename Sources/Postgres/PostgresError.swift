@@ -4,7 +4,7 @@
 public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDebugStringConvertible {
     public struct Code: Sendable, Hashable, CustomStringConvertible {
         fileprivate enum Base: Sendable, Hashable {
-            case connectionFailed, connectionLost, unavailable, queryFailed, decoding, migration, closed, poolShutDown
+            case connectionFailed, connectionLost, unavailable, queryFailed, decoding, migration, closed, poolShutDown, waitTimedOut, poolBusy
         }
         fileprivate let base: Base
         /// A new connection could not be made (server down, bad URL, bad password).
@@ -22,6 +22,10 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDeb
         /// The connection was closed by this process.
         public static let closed = Code(base: .closed)
         public static let poolShutDown = Code(base: .poolShutDown)
+        /// No connection became free before the job's deadline; the job did not run.
+        public static let waitTimedOut = Code(base: .waitTimedOut)
+        /// As many jobs wait for a connection as the pool admits; the job did not run.
+        public static let poolBusy = Code(base: .poolBusy)
 
         public var description: String {
             switch base {
@@ -33,6 +37,8 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDeb
             case .migration: "migration"
             case .closed: "closed"
             case .poolShutDown: "poolShutDown"
+            case .waitTimedOut: "waitTimedOut"
+            case .poolBusy: "poolBusy"
             }
         }
     }

@@ -30,8 +30,10 @@ public struct PostgresMigration: Sendable {
 public struct PostgresMigrator: Sendable {
     public let schema: String
     public let migrations: [PostgresMigration]
+    /// The table in `schema` that records applied ids (the runtime keeps its own beside the service's).
+    public let table: String
 
-    public init(schema: String, migrations: [PostgresMigration]) throws(PostgresError) {
+    public init(schema: String, migrations: [PostgresMigration], table: String = "schema_migrations") throws(PostgresError) {
         guard schema.range(of: "^[a-z_][a-z0-9_]{0,62}$", options: .regularExpression) != nil else {
             throw PostgresError(.migration, serverMessage: "schema name must be a lower-case identifier")
         }
@@ -39,15 +41,19 @@ public struct PostgresMigrator: Sendable {
         guard ids == ids.sorted(), Set(ids).count == ids.count else {
             throw PostgresError(.migration, serverMessage: "migration ids must be unique and sorted")
         }
+        guard table.range(of: "^[a-z_][a-z0-9_]{0,62}$", options: .regularExpression) != nil else {
+            throw PostgresError(.migration, serverMessage: "migration table name must be a lower-case identifier")
+        }
         self.schema = schema
         self.migrations = migrations
+        self.table = table
     }
 
     /// Applies what is missing; returns the ids applied now.
     @discardableResult
     public func run(on connection: PostgresConnection, logger: Logger) throws -> [String] {
         // `schema` is a checked identifier; it cannot be a bound parameter in DDL.
-        let table = "\(schema).schema_migrations"
+        let table = "\(schema).\(self.table)"
         let lockKey = "tsunagu.migrate.\(schema)"
         try connection.query("SELECT pg_advisory_lock(hashtext(\(lockKey)))")
         defer { _ = try? connection.query("SELECT pg_advisory_unlock(hashtext(\(lockKey)))") }

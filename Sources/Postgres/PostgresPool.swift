@@ -4,6 +4,9 @@ import Logging
 /// A bounded set of connections, each owned by its own thread, so that blocking libpq calls never
 /// run on Swift's cooperative pool. A connection that breaks is dropped and made again on the next
 /// job, with back-off: while the server is down, jobs fail at once with a connectivity error.
+/// The queue of jobs waiting for a connection is bounded (`maxWaiting`; past it a job fails at
+/// once with `poolBusy`), and a job that has waited until its deadline (or `waitTimeout`) fails
+/// with `waitTimedOut` without running.
 /// - Note: `Sendable`: the job queue is guarded by `condition`; each connection is confined to its thread.
 public final class PostgresPool: @unchecked Sendable {
     public struct Configuration: Sendable {
@@ -12,17 +15,26 @@ public final class PostgresPool: @unchecked Sendable {
         /// First wait after a failed connect; doubles up to `maxBackoff`.
         public var initialBackoff: Duration
         public var maxBackoff: Duration
+        /// Jobs that may wait for a connection at once.
+        public var maxWaiting: Int
+        /// The longest a job waits for a connection when it has no earlier deadline.
+        public var waitTimeout: Duration
 
         public init(conninfo: String, size: Int = 4, initialBackoff: Duration = .milliseconds(100),
-                    maxBackoff: Duration = .seconds(2)) {
+                    maxBackoff: Duration = .seconds(2), maxWaiting: Int = 1000, waitTimeout: Duration = .seconds(10)) {
             self.conninfo = conninfo
             self.size = max(1, size)
             self.initialBackoff = initialBackoff
             self.maxBackoff = maxBackoff
+            self.maxWaiting = max(1, maxWaiting)
+            self.waitTimeout = waitTimeout
         }
     }
 
-    private typealias Job = (PostgresConnection?, PostgresError?) -> Void
+    private struct Job {
+        let run: (PostgresConnection?, PostgresError?) -> Void
+        let deadline: ContinuousClock.Instant
+    }
 
     private let configuration: Configuration
     private let logger: Logger
@@ -46,25 +58,38 @@ public final class PostgresPool: @unchecked Sendable {
             running += 1
             thread.start()
         }
+        let sweeper = Thread { [self] in self.runSweeper() }
+        sweeper.name = "postgres-sweeper"
+        running += 1
+        sweeper.start()
     }
 
     /// Runs `body` with a connection on one of the pool's threads.
-    /// Throws a connectivity `PostgresError` at once while the database is unreachable.
+    /// Throws a connectivity `PostgresError` at once while the database is unreachable, `poolBusy`
+    /// when too many jobs wait already, and `waitTimedOut` when no connection was free before
+    /// `deadline` (or the pool's `waitTimeout`, whichever comes first).
     public func withConnection<T: Sendable>(
+        deadline: ContinuousClock.Instant? = nil,
         _ body: @escaping @Sendable (PostgresConnection) throws -> T
     ) async throws -> T {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, Error>) in
-            let job: Job = { connection, failure in
+        let waitUntil = min(deadline ?? .now + configuration.waitTimeout, .now + configuration.waitTimeout)
+        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, Error>) in
+            let job = Job(run: { connection, failure in
                 guard let connection else {
                     continuation.resume(throwing: failure ?? PostgresError(.unavailable))
                     return
                 }
                 do { continuation.resume(returning: try body(connection)) } catch { continuation.resume(throwing: error) }
-            }
+            }, deadline: waitUntil)
             condition.lock()
             if shuttingDown {
                 condition.unlock()
                 continuation.resume(throwing: PostgresError(.poolShutDown))
+                return
+            }
+            guard jobs.count < configuration.maxWaiting else {
+                condition.unlock()
+                continuation.resume(throwing: PostgresError(.poolBusy))
                 return
             }
             jobs.append(job)
@@ -97,6 +122,29 @@ public final class PostgresPool: @unchecked Sendable {
         return jobs.removeFirst()
     }
 
+    /// Fails jobs that waited past their deadline, ten times a second, until shutdown. It sleeps
+    /// rather than waiting on `condition`, so a `signal()` meant for a connection thread never
+    /// wakes it instead.
+    private func runSweeper() {
+        while true {
+            Thread.sleep(forTimeInterval: 0.1)
+            condition.lock()
+            if shuttingDown { break }
+            let now = ContinuousClock.now
+            guard jobs.contains(where: { $0.deadline <= now }) else {
+                condition.unlock()
+                continue
+            }
+            let expired = jobs.filter { $0.deadline <= now }
+            jobs.removeAll { $0.deadline <= now }
+            condition.unlock()
+            for job in expired { job.run(nil, PostgresError(.waitTimedOut)) }
+        }
+        running -= 1
+        condition.broadcast()
+        condition.unlock()
+    }
+
     private func runWorker() {
         var connection: PostgresConnection?
         while let job = nextJob() {
@@ -108,11 +156,11 @@ public final class PostgresPool: @unchecked Sendable {
                 switch connect() {
                 case .success(let made): connection = made
                 case .failure(let error):
-                    job(nil, error)
+                    job.run(nil, error)
                     continue
                 }
             }
-            job(connection, nil)
+            job.run(connection, nil)
         }
         connection?.close()
         condition.lock()

@@ -1,4 +1,6 @@
 import Foundation
+import Postgres
+import ZMQ
 
 /// Settings shared by every Tsunagu process, read from the environment and, below it, from an
 /// optional file of `KEY=VALUE` lines named by `TSUNAGU_CONFIG_FILE`. The environment wins.
@@ -76,6 +78,43 @@ public struct Configuration: Sendable {
         try curveKey("TSUNAGU_GATEWAY_CURVE_PUBLIC_KEY")
     }
 
+    /// This process's own CURVE key pair (a service's or a client's), from its secret key
+    /// `TSUNAGU_CURVE_SECRET_KEY`; nil makes a throwaway pair per socket (fine for clients; a
+    /// service behind an allow-list needs its own).
+    public func curveKeyPair() throws(ConfigurationError) -> ZMQCurveKeyPair? {
+        guard let secret = try curveKey("TSUNAGU_CURVE_SECRET_KEY") else { return nil }
+        do { return try ZMQCurveKeyPair(secretKey: secret) } catch {
+            throw ConfigurationError(key: "TSUNAGU_CURVE_SECRET_KEY", message: "is not a valid Z85 secret key")
+        }
+    }
+
+    /// The public keys that may connect to the gateway's service endpoints (worker, events-in),
+    /// from `TSUNAGU_CURVE_ALLOWED_KEYS` (comma-separated) and `TSUNAGU_CURVE_ALLOWED_KEYS_FILE`
+    /// (one per line, `#` comments); nil when neither is set. Read by the gateway only.
+    public func curveAllowedKeys() throws(ConfigurationError) -> Set<String>? {
+        var keys = Set(list("TSUNAGU_CURVE_ALLOWED_KEYS"))
+        let fileKey = "TSUNAGU_CURVE_ALLOWED_KEYS_FILE"
+        if let path = optionalString(fileKey) {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+                throw ConfigurationError(key: fileKey, message: "cannot read \(path)")
+            }
+            for line in text.split(separator: "\n") {
+                let key = line.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false)[0].trimmingCharacters(in: .whitespaces)
+                if !key.isEmpty { keys.insert(key) }
+            }
+        } else if optionalString("TSUNAGU_CURVE_ALLOWED_KEYS") == nil {
+            return nil
+        }
+        if let bad = keys.first(where: { $0.utf8.count != 40 }) {
+            throw ConfigurationError(key: "TSUNAGU_CURVE_ALLOWED_KEYS", message: "\(bad.prefix(8))… is not a 40-character Z85 public key")
+        }
+        return keys
+    }
+
+    /// The credential the operator issued for this service (`tsunagu token create --service NAME`);
+    /// the gateway registers no instance without it.
+    public var serviceToken: String? { optionalString("TSUNAGU_SERVICE_TOKEN") }
+
     private func curveKey(_ key: String) throws(ConfigurationError) -> String? {
         guard let value = optionalString(key) else { return nil }
         guard value.count == 40 else { throw ConfigurationError(key: key, message: "must be a 40-character Z85 key (tsunagu keys)") }
@@ -90,6 +129,20 @@ public struct Configuration: Sendable {
     }
     public func databasePoolSize() throws(ConfigurationError) -> Int {
         try int("TSUNAGU_DB_POOL_SIZE", default: 4, range: 1...64)
+    }
+    /// The pool settings: size, how many jobs may wait for a connection, and for how long.
+    public func databasePool() throws(ConfigurationError) -> PostgresPool.Configuration {
+        .init(conninfo: databaseURL, size: try databasePoolSize(),
+              maxWaiting: try int("TSUNAGU_DB_MAX_WAITING", default: 1000, range: 1...1_000_000),
+              waitTimeout: .milliseconds(try int("TSUNAGU_DB_WAIT_TIMEOUT_MS", default: 10_000, range: 1...600_000)))
+    }
+    /// The largest message (request or reply payload) in bytes.
+    public func maxMessageBytes() throws(ConfigurationError) -> Int {
+        try int("TSUNAGU_MAX_MESSAGE_BYTES", default: 1_048_576, range: 1024...268_435_456)
+    }
+    /// The largest reply payload a service sends, in bytes.
+    public func maxReplyBytes() throws(ConfigurationError) -> Int {
+        try int("TSUNAGU_MAX_REPLY_BYTES", default: 16_777_216, range: 1024...268_435_456)
     }
     public var logLevel: String { string("TSUNAGU_LOG_LEVEL", default: "info") }
 }

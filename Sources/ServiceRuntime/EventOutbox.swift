@@ -98,14 +98,14 @@ public struct EventOutbox: Sendable {
         let schema = self.schema
         let source = self.source
         return [
-            try ServiceOperation(
+            try .read(
                 "events.read",
                 summary: "Events after a sequence number, oldest first (CloudEvents 1.0 JSON with a sequence attribute).",
                 schema: """
                     {"type":"object","additionalProperties":false,
-                     "properties":{"after":{"type":"integer","minimum":0},
+                     "properties":{"after":{"type":"integer","minimum":0,"maximum":9007199254740991},
                                    "limit":{"type":"integer","minimum":1,"maximum":1000},
-                                   "types":{"type":"array","maxItems":20,"items":{"type":"string","pattern":"^[A-Za-z0-9._-]{1,100}$"}}}}
+                                   "types":{"type":"array","maxItems":20,"items":{"type":"string","pattern":"^[A-Za-z0-9._-]{1,100}$","maxLength":100}}}}
                     """,
                 input: ReadInput.self
             ) { context, input in

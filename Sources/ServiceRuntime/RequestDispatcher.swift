@@ -5,18 +5,36 @@ import Postgres
 import Wire
 
 /// Turns one MDP request body into one reply body: checks the envelope, the operation, the
-/// caller's roles and the input schema, runs the handler, and maps whatever it throws to a typed
-/// protocol error. It never logs payloads (they may hold personal data).
+/// caller's roles and the input (parsed once; that one value is schema-checked and then decoded
+/// for the handler), runs the handler, and turns whatever it throws into a typed protocol error
+/// (`WireErrorConvertible`; anything else is `internal` plus one log line). It never logs
+/// payloads (they may hold personal data).
 /// - Note: `Sendable`; immutable after init.
 public struct RequestDispatcher: Sendable {
+    public struct Limits: Sendable {
+        /// The largest reply payload sent; a larger one is answered `too_large`.
+        public var maxReplyBytes: Int
+        /// How long a keyed write's reply is kept for repeats.
+        public var idempotencyRetention: Duration
+
+        public init(maxReplyBytes: Int = 16 << 20, idempotencyRetention: Duration = .seconds(86_400)) {
+            self.maxReplyBytes = maxReplyBytes
+            self.idempotencyRetention = idempotencyRetention
+        }
+    }
+
     private let operations: [String: ServiceOperation]
     private let database: PostgresPool
     private let logger: Logger
+    private let limits: Limits
+    let writes: WriteRunner
 
-    public init(definition: ServiceDefinition, database: PostgresPool, logger: Logger) {
+    public init(definition: ServiceDefinition, database: PostgresPool, logger: Logger, limits: Limits = Limits()) {
         self.operations = Dictionary(definition.operations.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         self.database = database
         self.logger = logger
+        self.limits = limits
+        self.writes = WriteRunner(schema: definition.schema, retention: limits.idempotencyRetention)
     }
 
     public func handle(_ body: [Data]) async -> [Data] {
@@ -27,29 +45,47 @@ public struct RequestDispatcher: Sendable {
         do { envelope = try RequestEnvelope.decode(body[1]) } catch {
             return Self.replyBody(id: "", error: error)
         }
-        let logger = self.logger
-        let requestMetadata: Logger.Metadata = [LogKey.requestID: "\(envelope.id)", LogKey.operation: "\(envelope.op)"]
+        guard body.count <= 3 else {
+            return Self.replyBody(id: envelope.id, error: WireError(.badRequest, "a request body has one payload frame after the envelope"))
+        }
         do {
-            let payload = try await run(envelope, payload: body.count >= 3 ? body[2] : Data(), logger: logger)
+            let payload = try await run(envelope, payload: body.count == 3 ? body[2] : Data())
+            guard payload.count <= limits.maxReplyBytes else {
+                throw WireError(.tooLarge, "the reply would have \(payload.count) bytes; this service sends at most \(limits.maxReplyBytes): ask for less (a smaller page)")
+            }
             return Self.replyBody(id: envelope.id, payload: payload)
-        } catch let error as WireError {
-            logger.debug("request failed", metadata: requestMetadata.merging([LogKey.errorCode: "\(error.code.rawValue)"]) { $1 })
-            return Self.replyBody(id: envelope.id, error: error)
-        } catch let error as PostgresError where error.isConnectivity {
-            logger.warning("database unavailable", metadata: requestMetadata.merging(["db.error": "\(error)"]) { $1 })
-            return Self.replyBody(id: envelope.id, error: WireError(.unavailable, "the database is unavailable; retry later"))
-        } catch let error as PostgresError where error.isUniqueViolation {
-            return Self.replyBody(id: envelope.id, error: WireError(.conflict, "a record with the same key exists"))
-        } catch is DecodingError {
-            return Self.replyBody(id: envelope.id, error: WireError(.invalidInput, "the input does not have the expected shape"))
         } catch {
-            // The error's text may hold data; the log line names only its type and is keyed by request id.
-            logger.error("handler failed", metadata: requestMetadata.merging(["error.type": "\(type(of: error))", "error": "\(error)"]) { $1 })
-            return Self.replyBody(id: envelope.id, error: WireError(.internal, "internal error; quote request id \(envelope.id)"))
+            return Self.replyBody(id: envelope.id, error: wireError(for: error, envelope: envelope))
         }
     }
 
-    private func run(_ envelope: RequestEnvelope, payload: Data, logger: Logger) async throws -> Data {
+    /// The reply for a request the instance cannot take now (it runs as many as it announced).
+    public static func overloaded(_ body: [Data]) -> [Data] {
+        let id = body.count >= 2 ? ((try? RequestEnvelope.decode(body[1]))?.id ?? "") : ""
+        return replyBody(id: id, error: WireError(.unavailable, "this instance is running as many requests as it announced; retry"))
+    }
+
+    private func wireError(for error: any Error, envelope: RequestEnvelope) -> WireError {
+        let metadata: Logger.Metadata = [LogKey.requestID: "\(envelope.id)", LogKey.operation: "\(envelope.op)"]
+        if let known = error as? any WireErrorConvertible {
+            let wire = known.wireError
+            if let postgres = error as? PostgresError, postgres.isConnectivity {
+                logger.warning("database unavailable", metadata: metadata.merging(["db.error": "\(postgres)"]) { $1 })
+            } else {
+                logger.debug("request failed", metadata: metadata.merging([LogKey.errorCode: "\(wire.code.rawValue)"]) { $1 })
+            }
+            if wire.code != .internal { return wire }
+        }
+        if error is DecodingError {
+            return WireError(.invalidInput, "the input does not have the expected shape (or a number is out of range)")
+        }
+        // The error's text may hold data: the line names its type and, for database errors, the
+        // SQLSTATE only (`description` of PostgresError reveals no SQL or values).
+        logger.error("handler failed", metadata: metadata.merging(["error.type": "\(type(of: error))", "error": "\(error)"]) { $1 })
+        return WireError(.internal, "internal error; quote request id \(envelope.id)")
+    }
+
+    private func run(_ envelope: RequestEnvelope, payload: Data) async throws -> Data {
         guard envelope.v == TsunaguWire.version else {
             throw WireError(.badRequest, "envelope version \(envelope.v) is not supported (this service speaks \(TsunaguWire.version))")
         }
@@ -60,6 +96,7 @@ public struct RequestDispatcher: Sendable {
         if let deadline = envelope.deadlineMs, deadline <= 0 {
             throw WireError(.timeout, "the deadline passed before the request was served")
         }
+        let received = ContinuousClock.now
         if !operation.roles.isEmpty {
             guard let principal = envelope.principal else { throw WireError(.unauthorized, "no authenticated caller") }
             guard operation.roles.contains(where: principal.hasRole) else {
@@ -70,15 +107,24 @@ public struct RequestDispatcher: Sendable {
         do {
             input = try JSONValue.parse(payload.isEmpty ? Data("{}".utf8) : payload)
         } catch {
-            throw WireError(.badRequest, "the body is not valid JSON")
+            throw WireError(.badRequest, "the body is not valid JSON (\(error.message))")
         }
         let violations = operation.inputSchema.violations(of: input)
         if !violations.isEmpty {
             throw WireError.invalidInput("the input breaks the schema of \(envelope.op)", violations: violations)
         }
-        let context = RequestContext(requestID: envelope.id, operation: envelope.op, principal: envelope.principal,
-                                     idempotencyKey: envelope.idempotencyKey, database: database, baseLogger: logger)
-        return try await operation.handler(context, payload.isEmpty ? Data("{}".utf8) : payload, input)
+        if input.containsNUL, let place = input.firstNULPlace() {
+            throw WireError.invalidInput("text may not hold NUL characters",
+                                         violations: [.init(path: place, message: "holds a NUL (\\u0000) character")])
+        }
+        let context = RequestContext(
+            requestID: envelope.id, operation: envelope.op, principal: envelope.principal,
+            idempotencyKey: envelope.idempotencyKey,
+            deadline: envelope.deadlineMs.map { received + .milliseconds($0) },
+            database: database, baseLogger: logger,
+            canonicalInput: { String(decoding: input.serialized(), as: UTF8.self) },
+            writes: writes)
+        return try await operation.handler(context, input)
     }
 
     static func replyBody(id: String, payload: Data) -> [Data] {
@@ -87,5 +133,40 @@ public struct RequestDispatcher: Sendable {
 
     static func replyBody(id: String, error: WireError) -> [Data] {
         [TsunaguWire.marker, ReplyEnvelope.failure(id: id, error).encoded()]
+    }
+}
+
+extension JSONValue {
+    /// True when a string or member name holds U+0000 (the cheap check on every request).
+    var containsNUL: Bool {
+        switch self {
+        case .string(let text): text.utf8.contains(0)
+        case .array(let items): items.contains { $0.containsNUL }
+        case .object(let members): members.contains { $0.key.utf8.contains(0) || $0.value.containsNUL }
+        default: false
+        }
+    }
+
+    /// The JSON Pointer of the first string or member name holding U+0000, which no PostgreSQL
+    /// text or jsonb value can store; nil when there is none.
+    func firstNULPlace(at path: String = "") -> String? {
+        switch self {
+        case .string(let text):
+            return text.utf8.contains(0) ? (path.isEmpty ? "/" : path) : nil
+        case .array(let items):
+            for (index, item) in items.enumerated() {
+                if let found = item.firstNULPlace(at: "\(path)/\(index)") { return found }
+            }
+            return nil
+        case .object(let members):
+            for (key, value) in members.sorted(by: { $0.key < $1.key }) {
+                let escaped = key.replacingOccurrences(of: "~", with: "~0").replacingOccurrences(of: "/", with: "~1")
+                if key.utf8.contains(0) { return "\(path)/\(escaped)" }
+                if let found = value.firstNULPlace(at: "\(path)/\(escaped)") { return found }
+            }
+            return nil
+        default:
+            return nil
+        }
     }
 }

@@ -25,9 +25,17 @@ public struct ServiceDefinition: Sendable {
         self.operations = operations
     }
 
+    /// Every place, in every operation's input schema, that admits a value of unbounded size.
+    /// A service with any does not start (`ServiceRunner`): bounds are what keep a hostile
+    /// number from trapping a handler's arithmetic and a hostile string out of the database.
+    public func unboundedInputs() -> [String] {
+        operations.flatMap { operation in operation.inputSchema.unboundedPlaces().map { "\(operation.name) \($0)" } }
+    }
+
     public func manifest(concurrency: Int) -> Manifest {
         Manifest(service: name, version: version, concurrency: concurrency, operations: operations.map {
-            Manifest.Operation(name: $0.name, summary: $0.summary, input: $0.inputSchema.json, roles: $0.roles)
+            Manifest.Operation(name: $0.name, summary: $0.summary, input: $0.inputSchema.json, roles: $0.roles,
+                               readOnly: $0.kind == .read)
         })
     }
 }
@@ -39,8 +47,13 @@ public struct RequestContext: Sendable {
     /// Set by the gateway; nil only for requests that reached the worker without one (never through the gateway).
     public let principal: Principal?
     public let idempotencyKey: String?
+    /// When the caller stops waiting (from the envelope's `deadline_ms`, counted from arrival).
+    public let deadline: ContinuousClock.Instant?
     public let database: PostgresPool
     let baseLogger: Logger
+    /// The request's payload in canonical form (sorted keys): what an idempotency key is bound to.
+    let canonicalInput: @Sendable () -> String
+    let writes: WriteRunner
 
     /// The service's logger with this request's id and operation as metadata (made on first use:
     /// most requests log nothing, and setting metadata costs a copy).
@@ -59,50 +72,81 @@ public struct RequestContext: Sendable {
 }
 
 /// One operation: its input schema (checked before the handler runs) and its handler.
+///
+/// Make it with `.read` (changes nothing: the gateway may send it to another instance when one
+/// dies) or `.write` (runs in one transaction that the runtime opens; a retry with the same
+/// idempotency key gets the stored reply instead of a second effect). Input schemas must bound
+/// every string, number and array (`JSONSchema.unboundedPlaces()`), or the service does not start.
 public struct ServiceOperation: Sendable {
+    public enum Kind: String, Sendable { case read, write }
+
     public let name: String
     public let summary: String
     public let inputSchema: JSONSchema
     /// Roles of which the caller needs one; empty admits any authenticated caller.
     public let roles: [String]
-    /// Gets the payload both as bytes and as the JSONValue already parsed for validation.
-    let handler: @Sendable (RequestContext, Data, JSONValue) async throws -> Data
+    public let kind: Kind
+    /// Gets the payload parsed once and already checked against `inputSchema`; returns the reply payload.
+    let handler: @Sendable (RequestContext, JSONValue) async throws -> Data
 
-    /// An operation whose input and output are Codable types. `schema` is JSON Schema text
-    /// describing `Input`; the runtime validates the payload against it before decoding.
-    public init<Input: Decodable & Sendable, Output: Encodable & Sendable>(
+    private init(name: String, summary: String, schema: String, roles: [String], kind: Kind,
+                 handler: @escaping @Sendable (RequestContext, JSONValue) async throws -> Data) throws(JSONSchemaError) {
+        let inputSchema = try JSONSchema(jsonText: schema)
+        self.name = name
+        self.summary = summary
+        self.inputSchema = inputSchema
+        self.roles = roles
+        self.kind = kind
+        self.handler = handler
+    }
+
+    /// An operation that only reads. `schema` is JSON Schema text describing `Input`.
+    public static func read<Input: Decodable & Sendable, Output: Encodable & Sendable>(
         _ name: String,
         summary: String,
         schema: String,
         roles: [String] = [],
         input: Input.Type = Input.self,
         handler: @escaping @Sendable (RequestContext, Input) async throws -> Output
-    ) throws(JSONSchemaError) {
-        self.name = name
-        self.summary = summary
-        self.inputSchema = try JSONSchema(jsonText: schema)
-        self.roles = roles
-        self.handler = { context, payload, parsed in
-            // JSONValue in or out skips Codable: the value is already parsed, and its own writer
-            // is several times faster than JSONEncoder on nested enums.
-            let input: Input
-            if let value = parsed as? Input {
-                input = value
-            } else {
-                input = try SharedCoders.decoder.decode(Input.self, from: payload)
-            }
-            let output = try await handler(context, input)
-            if let value = output as? JSONValue { return value.serialized() }
-            if let raw = output as? RawJSON { return Data(raw.text.utf8) }
-            return try SharedCoders.encoder.encode(output)
+    ) throws(JSONSchemaError) -> ServiceOperation {
+        try ServiceOperation(name: name, summary: summary, schema: schema, roles: roles, kind: .read) { context, value in
+            let input = try JSONValueDecoder().decode(Input.self, from: value)
+            return try OutputCoding.encode(try await handler(context, input))
+        }
+    }
+
+    /// An operation that changes state. The handler runs on a pool connection inside a transaction
+    /// the runtime opens (with a statement timeout from the request's deadline), and the reply is
+    /// committed with the change: with an idempotency key, a repeat returns the stored reply, the
+    /// same key with another payload is `conflict`, and work still running at the deadline rolls back.
+    public static func write<Input: Decodable & Sendable, Output: Encodable & Sendable>(
+        _ name: String,
+        summary: String,
+        schema: String,
+        roles: [String] = [],
+        input: Input.Type = Input.self,
+        handler: @escaping @Sendable (RequestContext, Input, PostgresConnection) throws -> Output
+    ) throws(JSONSchemaError) -> ServiceOperation {
+        try ServiceOperation(name: name, summary: summary, schema: schema, roles: roles, kind: .write) { context, value in
+            let input = try JSONValueDecoder().decode(Input.self, from: value)
+            return try await context.writes.run(context) { tx in try OutputCoding.encode(try handler(context, input, tx)) }
         }
     }
 }
 
-/// One decoder and encoder for all handlers: Foundation's coders are Sendable and keep no
-/// per-call state, and making them anew on every request shows in the benchmark.
+/// A handler's output as reply bytes. JSONValue and RawJSON skip Codable: the first has its own
+/// writer, several times faster than JSONEncoder on nested enums; the second is final text.
+enum OutputCoding {
+    static func encode<Output: Encodable>(_ output: Output) throws -> Data {
+        if let value = output as? JSONValue { return value.serialized() }
+        if let raw = output as? RawJSON { return Data(raw.text.utf8) }
+        return try SharedCoders.encoder.encode(output)
+    }
+}
+
+/// One encoder for all handlers: Foundation's coders are Sendable and keep no per-call state, and
+/// making them anew on every request shows in the benchmark.
 enum SharedCoders {
-    static let decoder = JSONDecoder()
     static let encoder: JSONEncoder = {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.withoutEscapingSlashes]

@@ -10,6 +10,10 @@ public enum ServiceRunner {
     public static func main(_ makeDefinition: @Sendable () throws -> ServiceDefinition) async {
         do {
             let definition = try makeDefinition()
+            let unbounded = definition.unboundedInputs()
+            guard unbounded.isEmpty else {
+                throw ConfigurationError(key: "operations", message: "input schemas must bound every value:\n  " + unbounded.joined(separator: "\n  "))
+            }
             let configuration = try Configuration()
             LoggingBootstrap.bootstrap(level: configuration.logLevel)
             let migrateOnly = CommandLine.arguments.contains("--migrate-only")
@@ -24,29 +28,44 @@ public enum ServiceRunner {
         var logger = Logger(label: "tsunagu.\(definition.name)")
         logger[metadataKey: LogKey.service] = "\(definition.name)"
         let signals = ShutdownSignal()
-        let pool = PostgresPool(.init(conninfo: configuration.databaseURL, size: try configuration.databasePoolSize()),
-                                logger: logger)
+        let pool = PostgresPool(try configuration.databasePool(), logger: logger)
         defer { pool.shutdown() }
 
         try await migrate(definition, pool: pool, logger: logger)
         if migrateOnly { return }
 
+        guard let credential = configuration.serviceToken else {
+            throw ConfigurationError(key: "TSUNAGU_SERVICE_TOKEN",
+                                     message: "is not set: the gateway registers no instance without the credential the operator issued for \(definition.name) (tsunagu token create --service \(definition.name))")
+        }
         let concurrency = try configuration.int("TSUNAGU_CONCURRENCY", default: 32, range: 1...10_000)
+        let limits = RequestDispatcher.Limits(
+            maxReplyBytes: try configuration.maxReplyBytes(),
+            idempotencyRetention: .seconds(try configuration.int("TSUNAGU_IDEMPOTENCY_RETENTION_S", default: 86_400,
+                                                                  range: 1...31_536_000)))
         let context = try ZMQContext()
         defer { context.terminate() }
         let connection = try serve(definition, database: pool, context: context, endpoint: configuration.workerEndpoint,
                                    heartbeatInterval: try configuration.heartbeatInterval(), concurrency: concurrency,
                                    logger: logger, eventsEndpoint: definition.events == nil ? nil : configuration.eventsInEndpoint,
-                                   curveServerKey: try configuration.gatewayCurvePublicKey(), onFailure: { signals.fail() })
+                                   curveServerKey: try configuration.gatewayCurvePublicKey(), curveKeyPair: try configuration.curveKeyPair(),
+                                   credential: credential, limits: limits,
+                                   testsOnlyReplyDelay: .milliseconds(try configuration.int("TSUNAGU_TESTS_ONLY_REPLY_DELAY_MS", default: 0,
+                                                                                           range: 0...60_000)),
+                                   onFailure: { signals.fail() })
         let eventLogger = logger
         let publisher = definition.events.map { events in
             Task { await events.publish(to: connection, database: pool, logger: eventLogger) }
         }
+        let purger = Task { await purgeIdempotencyRecords(WriteRunner(schema: definition.schema, retention: limits.idempotencyRetention),
+                                                          database: pool, logger: eventLogger) }
         logger.info("serving", metadata: ["version": "\(definition.version)", "gateway": "\(configuration.workerEndpoint)"])
         let received = await signals.wait()
         logger.info("stopping", metadata: ["signal": "\(received)"])
         publisher?.cancel()
+        purger.cancel()
         await publisher?.value
+        await purger.value
         await connection.stopAndWait()
         logger.info("stopped")
         if received == ShutdownSignal.failure { throw MessageLoopFailure() }
@@ -55,20 +74,25 @@ public enum ServiceRunner {
     /// Connects a service's operations to the gateway and starts serving; the caller stops it.
     public static func serve(_ definition: ServiceDefinition, database: PostgresPool, context: ZMQContext, endpoint: String,
                              heartbeatInterval: Duration, concurrency: Int, logger: Logger, eventsEndpoint: String? = nil,
-                             curveServerKey: String? = nil,
+                             curveServerKey: String? = nil, curveKeyPair: ZMQCurveKeyPair? = nil, credential: String?,
+                             limits: RequestDispatcher.Limits = .init(), testsOnlyReplyDelay: Duration = .zero,
                              onFailure: @escaping @Sendable () -> Void = {}) throws -> WorkerConnection {
-        let dispatcher = RequestDispatcher(definition: definition, database: database, logger: logger)
+        let dispatcher = RequestDispatcher(definition: definition, database: database, logger: logger, limits: limits)
         let manifest = try WireCoding.encoder().encode(definition.manifest(concurrency: concurrency))
         let connection = try WorkerConnection(
             settings: .init(endpoint: endpoint, service: definition.name, manifest: manifest, heartbeatInterval: heartbeatInterval,
-                            eventsEndpoint: eventsEndpoint, curveServerKey: curveServerKey),
-            context: context, logger: logger, onFailure: onFailure
+                            eventsEndpoint: eventsEndpoint, curveServerKey: curveServerKey, maxInFlight: concurrency,
+                            credential: credential, curveKeyPair: curveKeyPair),
+            context: context, logger: logger, onFailure: onFailure, onOverload: RequestDispatcher.overloaded
         ) { connection, batch in
             Task {
                 await withTaskGroup(of: Void.self) { group in
                     for request in batch {
                         group.addTask {
                             let reply = await dispatcher.handle(request.body)
+                            // Tests only: holds each reply after its commit, so a test can kill the
+                            // instance between the two. Zero (no delay) unless set.
+                            if testsOnlyReplyDelay > .zero { try? await Task.sleep(for: testsOnlyReplyDelay) }
                             connection.reply(to: request.replyTo, body: reply)
                         }
                     }
@@ -79,13 +103,33 @@ public enum ServiceRunner {
         return connection
     }
 
-    /// Applies migrations, waiting for the database to come up (a service may start before it).
+    /// Deletes idempotency records past their retention, every tenth of it (at most every 10 minutes).
+    static func purgeIdempotencyRecords(_ writes: WriteRunner, database: PostgresPool, logger: Logger) async {
+        let interval = min(writes.retention / 10, .seconds(600))
+        while !Task.isCancelled {
+            do {
+                let purged = try await writes.purgeExpired(database: database)
+                if purged > 0 { logger.info("idempotency records purged", metadata: ["count": "\(purged)"]) }
+            } catch {
+                logger.debug("idempotency purge skipped", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(for: interval)
+        }
+    }
+
+    /// Applies the runtime's migrations, then the service's, waiting for the database to come up
+    /// (a service may start before it).
     public static func migrate(_ definition: ServiceDefinition, pool: PostgresPool, logger: Logger) async throws {
+        let runtime = try PostgresMigrator(schema: definition.schema, migrations: RuntimeMigrations.all(schema: definition.schema),
+                                           table: RuntimeMigrations.table)
         let migrator = try PostgresMigrator(schema: definition.schema, migrations: definition.migrations)
         var attempt = 0
         while true {
             do {
-                try await pool.withConnection { connection in _ = try migrator.run(on: connection, logger: logger) }
+                try await pool.withConnection { connection in
+                    _ = try runtime.run(on: connection, logger: logger)
+                    _ = try migrator.run(on: connection, logger: logger)
+                }
                 return
             } catch let error as PostgresError where error.isConnectivity && attempt < 60 {
                 attempt += 1

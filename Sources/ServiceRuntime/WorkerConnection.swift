@@ -28,9 +28,19 @@ public final class WorkerConnection: @unchecked Sendable {
         public var eventsEndpoint: String?
         /// The gateway's CURVE public key (Z85); when set, both sockets connect with CURVE.
         public var curveServerKey: String?
+        /// Requests run at once, as announced; one more is answered by `onOverload` at once.
+        public var maxInFlight: Int
+        /// The service credential sent with READY and with every event (a Tsunagu worker needs one).
+        public var credential: String?
+        /// This process's CURVE key pair; nil makes a throwaway pair per socket.
+        public var curveKeyPair: ZMQCurveKeyPair?
 
         public init(endpoint: String, service: String, manifest: Data?, heartbeatInterval: Duration,
-                    drainTimeout: Duration = .seconds(10), eventsEndpoint: String? = nil, curveServerKey: String? = nil) {
+                    drainTimeout: Duration = .seconds(10), eventsEndpoint: String? = nil, curveServerKey: String? = nil,
+                    maxInFlight: Int = .max, credential: String? = nil, curveKeyPair: ZMQCurveKeyPair? = nil) {
+            self.maxInFlight = maxInFlight
+            self.credential = credential
+            self.curveKeyPair = curveKeyPair
             self.eventsEndpoint = eventsEndpoint
             self.curveServerKey = curveServerKey
             self.endpoint = endpoint
@@ -58,14 +68,18 @@ public final class WorkerConnection: @unchecked Sendable {
     private let finished = DispatchSemaphore(value: 0)
 
     private let onFailure: @Sendable () -> Void
+    private let onOverload: @Sendable ([Data]) -> [Data]
 
     /// - Parameters:
     ///   - onRequests: called on the loop thread with each batch of requests that arrived together.
     ///   - onFailure: called if the loop dies of a libzmq error (the instance can serve no more).
+    ///   - onOverload: makes the reply body for a request past `maxInFlight` from its body.
     public init(settings: Settings, context: ZMQContext, logger: Logger,
                 onFailure: @escaping @Sendable () -> Void = {},
+                onOverload: @escaping @Sendable ([Data]) -> [Data] = { _ in [] },
                 onRequests: @escaping @Sendable (WorkerConnection, [WorkerRequest]) -> Void) throws(ZMQError) {
         self.onFailure = onFailure
+        self.onOverload = onOverload
         self.settings = settings
         self.context = context
         self.logger = logger
@@ -129,10 +143,13 @@ public final class WorkerConnection: @unchecked Sendable {
         do {
             try socket.setLinger(milliseconds: 0)
             try socket.setHighWaterMarks(send: 100_000, receive: 100_000)
-            if let key = settings.curveServerKey { try socket.makeCurveClient(serverKey: key) }
+            try makeCurveClient(socket)
             try socket.connect(settings.endpoint)
             var ready = [Data(), MDP.workerHeader, MDP.Command.ready.frame, Data(settings.service.utf8)]
-            if let manifest = settings.manifest { ready.append(manifest) }
+            if let manifest = settings.manifest {
+                ready.append(manifest)
+                ready.append(Data((settings.credential ?? "").utf8))
+            }
             try socket.send(ready)
         } catch {
             try? socket.close()
@@ -141,6 +158,15 @@ public final class WorkerConnection: @unchecked Sendable {
         shared.withLock { $0.connects += 1 }
         logger.info("registered with gateway", metadata: [LogKey.service: "\(settings.service)", "endpoint": "\(settings.endpoint)"])
         return socket
+    }
+
+    private func makeCurveClient(_ socket: ZMQSocket) throws(ZMQError) {
+        guard let server = settings.curveServerKey else { return }
+        if let own = settings.curveKeyPair {
+            try socket.makeCurveClient(serverKey: Data(server.utf8), publicKey: Data(own.publicKey.utf8), secretKey: Data(own.secretKey.utf8))
+        } else {
+            try socket.makeCurveClient(serverKey: server)
+        }
     }
 
     private func runLoop() throws(ZMQError) {
@@ -152,7 +178,7 @@ public final class WorkerConnection: @unchecked Sendable {
             try? push.setLinger(milliseconds: 0)
             try? push.setHighWaterMarks(send: 100_000, receive: 100_000)
             do {
-                if let key = settings.curveServerKey { try push.makeCurveClient(serverKey: key) }
+                try makeCurveClient(push)
                 try push.connect(endpoint)
             } catch {
                 try? push.close()
@@ -174,8 +200,12 @@ public final class WorkerConnection: @unchecked Sendable {
 
             if ready[0] {
                 var batch: [WorkerRequest] = []
-                while let frames = try socket.receiveIfReady() {
+                while let (frames, truncated) = try socket.receiveIfReady(maxFrames: MDP.maxFrames) {
                     gatewayExpiry = clock.now + interval * MDP.liveness
+                    if truncated {
+                        logger.warning("dropped a message of more than \(MDP.maxFrames) frames from the gateway")
+                        continue
+                    }
                     if handleFromGateway(frames, into: &batch) == .reconnect {
                         logger.info("gateway asked us to reconnect")
                         try? socket.close()
@@ -184,8 +214,19 @@ public final class WorkerConnection: @unchecked Sendable {
                     }
                 }
                 if !batch.isEmpty {
-                    shared.withLock { $0.inFlight += batch.count }
-                    onRequests(self, batch)
+                    // Never more at once than announced: the gateway keeps to it, and anything
+                    // else (a retry racing a reply, a peer that is not our gateway) is refused here.
+                    let admitted = shared.withLock { state -> Int in
+                        let room = max(0, settings.maxInFlight - state.inFlight)
+                        let admitted = min(room, batch.count)
+                        state.inFlight += admitted
+                        return admitted
+                    }
+                    for request in batch[admitted...] {
+                        try send([Data(), MDP.workerHeader, MDP.Command.reply.frame, request.replyTo, Data()] + onOverload(request.body),
+                                 on: socket)
+                    }
+                    if admitted > 0 { onRequests(self, Array(batch[..<admitted])) }
                 }
             }
             if ready[1] { wakeup.drain() }
@@ -202,7 +243,8 @@ public final class WorkerConnection: @unchecked Sendable {
                 try send([Data(), MDP.workerHeader, MDP.Command.reply.frame, item.replyTo, Data()] + item.body, on: socket)
             }
             if let events {
-                for frames in published { try send(frames, on: events) }
+                let credential = Data((settings.credential ?? "").utf8)
+                for frames in published { try send(frames + [credential], on: events) }
             }
 
             if stop {

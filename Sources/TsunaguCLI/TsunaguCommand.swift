@@ -47,7 +47,8 @@ final class Session {
         do {
             client = try TsunaguClient(context: context, endpoint: options.endpoint ?? configuration.clientEndpoint,
                                        token: options.token ?? ProcessInfo.processInfo.environment["TSUNAGU_TOKEN"],
-                                       curveServerKey: try configuration.gatewayCurvePublicKey())
+                                       curveServerKey: try configuration.gatewayCurvePublicKey(),
+                                       curveKeyPair: try configuration.curveKeyPair())
         } catch {
             context.terminate()
             throw error
@@ -61,9 +62,19 @@ final class Session {
     }
 
     /// The reply's payload; a reply error is printed to stderr and ends the command with its exit status.
+    ///
+    /// Every call carries an idempotency key (a fresh one unless the caller gives one), so a write
+    /// is applied once however often it is sent: an `unavailable` reply is retried twice, after
+    /// 0.3 s and 1 s, with the same key. Reads ignore the key.
     func call(service: String, operation: String, payload: Data, idempotencyKey: String? = nil) throws -> Data {
-        let reply = try client.call(service: service, operation: operation, payload: payload, timeoutMs: timeoutMs,
-                                    idempotencyKey: idempotencyKey)
+        let key = idempotencyKey ?? UUID().uuidString.lowercased()
+        var reply = try client.call(service: service, operation: operation, payload: payload, timeoutMs: timeoutMs,
+                                    idempotencyKey: key)
+        for pause in [0.3, 1.0] where reply.envelope.error?.code == .unavailable {
+            Thread.sleep(forTimeInterval: pause)
+            reply = try client.call(service: service, operation: operation, payload: payload, timeoutMs: timeoutMs,
+                                    idempotencyKey: key)
+        }
         if let error = reply.envelope.error {
             var text = "error: \(error.code.rawValue): \(error.message)\n"
             if let details = error.details, let json = try? prettyJSON(WireCoding.encoder().encode(details)) {
@@ -151,15 +162,32 @@ struct Token: ParsableCommand {
     )
 
     struct Create: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Create a token; it is printed once and stored only as a hash.")
-        @Option(help: "Tenant, e.g. pref-13 or national.") var tenant: String
+        static let configuration = CommandConfiguration(
+            abstract: "Create a token; it is printed once and stored only as a hash.",
+            discussion: """
+                A client token: --tenant and --role. A service credential (what a service instance needs to \
+                register with the gateway and push events, as TSUNAGU_SERVICE_TOKEN): --service NAME \
+                (national admins only).
+                """)
+        @Option(help: "Tenant, e.g. 130001 or national.") var tenant: String?
         @Option(name: .customLong("role"), help: "A role; repeat for several.") var roles: [String] = []
+        @Option(help: "Make a service credential for this service instead of a client token.") var service: String?
         @Option(help: "A note on what the token is for.") var label: String = ""
         @OptionGroup var connection: ConnectionOptions
 
+        func validate() throws {
+            guard (tenant == nil) != (service == nil) else { throw ValidationError("give either --tenant (with --role) or --service") }
+        }
+
         func run() throws {
+            if let service {
+                struct Input: Encodable { let service: String; let label: String }
+                let body = try JSONEncoder().encode(Input(service: service, label: label))
+                printJSON(try connection.call(service: TsunaguWire.gatewayService, operation: "service_tokens.create", payload: body))
+                return
+            }
             struct Input: Encodable { let tenant: String; let roles: [String]; let label: String }
-            let body = try JSONEncoder().encode(Input(tenant: tenant, roles: roles, label: label))
+            let body = try JSONEncoder().encode(Input(tenant: tenant ?? "", roles: roles, label: label))
             printJSON(try connection.call(service: TsunaguWire.gatewayService, operation: "tokens.create", payload: body))
         }
     }

@@ -25,12 +25,19 @@ public final class TsunaguClient {
     private let prefix = String(UInt32.random(in: 0...UInt32.max), radix: 36)
 
     /// - Parameter curveServerKey: the gateway's CURVE public key (Z85), when it requires CURVE.
-    public init(context: ZMQContext, endpoint: String, token: String?, curveServerKey: String? = nil) throws(ZMQError) {
+    /// - Parameter curveKeyPair: this client's own CURVE key pair; nil makes a throwaway one.
+    public init(context: ZMQContext, endpoint: String, token: String?, curveServerKey: String? = nil,
+                curveKeyPair: ZMQCurveKeyPair? = nil) throws(ZMQError) {
         socket = try context.socket(.dealer)
         do {
             try socket.setLinger(milliseconds: 0)
             try socket.setHighWaterMarks(send: 100_000, receive: 100_000)
-            if let curveServerKey { try socket.makeCurveClient(serverKey: curveServerKey) }
+            if let curveServerKey, let own = curveKeyPair {
+                try socket.makeCurveClient(serverKey: Data(curveServerKey.utf8), publicKey: Data(own.publicKey.utf8),
+                                           secretKey: Data(own.secretKey.utf8))
+            } else if let curveServerKey {
+                try socket.makeCurveClient(serverKey: curveServerKey)
+            }
             try socket.connect(endpoint)
         } catch {
             try? socket.close()

@@ -23,7 +23,8 @@ extension RequestEnvelope {
         envelope.v = Int(clamping: version)
         if let deadline = fields["deadline_ms"], deadline != .null {
             guard let ms = deadline.integerValue else { throw bad("deadline_ms", "an integer") }
-            envelope.deadlineMs = Int(clamping: ms)
+            // Clamped to a day: the value is added to clock instants, whose arithmetic traps on overflow.
+            envelope.deadlineMs = Int(clamping: min(max(ms, -1), TsunaguWire.maxDeadlineMs))
         }
         if let key = fields["idempotency_key"], key != .null {
             guard let text = key.stringValue, text.utf8.count <= 200 else { throw bad("idempotency_key", "a string of at most 200 bytes") }

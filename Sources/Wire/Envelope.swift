@@ -90,12 +90,21 @@ public struct Manifest: Sendable, Codable, Equatable {
         public let input: JSONValue
         /// Roles of which the caller needs one; empty means any authenticated caller.
         public let roles: [String]
+        /// True when the operation changes nothing: the gateway may send it again to another
+        /// instance when the first dies. Absent means false (a write).
+        public let readOnly: Bool?
 
-        public init(name: String, summary: String, input: JSONValue, roles: [String] = []) {
+        public init(name: String, summary: String, input: JSONValue, roles: [String] = [], readOnly: Bool? = nil) {
             self.name = name
             self.summary = summary
             self.input = input
             self.roles = roles
+            self.readOnly = readOnly
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case name, summary, input, roles
+            case readOnly = "read_only"
         }
     }
 

@@ -29,6 +29,10 @@ public enum MDP {
     /// Default heartbeat interval; a peer silent for `liveness` intervals is dead (7/MDP).
     public static let defaultHeartbeatInterval: Duration = .milliseconds(2500)
     public static let liveness = 3
+
+    /// The most frames a message on any Tsunagu socket may have (a request with the envelope and
+    /// its routing frames has at most nine). Larger messages are refused, their frames dropped.
+    public static let maxFrames = 16
 }
 
 /// Tsunagu's additions to 7/MDP, carried inside MDP bodies so plain Majordomo peers pass them through.
@@ -39,6 +43,9 @@ public enum TsunaguWire {
     public static let marker = Data("TSUNAGU/1".utf8)
     /// The tenant of the national secretariat; its admins administer every tenant.
     public static let nationalTenant = "national"
+
+    /// The longest `deadline_ms` taken as given (a day); longer ones count as this.
+    public static let maxDeadlineMs: Int64 = 86_400_000
 
     /// The gateway's own service, answering catalogue and token operations.
     public static let gatewayService = "tsunagu.gateway"

@@ -73,20 +73,32 @@ public final class ZMQSocket {
     /// Receives one whole multipart message.
     /// - Parameter dontWait: throw `.wouldBlock` when nothing is queued instead of blocking.
     public func receive(dontWait: Bool = false) throws(ZMQError) -> [Data] {
+        try receive(dontWait: dontWait, maxFrames: Int.max).frames
+    }
+
+    /// Receives one whole multipart message, keeping at most `maxFrames` of its frames: the rest
+    /// are read and dropped (a message is atomic, so they must be taken off the socket), and
+    /// `truncated` says so. A peer cannot make us hold a million frames in memory.
+    public func receive(dontWait: Bool = false, maxFrames: Int) throws(ZMQError) -> (frames: [Data], truncated: Bool) {
         try withUnsafeHandle { h throws(ZMQError) in
             var frames: [Data] = []
+            var truncated = false
             var message = zmq_msg_t()
+            var first = true
             while true {
                 zmq_msg_init(&message)
                 defer { zmq_msg_close(&message) }
-                let flags: Int32 = (dontWait && frames.isEmpty) ? ZMQ_DONTWAIT : 0
+                let flags: Int32 = (dontWait && first) ? ZMQ_DONTWAIT : 0
+                first = false
                 let size = try zmqCall { zmq_msg_recv(&message, h, flags) }
-                if size > 0, let data = zmq_msg_data(&message) {
+                if frames.count >= maxFrames {
+                    truncated = true
+                } else if size > 0, let data = zmq_msg_data(&message) {
                     frames.append(Data(bytes: data, count: Int(size)))
                 } else {
                     frames.append(Data())
                 }
-                if zmq_msg_more(&message) == 0 { return frames }
+                if zmq_msg_more(&message) == 0 { return (frames, truncated) }
             }
         }
     }
@@ -171,6 +183,15 @@ public final class ZMQSocket {
             return nil
         }
     }
+
+    /// The next whole message if one is queued, keeping at most `maxFrames` frames.
+    public func receiveIfReady(maxFrames: Int) throws(ZMQError) -> (frames: [Data], truncated: Bool)? {
+        do {
+            return try receive(dontWait: true, maxFrames: maxFrames)
+        } catch where error.code == .wouldBlock {
+            return nil
+        }
+    }
 }
 
 @available(*, unavailable)
@@ -190,6 +211,7 @@ public enum ZMQOption: Int32, Sendable {
     case reconnectInterval = 18      // ZMQ_RECONNECT_IVL
     case reconnectIntervalMax = 21   // ZMQ_RECONNECT_IVL_MAX
     case immediate = 39              // ZMQ_IMMEDIATE
+    case zapDomain = 55              // ZMQ_ZAP_DOMAIN
     case curveServer = 47            // ZMQ_CURVE_SERVER
     case curvePublicKey = 48         // ZMQ_CURVE_PUBLICKEY
     case curveSecretKey = 49         // ZMQ_CURVE_SECRETKEY

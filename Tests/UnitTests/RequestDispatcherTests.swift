@@ -19,15 +19,15 @@ import Wire
         let logger = Logger(label: "test")
         // Connections are made lazily; only the `db` operation asks for one, and gets none.
         pool = PostgresPool(.init(conninfo: "postgresql://nobody@127.0.0.1:1/none?connect_timeout=1", size: 1), logger: logger)
-        let schema = #"{"type":"object","required":["code"],"properties":{"code":{"type":"string","pattern":"^[0-9]{6}$"}}}"#
+        let schema = #"{"type":"object","required":["code"],"properties":{"code":{"type":"string","pattern":"^[0-9]{6}$"},"note":{"type":"string","maxLength":10}}}"#
         let definition = ServiceDefinition(name: "test", version: "1", schema: "test", migrations: [], operations: [
-            try ServiceOperation("echo", summary: "", schema: schema, input: Input.self) { _, input in input },
-            try ServiceOperation("admin.only", summary: "", schema: schema, roles: ["admin"], input: Input.self) { _, input in input },
-            try ServiceOperation("conflict", summary: "", schema: schema, input: Input.self) { _, _ -> Input in
+            try .read("echo", summary: "", schema: schema, input: Input.self) { _, input in input },
+            try .read("admin.only", summary: "", schema: schema, roles: ["admin"], input: Input.self) { _, input in input },
+            try .read("conflict", summary: "", schema: schema, input: Input.self) { _, _ -> Input in
                 throw WireError(.conflict, "stale version")
             },
-            try ServiceOperation("crash", summary: "", schema: schema, input: Input.self) { _, _ -> Input in throw Failure() },
-            try ServiceOperation("db", summary: "", schema: schema, input: Input.self) { context, input in
+            try .read("crash", summary: "", schema: schema, input: Input.self) { _, _ -> Input in throw Failure() },
+            try .read("db", summary: "", schema: schema, input: Input.self) { context, input in
                 try await context.database.withConnection { _ in input }
             },
         ])
@@ -61,6 +61,41 @@ import Wire
         #expect(await call("conflict", #"{"code":"131016"}"#).0.error?.code == .conflict)
         #expect(await call("crash", #"{"code":"131016"}"#).0.error?.code == .internal)
         #expect(await call("db", #"{"code":"131016"}"#).0.error?.code == .unavailable)
+    }
+
+    @Test func oneParseDuplicateKeysNULAndSizes() async {
+        // Duplicate keys: the checked value and the used value could differ, so neither is used.
+        #expect(await call("echo", #"{"code":"131016","code":"x"}"#).0.error?.code == .badRequest)
+        // NUL cannot be stored by PostgreSQL: a typed error naming the place, never `internal`.
+        let nul = await call("echo", #"{"code":"131016","note":"a\u0000b"}"#).0.error
+        #expect(nul?.code == .invalidInput)
+        #expect(nul?.details?["violations"] == .array([.object(["path": .string("/note"), "message": .string("holds a NUL (\\u0000) character")])]))
+        // An extra frame after the payload is not silently ignored.
+        var envelope = RequestEnvelope(op: "echo", id: "r", principal: Principal(tenant: "t", roles: [], tokenID: nil))
+        envelope.v = 1
+        let reply = await dispatcher.handle([TsunaguWire.marker, envelope.encoded(), Data("{}".utf8), Data("{}".utf8)])
+        #expect(try! WireCoding.decoder().decode(ReplyEnvelope.self, from: reply[1]).error?.code == .badRequest)
+    }
+
+    @Test func aReplyLargerThanTheLimitIsTooLarge() async throws {
+        let logger = Logger(label: "test")
+        let definition = ServiceDefinition(name: "test", version: "1", schema: "test", migrations: [], operations: [
+            try .read("big", summary: "", schema: #"{"type":"object","additionalProperties":false}"#, input: JSONValue.self) { _, _ in
+                JSONValue.string(String(repeating: "x", count: 5000))
+            },
+        ])
+        let small = RequestDispatcher(definition: definition, database: pool, logger: logger, limits: .init(maxReplyBytes: 1024))
+        let envelope = RequestEnvelope(op: "big", id: "r1", principal: Principal(tenant: "t", roles: [], tokenID: nil))
+        let reply = await small.handle([TsunaguWire.marker, envelope.encoded(), Data("{}".utf8)])
+        #expect(try WireCoding.decoder().decode(ReplyEnvelope.self, from: reply[1]).error?.code == .tooLarge)
+    }
+
+    @Test func aDefinitionReportsEveryUnboundedInput() throws {
+        let definition = ServiceDefinition(name: "test", version: "1", schema: "test", migrations: [], operations: [
+            try .read("loose", summary: "", schema: #"{"type":"object","additionalProperties":false,"properties":{"q":{"type":"string"}}}"#,
+                      input: JSONValue.self) { _, input in input },
+        ])
+        #expect(definition.unboundedInputs() == ["loose /properties/q: string without maxLength"])
     }
 
     @Test func schemaViolationsAreListedInDetails() async {

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tsunagu_peer import Client, ok
+from tsunagu_peer import Client, CurveClient, ok
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.environ.get("TSUNAGU_BIN")
@@ -88,10 +88,12 @@ class Suite:
         self.env.update(extra_env or {})
         self.processes = []
         self.gateway = None
+        self.service_tokens = {}
+        self.service_token_ids = {}
 
-    def start(self, name, argv=None):
+    def start(self, name, argv=None, env=None):
         argv = argv or [os.path.join(BIN, name)]
-        process = Process(name, argv, self.env, self.tmp)
+        process = Process(name, argv, dict(self.env, **(env or {})), self.tmp)
         self.processes.append(process)
         return process
 
@@ -99,14 +101,37 @@ class Suite:
         self.gateway = self.start("tsunagu-gateway")
         return self.gateway
 
-    def start_registry(self):
-        return self.start("tsunagu-registry")
+    def service_token(self, service):
+        """The service credential for `service`, issued once per suite by the admin (as an
+        operator does with `tsunagu token create --service NAME`)."""
+        if service not in self.service_tokens:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    with Closing(self.client()) as client:
+                        issued = ok(client.call("tsunagu.gateway", "service_tokens.create",
+                                                {"service": service, "label": "tests"}, timeout_ms=2000))
+                    break
+                except TimeoutError:
+                    if time.monotonic() > deadline:
+                        raise
+            self.service_tokens[service] = issued["token"]
+            self.service_token_ids[service] = issued["id"]
+        return self.service_tokens[service]
 
-    def start_slowpoke(self, name):
+    def start_registry(self, env=None):
+        return self.start("tsunagu-registry", env=dict({"TSUNAGU_SERVICE_TOKEN": self.service_token("registry")}, **(env or {})))
+
+    def start_slowpoke(self, name, credential=None, service="slowpoke"):
+        credential = self.service_token(service) if credential is None else credential
         return self.start("slowpoke-" + name, [sys.executable, os.path.join(HERE, "tsunagu_peer.py"),
-                                               self.worker_endpoint, name, str(HEARTBEAT_MS)])
+                                               self.worker_endpoint, name, str(HEARTBEAT_MS), credential, service])
 
     def client(self, token=ADMIN_TOKEN):
+        """A client of this suite's gateway; over CURVE when the gateway has a key."""
+        server_key = self.env.get("TSUNAGU_GATEWAY_CURVE_PUBLIC_KEY")
+        if server_key and self.env.get("TSUNAGU_GATEWAY_CURVE_SECRET_KEY"):
+            return CurveClient(self.client_endpoint, token, server_key)
         return Client(self.client_endpoint, token)
 
     def instances(self, service):

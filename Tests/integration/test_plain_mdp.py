@@ -1,6 +1,7 @@
 """Plain 7/MDP peers (pyzmq, written from the RFC alone) call and serve through the gateway."""
 import json
 import threading
+import time
 
 import zmq
 
@@ -37,7 +38,7 @@ def test_plain_client_and_plain_worker_through_the_gateway(make_suite):
 
 
 def test_tsunagu_client_calls_an_opaque_worker_and_gets_a_wrapped_reply(make_suite):
-    suite = make_suite()
+    suite = make_suite({"TSUNAGU_OPEN_SERVICES": "echo"})
     suite.start_gateway()
     stop, thread = start_echo(suite)
     try:
@@ -51,15 +52,31 @@ def test_tsunagu_client_calls_an_opaque_worker_and_gets_a_wrapped_reply(make_sui
         thread.join(5)
 
 
-def test_plain_client_needs_an_open_service(make_suite):
+def test_a_plain_worker_may_serve_only_an_open_service(make_suite):
+    """A plain 7/MDP worker carries no credential: for a service the operator did not list in
+    TSUNAGU_OPEN_SERVICES, the gateway refuses it (and logs it), and callers find no such service."""
     suite = make_suite()  # echo is not listed in TSUNAGU_OPEN_SERVICES
     suite.start_gateway()
+    suite.wait_for_instances("registry", 0)
     stop, thread = start_echo(suite)
     try:
-        suite.wait_for_instances("echo", 1)
-        reply = plain_request(zmq.Context.instance(), suite.client_endpoint, "echo", [b"hello"])
-        assert reply[0] == b"TSUNAGU/1"
-        assert json.loads(reply[1])["error"]["code"] == "unauthorized"
+        time.sleep(1.0)
+        assert suite.instances("echo") == []
+        with Closing(suite.client()) as client:
+            envelope, _ = client.call("echo", "anything", {"x": 1})
+        assert envelope["error"]["code"] == "unknown_service"
+        assert "refused an instance" in suite.gateway.output()
     finally:
         stop.set()
         thread.join(5)
+
+
+def test_a_plain_client_needs_an_open_service(make_suite):
+    """A plain client (no envelope, so no token) reaches only open services."""
+    suite = make_suite({"TSUNAGU_OPEN_SERVICES": "echo"})
+    suite.start_gateway()
+    suite.start_slowpoke("tsunagu")
+    suite.wait_for_instances("slowpoke", 1)
+    reply = plain_request(zmq.Context.instance(), suite.client_endpoint, "slowpoke", [b"hello"])
+    assert reply[0] == b"TSUNAGU/1"
+    assert json.loads(reply[1])["error"]["code"] == "bad_request"

@@ -23,9 +23,12 @@ class Client:
     def close(self):
         self.sock.close()
 
-    def send(self, service, op, payload=None, token="default", deadline_ms=10000, raw_payload=None, envelope=None):
+    def send(self, service, op, payload=None, token="default", deadline_ms=10000, raw_payload=None, envelope=None,
+             idempotency_key=None):
         request_id = uuid.uuid4().hex
         env = {"v": 1, "op": op, "id": request_id, "deadline_ms": deadline_ms}
+        if idempotency_key is not None:
+            env["idempotency_key"] = idempotency_key
         tok = self.token if token == "default" else token
         if tok is not None:
             env["token"] = tok
@@ -52,6 +55,19 @@ class Client:
             envelope, body = self.receive(max(1, int((deadline - time.monotonic()) * 1000)))
             if envelope["id"] in (request_id, ""):
                 return envelope, body
+
+
+class CurveClient(Client):
+    """The client over a CURVE socket, with a key pair of its own unless one is given."""
+
+    def __init__(self, endpoint, token, server_key, keypair=None):
+        super().__init__(endpoint, token)
+        self.sock.close()
+        self.sock = self.context.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.curve_publickey, self.sock.curve_secretkey = keypair or zmq.curve_keypair()
+        self.sock.curve_serverkey = server_key.encode() if isinstance(server_key, str) else server_key
+        self.sock.connect(endpoint)
 
 
 def ok(result):
@@ -95,6 +111,17 @@ SLOWPOKE_MANIFEST = {
                 "required": ["ms"],
                 "properties": {"ms": {"type": "integer", "minimum": 0, "maximum": 60000}},
             },
+            "read_only": True,
+        },
+        {
+            "name": "write",
+            "summary": "Sleeps, then answers; not read-only, so the gateway never sends it twice.",
+            "roles": [],
+            "input": {
+                "type": "object",
+                "required": ["ms"],
+                "properties": {"ms": {"type": "integer", "minimum": 0, "maximum": 60000}},
+            },
         },
         {
             "name": "envelope",
@@ -106,13 +133,16 @@ SLOWPOKE_MANIFEST = {
 }
 
 
-def serve_slowpoke(endpoint, name, heartbeat_ms):
-    """Runs until killed. Prints 'got <request id>' when a request arrives."""
+def serve_slowpoke(endpoint, name, heartbeat_ms, credential=b"", service=b"slowpoke"):
+    """Runs until killed. Prints 'got <request id>' when a request arrives. READY carries the
+    service credential (docs/protocol.md); without a valid one the gateway refuses it."""
     context = zmq.Context.instance()
     sock = context.socket(zmq.DEALER)
     sock.setsockopt(zmq.LINGER, 0)
     sock.connect(endpoint)
-    sock.send_multipart([b"", b"MDPW01", b"\x01", b"slowpoke", json.dumps(SLOWPOKE_MANIFEST).encode()])
+    manifest = dict(SLOWPOKE_MANIFEST, service=service.decode())
+    ready = [b"", b"MDPW01", b"\x01", service, json.dumps(manifest).encode(), credential]
+    sock.send_multipart(ready)
     lock = threading.Lock()
     replies = []
 
@@ -137,7 +167,8 @@ def serve_slowpoke(endpoint, name, heartbeat_ms):
                 print("got", envelope["id"], flush=True)
                 threading.Thread(target=work, args=(client, envelope, payload), daemon=True).start()
             elif msg[2] == b"\x05":
-                sock.send_multipart([b"", b"MDPW01", b"\x01", b"slowpoke", json.dumps(SLOWPOKE_MANIFEST).encode()])
+                print("disconnected", flush=True)
+                sock.send_multipart(ready)
         with lock:
             pending, replies[:] = list(replies), []
         for reply in pending:
@@ -148,4 +179,5 @@ def serve_slowpoke(endpoint, name, heartbeat_ms):
 
 
 if __name__ == "__main__":
-    serve_slowpoke(sys.argv[1], sys.argv[2], int(sys.argv[3]))
+    serve_slowpoke(sys.argv[1], sys.argv[2], int(sys.argv[3]), (sys.argv[4] if len(sys.argv) > 4 else "").encode(),
+                   (sys.argv[5] if len(sys.argv) > 5 else "slowpoke").encode())

@@ -1,4 +1,5 @@
 import Foundation
+import JSONSchema
 import Logging
 import ServiceRuntime
 import Wire
@@ -25,8 +26,20 @@ final class Broker: @unchecked Sendable {
         var openServices: Set<String>
         var maxQueuedPerService: Int
         var tokenCacheTTL: Duration
+        /// How long an unknown token or a failed lookup is remembered.
+        var tokenNegativeTTL: Duration
+        /// Token lookups running at once, and distinct tokens that may wait for one.
+        var maxTokenLookups: Int
+        var maxQueuedTokenLookups: Int
         /// When set (Z85), every endpoint is a CURVE server with this secret key.
         var curveSecretKey: String?
+        /// With CURVE: the keys services must hold (nil: any key may connect).
+        var zap: ZAPHandler?
+        /// The largest reply a worker may send (the runtime answers `too_large` below it).
+        var maxReplyBytes: Int
+        /// Messages queued for one client before further replies to it are dropped: a client that
+        /// never reads holds at most this many replies of gateway memory.
+        var clientSendHighWaterMark: Int32
     }
 
     let settings: Settings
@@ -44,13 +57,18 @@ final class Broker: @unchecked Sendable {
     private var backend: ZMQSocket?
     private var eventsIn: ZMQSocket?
     private var eventsOut: ZMQSocket?
+    private var zapSocket: ZMQSocket?
     private(set) var services: [String: ServiceState] = [:]
     private(set) var workers: [Data: WorkerState] = [:]
     private var pending: [UInt64: PendingRequest] = [:]
     private var nextCorrelation: UInt64 = 1
-    private var tokenCache: [String: (principal: Principal, expires: ContinuousClock.Instant)] = [:]
+    private var clientTokens: TokenLookups<Principal, AuthWaiter>
+    private var serviceCredentials: TokenLookups<ServiceCredential, CredentialWaiter>
+    /// Workers whose READY waits for their credential to be checked.
+    private var registering: Set<Data> = []
+    /// Instances found gone on a send (ZMQ_ROUTER_MANDATORY), removed after the current step.
+    private var unreachable: Set<Data> = []
     private let encoder = WireCoding.encoder()
-    private let decoder = WireCoding.decoder()
     private lazy var builtins = GatewayOperations(broker: self, tokens: tokens)
 
     private let onFailure: @Sendable () -> Void
@@ -64,6 +82,10 @@ final class Broker: @unchecked Sendable {
         self.tokens = tokens
         self.logger = logger
         self.wakeup = try WakeupPipe()
+        self.clientTokens = TokenLookups(positiveTTL: settings.tokenCacheTTL, negativeTTL: settings.tokenNegativeTTL,
+                                         maxRunning: settings.maxTokenLookups, maxQueued: settings.maxQueuedTokenLookups)
+        self.serviceCredentials = TokenLookups(positiveTTL: settings.tokenCacheTTL, negativeTTL: settings.tokenNegativeTTL,
+                                               maxRunning: 2, maxQueued: settings.maxQueuedTokenLookups)
     }
 
     // MARK: Lifecycle
@@ -74,18 +96,35 @@ final class Broker: @unchecked Sendable {
         let backend = try context.socket(.router)
         let eventsIn = try context.socket(.pull)
         let eventsOut = try context.socket(.pub)
-        let sockets = [frontend, backend, eventsIn, eventsOut]
+        var sockets = [frontend, backend, eventsIn, eventsOut]
         do {
-            for socket in sockets {
+            // The authentication handler is bound first: libzmq asks it about every CURVE peer
+            // from the first connection on.
+            if settings.curveSecretKey != nil, settings.zap != nil {
+                let zap = try context.socket(.rep)
+                sockets.append(zap)
+                try zap.setLinger(milliseconds: 0)
+                try zap.bind(ZAPHandler.endpoint)
+                self.zapSocket = zap
+            }
+            for (socket, domain) in [(frontend, ZAPHandler.clientDomain), (backend, ZAPHandler.serviceDomain),
+                                     (eventsIn, ZAPHandler.serviceDomain), (eventsOut, ZAPHandler.clientDomain)] {
                 try socket.setLinger(milliseconds: 0)
                 try socket.setHighWaterMarks(send: 100_000, receive: 100_000)
-                if let key = settings.curveSecretKey { try socket.makeCurveServer(secretKey: Data(key.utf8)) }
+                if let key = settings.curveSecretKey {
+                    try socket.setOption(.zapDomain, Data(domain.utf8))
+                    try socket.makeCurveServer(secretKey: Data(key.utf8))
+                }
             }
+            try frontend.setHighWaterMarks(send: settings.clientSendHighWaterMark, receive: 100_000)
             try frontend.setOption(.routerMandatory, Int32(0))
-            try backend.setOption(.routerMandatory, Int32(0))
-            // A hard cap well above the soft limit: past it libzmq drops the peer; below it the
-            // client gets a typed `too_large` reply.
+            // A send to an instance that is gone fails at once (EHOSTUNREACH) instead of being
+            // dropped silently: its requests go to another instance without waiting for heartbeats.
+            try backend.setOption(.routerMandatory, Int32(1))
+            // Hard caps per frame, well above the soft limits: past them libzmq drops the peer;
+            // below them a client gets a typed `too_large` reply.
             try frontend.setMaxMessageSize(Int64(max(settings.maxMessageBytes * 4, 65_536)))
+            try backend.setMaxMessageSize(Int64(settings.maxReplyBytes + 1_048_576))
             try eventsIn.setMaxMessageSize(Int64(max(settings.maxMessageBytes * 4, 65_536)))
             try frontend.bind(settings.clientEndpoint)
             try backend.bind(settings.workerEndpoint)
@@ -93,6 +132,7 @@ final class Broker: @unchecked Sendable {
             try eventsOut.bind(settings.eventsOutEndpoint)
         } catch {
             for socket in sockets { try? socket.close() }
+            zapSocket = nil
             throw error
         }
         self.frontend = frontend
@@ -104,7 +144,8 @@ final class Broker: @unchecked Sendable {
                 self.logger.critical("broker loop failed", metadata: ["error": "\(error)"])
                 self.onFailure()
             }
-            for socket in [self.frontend, self.backend, self.eventsIn, self.eventsOut] { try? socket?.close() }
+            for socket in [self.frontend, self.backend, self.eventsIn, self.eventsOut, self.zapSocket] { try? socket?.close() }
+            self.zapSocket = nil
             self.frontend = nil
             self.backend = nil
             self.eventsIn = nil
@@ -140,7 +181,8 @@ final class Broker: @unchecked Sendable {
         let tick = Duration.milliseconds(100)
         var heartbeatAt = clock.now + settings.heartbeatInterval
         var sweepAt = clock.now + tick
-        let items: [ZMQPollItem] = [.socket(frontend), .socket(backend), .fileDescriptor(wakeup.readDescriptor), .socket(eventsIn)]
+        var items: [ZMQPollItem] = [.socket(frontend), .socket(backend), .fileDescriptor(wakeup.readDescriptor), .socket(eventsIn)]
+        if let zapSocket { items.append(.socket(zapSocket)) }
 
         while !stopRequested.withLock({ $0 }) {
             let now = clock.now
@@ -148,23 +190,45 @@ final class Broker: @unchecked Sendable {
             // Drain each socket in bounded batches so neither side can starve the other.
             if ready[1] {
                 var count = 0
-                while count < 1000, let frames = try backend.receiveIfReady() {
-                    handleWorkerMessage(frames)
+                while count < 1000, let (frames, truncated) = try backend.receiveIfReady(maxFrames: MDP.maxFrames) {
+                    if truncated {
+                        logger.warning("dropped a message of more than \(MDP.maxFrames) frames on the worker endpoint")
+                    } else {
+                        handleWorkerMessage(frames)
+                    }
                     count += 1
                 }
             }
             if ready[0] {
                 var count = 0
-                while count < 1000, let frames = try frontend.receiveIfReady() {
-                    handleClientMessage(frames)
+                while count < 1000, let (frames, truncated) = try frontend.receiveIfReady(maxFrames: MDP.maxFrames) {
+                    if truncated, let identity = frames.first {
+                        replyError(to: identity, service: "", requestID: "",
+                                   WireError(.badRequest, "a message may have at most \(MDP.maxFrames) frames"))
+                    } else {
+                        handleClientMessage(frames)
+                    }
                     count += 1
                 }
             }
             if ready[3] {
                 var count = 0
-                while count < 1000, let frames = try eventsIn.receiveIfReady() {
-                    fanOut(frames)
+                while count < 1000, let (frames, truncated) = try eventsIn.receiveIfReady(maxFrames: MDP.maxFrames) {
+                    if truncated {
+                        logger.warning("dropped an event message of more than \(MDP.maxFrames) frames")
+                    } else {
+                        acceptEvent(frames)
+                    }
                     count += 1
+                }
+            }
+            if items.count > 4, ready[4], let zapSocket, let zap = settings.zap {
+                while let request = try zapSocket.receiveIfReady(maxFrames: MDP.maxFrames) {
+                    let (reply, refused) = zap.reply(to: request.frames)
+                    if let refused {
+                        logger.warning("refused a CURVE connection to a service endpoint", metadata: ["curve.key": "\(refused)"])
+                    }
+                    try zapSocket.send(reply)
                 }
             }
             if ready[2] {
@@ -180,6 +244,7 @@ final class Broker: @unchecked Sendable {
                 for identity in workers.keys { sendToWorker(identity, command: .heartbeat) }
                 heartbeatAt = after + settings.heartbeatInterval
             }
+            removeUnreachableWorkers()
             if after >= sweepAt {
                 purgeDeadWorkers(now: after)
                 expireRequests(now: after)
@@ -243,7 +308,7 @@ final class Broker: @unchecked Sendable {
             return
         }
         admit(PendingRequest(clientIdentity: identity, service: service, requestID: "", workerBody: body,
-                             wrapReply: false, deadline: clock.now + settings.defaultDeadline))
+                             wrapReply: false, deadline: clock.now + settings.defaultDeadline, retryable: false))
     }
 
     private func acceptEnvelopeRequest(identity: Data, service: String, body: [Data]) {
@@ -265,36 +330,48 @@ final class Broker: @unchecked Sendable {
             replyError(to: identity, service: service, requestID: envelope.id, WireError(.unauthorized, "no token: set \"token\" in the envelope"))
             return
         }
-        let payload = Array(body.dropFirst(2))
-        let received = clock.now
-        let captured = envelope
-        if let cached = tokenCache[token], cached.expires > received {
-            route(identity: identity, service: service, envelope: &envelope, payload: payload, principal: cached.principal, received: received)
-            return
+        let waiter = AuthWaiter(identity: identity, service: service, envelope: envelope, payload: Array(body.dropFirst(2)),
+                                received: clock.now)
+        switch clientTokens.begin(token, waiter: waiter, now: waiter.received) {
+        case .known(let outcome): answer(waiter, outcome)
+        case .waiting: break
+        case .startLookup: startClientLookup(token)
+        case .refused:
+            replyError(to: identity, service: service, requestID: envelope.id,
+                       WireError(.unavailable, "too many tokens are being checked at once; retry shortly"))
         }
-        // A cache miss asks the database off the loop thread and resumes here through the mailbox.
+    }
+
+    /// Asks the database who a token stands for, off the loop thread; the answer comes back
+    /// through the mailbox and is given to every request that waited for this token.
+    private func startClientLookup(_ token: String) {
         let tokens = self.tokens
-        let ttl = settings.tokenCacheTTL
         Task {
-            let result: Result<Principal?, Error>
-            do { result = .success(try await tokens.principal(for: token)) } catch { result = .failure(error) }
-            self.post { broker in
-                var envelope = captured
-                switch result {
-                case .success(let principal?):
-                    if broker.tokenCache.count > 10_000 { broker.tokenCache.removeAll() }
-                    broker.tokenCache[token] = (principal, broker.clock.now + ttl)
-                    broker.route(identity: identity, service: service, envelope: &envelope, payload: payload,
-                                 principal: principal, received: received)
-                case .success(nil):
-                    broker.replyError(to: identity, service: service, requestID: envelope.id,
-                                      WireError(.unauthorized, "the token is unknown or revoked"))
-                case .failure(let error):
-                    broker.logger.warning("token lookup failed", metadata: ["error": "\(error)"])
-                    broker.replyError(to: identity, service: service, requestID: envelope.id,
-                                      WireError(.unavailable, "cannot check the token now; retry later"))
-                }
+            let outcome: TokenLookups<Principal, AuthWaiter>.Outcome
+            do { outcome = try await tokens.principal(for: token).map { .found($0) } ?? .unknown } catch {
+                outcome = .failed
+                self.logger.warning("token lookup failed", metadata: ["error": "\(error)"])
             }
+            self.post { broker in
+                let (waiters, next) = broker.clientTokens.finish(token, outcome: outcome, now: broker.clock.now)
+                for waiter in waiters { broker.answer(waiter, outcome) }
+                if let next { broker.startClientLookup(next) }
+            }
+        }
+    }
+
+    private func answer(_ waiter: AuthWaiter, _ outcome: TokenLookups<Principal, AuthWaiter>.Outcome) {
+        switch outcome {
+        case .found(let principal):
+            var envelope = waiter.envelope
+            route(identity: waiter.identity, service: waiter.service, envelope: &envelope, payload: waiter.payload,
+                  principal: principal, received: waiter.received)
+        case .unknown:
+            replyError(to: waiter.identity, service: waiter.service, requestID: waiter.envelope.id,
+                       WireError(.unauthorized, "the token is unknown or revoked"))
+        case .failed:
+            replyError(to: waiter.identity, service: waiter.service, requestID: waiter.envelope.id,
+                       WireError(.unavailable, "cannot check the token now; retry later"))
         }
     }
 
@@ -320,13 +397,22 @@ final class Broker: @unchecked Sendable {
         if state.manifest != nil {
             envelope.token = nil
             envelope.principal = principal
-            envelope.deadlineMs = max(0, (deadline - clock.now).milliseconds)
+            envelope.deadlineMs = Self.workerDeadlineMs(left: deadline - clock.now)
             workerBody = [TsunaguWire.marker, envelope.encoded()] + payload
         } else {
             workerBody = payload.isEmpty ? [Data()] : payload
         }
+        // Sent again after an instance dies only when that cannot apply a change twice.
+        let retryable = state.manifest != nil && (state.readOnly.contains(envelope.op) || envelope.idempotencyKey != nil)
         admit(PendingRequest(clientIdentity: identity, service: service, requestID: envelope.id, workerBody: workerBody,
-                             wrapReply: state.manifest == nil, deadline: deadline))
+                             wrapReply: state.manifest == nil, deadline: deadline, retryable: retryable))
+    }
+
+    /// The deadline a worker is given: what is left here, less a margin for the reply's way back,
+    /// so a worker gives up (and rolls back) before this gateway tells the client `timeout`.
+    static func workerDeadlineMs(left: Duration) -> Int {
+        let ms = max(0, left.milliseconds)
+        return max(1, ms - min(500, 20 + ms / 20))
     }
 
     /// Takes a request into `pending` and sends it to an instance, or queues it, or refuses it.
@@ -366,11 +452,24 @@ final class Broker: @unchecked Sendable {
             guard let worker = chosen else { return }
             guard let id = state.popQueued() else { return }
             guard let request = pending[id] else { continue }  // answered (timed out) while queued
-            request.worker = worker
-            workers[worker]?.inFlight.insert(id)
             var correlation = id.bigEndian
             let address = Data(bytes: &correlation, count: 8)
-            sendToWorker(worker, command: .request, [address, Data()] + request.workerBody)
+            guard sendToWorker(worker, command: .request, [address, Data()] + request.workerBody) else {
+                // Not sent (the instance is gone, or its queue is full): the request waits again,
+                // first in line; a gone instance leaves the rotation now, and is removed after this step.
+                state.queue.insert(id, at: state.queueHead)
+                if unreachable.contains(worker) { state.workers.removeAll { $0 == worker } } else { return }
+                continue
+            }
+            request.worker = worker
+            workers[worker]?.inFlight.insert(id)
+        }
+    }
+
+    /// Removes the instances a send found gone; their in-flight requests go to another instance.
+    private func removeUnreachableWorkers() {
+        while let identity = unreachable.popFirst() {
+            removeWorker(identity, reason: "unreachable (the connection is gone)")
         }
     }
 
@@ -388,12 +487,13 @@ final class Broker: @unchecked Sendable {
         if known { workers[identity]?.expiry = clock.now + settings.heartbeatInterval * MDP.liveness }
         switch command {
         case .ready:
-            if known {
+            if known || registering.contains(identity) {
                 // 7/MDP: READY from a registered worker is a protocol error.
+                registering.remove(identity)
                 removeWorker(identity, reason: "sent READY twice")
                 sendToWorker(identity, command: .disconnect)
             } else {
-                registerWorker(identity, frames: Array(frames[4...]))
+                acceptReady(identity, frames: Array(frames[4...]))
             }
         case .reply:
             // [.., REPLY, client address, empty, body...]; accepted even from a worker we dropped,
@@ -405,7 +505,7 @@ final class Broker: @unchecked Sendable {
             let id = frames[4].withUnsafeBytes { UInt64(bigEndian: $0.loadUnaligned(as: UInt64.self)) }
             completeRequest(id, from: identity, body: Array(frames[6...]))
         case .heartbeat:
-            if !known { sendToWorker(identity, command: .disconnect) }
+            if !known && !registering.contains(identity) { sendToWorker(identity, command: .disconnect) }
         case .disconnect:
             guard known else { return }
             workers[identity]?.draining = true
@@ -415,35 +515,110 @@ final class Broker: @unchecked Sendable {
         }
     }
 
-    private func registerWorker(_ identity: Data, frames: [Data]) {
+    /// READY: `[service, manifest JSON, service credential]` from a Tsunagu worker, `[service]`
+    /// from a plain 7/MDP worker. A Tsunagu worker is registered once its credential is checked
+    /// and names this service; a plain one only for a service the operator lists as open.
+    private func acceptReady(_ identity: Data, frames: [Data]) {
         guard let nameFrame = frames.first, let name = String(data: nameFrame, encoding: .utf8), !name.isEmpty,
-              !name.hasPrefix(MDP.mmiPrefix), name != TsunaguWire.gatewayService else {
-            logger.warning("refused READY with a missing or reserved service name")
-            sendToWorker(identity, command: .disconnect)
+              name.utf8.count <= 128, !name.hasPrefix(MDP.mmiPrefix), name != TsunaguWire.gatewayService else {
+            refuseWorker(identity, service: nil, "a missing or reserved service name")
             return
         }
-        var manifest: Manifest?
-        if frames.count >= 2 {
-            guard let decoded = try? decoder.decode(Manifest.self, from: frames[1]), decoded.service == name,
-                  decoded.v == TsunaguWire.version else {
-                logger.warning("refused READY with an invalid manifest", metadata: [LogKey.service: "\(name)"])
-                sendToWorker(identity, command: .disconnect)
+        guard frames.count >= 2 else {
+            guard settings.openServices.contains(name) else {
+                refuseWorker(identity, service: name, "a plain 7/MDP worker (no credential) for a service not listed in TSUNAGU_OPEN_SERVICES")
                 return
             }
-            manifest = decoded
+            registerWorker(identity, name: name, manifest: nil, tokenID: nil)
+            return
         }
+        let manifest: Manifest
+        do {
+            manifest = try JSONValueDecoder().decode(Manifest.self, from: try JSONValue.parse(frames[1]))
+        } catch {
+            refuseWorker(identity, service: name, "an invalid manifest")
+            return
+        }
+        guard manifest.service == name, manifest.v == TsunaguWire.version, (1...100_000).contains(manifest.concurrency) else {
+            refuseWorker(identity, service: name, "a manifest for another service, protocol version or concurrency")
+            return
+        }
+        guard frames.count == 3, let credential = String(data: frames[2], encoding: .utf8), !credential.isEmpty,
+              credential.utf8.count <= 256 else {
+            refuseWorker(identity, service: name, "no service credential")
+            return
+        }
+        let waiter = CredentialWaiter.registration(identity: identity, service: name, manifest: manifest)
+        registering.insert(identity)
+        switch serviceCredentials.begin(credential, waiter: waiter, now: clock.now) {
+        case .known(let outcome): answer(waiter, outcome)
+        case .waiting: break
+        case .startLookup: startCredentialLookup(credential)
+        case .refused:
+            registering.remove(identity)
+            refuseWorker(identity, service: name, "too many credentials are being checked at once")
+        }
+    }
+
+    private func refuseWorker(_ identity: Data, service: String?, _ reason: String) {
+        logger.warning("refused an instance", metadata: [LogKey.service: "\(service ?? "-")", LogKey.worker: "\(identity.hexString)",
+                                                         "reason": "\(reason)"])
+        sendToWorker(identity, command: .disconnect)
+    }
+
+    private func startCredentialLookup(_ credential: String) {
+        let tokens = self.tokens
+        Task {
+            let outcome: TokenLookups<ServiceCredential, CredentialWaiter>.Outcome
+            do { outcome = try await tokens.serviceCredential(for: credential).map { .found($0) } ?? .unknown } catch {
+                outcome = .failed
+                self.logger.warning("service credential lookup failed", metadata: ["error": "\(error)"])
+            }
+            self.post { broker in
+                let (waiters, next) = broker.serviceCredentials.finish(credential, outcome: outcome, now: broker.clock.now)
+                if outcome.value == nil, waiters.contains(where: \.isEvent) {
+                    broker.logger.warning("dropped events pushed with an unknown or revoked service credential")
+                }
+                for waiter in waiters { broker.answer(waiter, outcome) }
+                if let next { broker.startCredentialLookup(next) }
+            }
+        }
+    }
+
+    private func answer(_ waiter: CredentialWaiter, _ outcome: TokenLookups<ServiceCredential, CredentialWaiter>.Outcome) {
+        switch waiter {
+        case .registration(let identity, let name, let manifest):
+            guard registering.remove(identity) != nil else { return }  // it left (or misbehaved) meanwhile
+            switch outcome {
+            case .found(let credential) where credential.service == name:
+                registerWorker(identity, name: name, manifest: manifest, tokenID: credential.tokenID)
+            case .found(let credential):
+                refuseWorker(identity, service: name, "a credential issued for service \(credential.service)")
+            case .unknown:
+                refuseWorker(identity, service: name, "an unknown or revoked service credential")
+            case .failed:
+                refuseWorker(identity, service: name, "its credential could not be checked now (it will reconnect)")
+            }
+        case .event(let frames):
+            if outcome.value != nil { publish(frames) }
+        }
+    }
+
+    private func registerWorker(_ identity: Data, name: String, manifest: Manifest?, tokenID: String?) {
         let state = services[name] ?? ServiceState(name: name)
         if let manifest {
             state.manifest = manifest
             state.operations = Set(manifest.operations.map(\.name))
+            state.readOnly = Set(manifest.operations.filter { $0.readOnly == true }.map(\.name))
         } else if state.workers.isEmpty {
             state.manifest = nil
             state.operations = []
+            state.readOnly = []
         }
         state.workers.append(identity)
         services[name] = state
         workers[identity] = WorkerState(identity: identity, service: name, capacity: max(1, manifest?.concurrency ?? 1),
-                                        expiry: clock.now + settings.heartbeatInterval * MDP.liveness)
+                                        expiry: clock.now + settings.heartbeatInterval * MDP.liveness, tokenID: tokenID)
         logger.info("instance joined", metadata: [LogKey.service: "\(name)", LogKey.worker: "\(identity.hexString)",
                                                   "version": "\(manifest?.version ?? "opaque")"])
         dispatchQueued(service: name)
@@ -485,15 +660,22 @@ final class Broker: @unchecked Sendable {
         let now = clock.now
         var retry: [UInt64] = []
         for id in worker.inFlight.sorted() {
-            guard let request = pending[id] else { continue }
-            if !request.retried && request.deadline > now {
+            guard let request = pending[id], request.worker == identity else { continue }
+            if request.retryable && !request.retried && request.deadline > now {
                 request.retried = true
                 request.worker = nil
                 retry.append(id)
-            } else {
+            } else if request.retryable {
                 pending[id] = nil
                 replyError(to: request.clientIdentity, service: request.service, requestID: request.requestID,
                            WireError(.unavailable, "the instance serving this request stopped"))
+            } else {
+                pending[id] = nil
+                replyError(to: request.clientIdentity, service: request.service, requestID: request.requestID,
+                           WireError(.unavailable, """
+                               the instance serving this request stopped before answering: whether it took effect is unknown. \
+                               It was not sent again because it may change data; send writes with an idempotency key to make retries safe
+                               """, details: .object(["outcome": .string("unknown")])))
             }
         }
         if !retry.isEmpty, let state = services[worker.service] {
@@ -506,11 +688,16 @@ final class Broker: @unchecked Sendable {
         dispatchQueued(service: worker.service)
     }
 
+    /// Answers `timeout` to requests past their deadline. A request an instance holds keeps its
+    /// slot until the instance answers (or dies): the instance is still working on it. Waiting
+    /// requests leave their queue, so they stop counting against `TSUNAGU_MAX_QUEUED`.
     private func expireRequests(now: ContinuousClock.Instant) {
+        var affected: Set<String> = []
         for (id, request) in pending where request.deadline <= now {
-            if let worker = request.worker { workers[worker]?.inFlight.remove(id) }
+            if request.worker == nil { affected.insert(request.service) }
             failPending(id, WireError(.timeout, "no answer before the deadline"))
         }
+        for name in affected { services[name]?.dropQueued { pending[$0] == nil } }
     }
 
     private func failPending(_ id: UInt64, _ error: WireError) {
@@ -520,16 +707,30 @@ final class Broker: @unchecked Sendable {
 
     // MARK: Events
 
-    /// Sends a service's event on to every subscriber whose topic prefix matches. Events are
-    /// not stored here: a subscriber that missed some sees the gap in `sequence` and replays
-    /// them from the service (`events.read`).
-    private func fanOut(_ frames: [Data]) {
-        guard frames.count == 2, !frames[0].isEmpty, frames[0].count <= 256 else {
-            logger.warning("dropped a malformed event message")
+    /// An event message from a service: `[topic, CloudEvent JSON, service credential]`. It goes on
+    /// (without the credential) to every subscriber whose topic prefix matches, once the credential
+    /// is known to be one the operator issued; anything else is dropped, and logged. Events are not
+    /// stored here: a subscriber that missed some sees the gap in `sequence` and replays them from
+    /// the service (`events.read`).
+    private func acceptEvent(_ frames: [Data]) {
+        guard frames.count == 3, !frames[0].isEmpty, frames[0].count <= 256,
+              let credential = String(data: frames[2], encoding: .utf8), !credential.isEmpty, credential.utf8.count <= 256 else {
+            logger.warning("dropped a malformed event message (or one without a service credential)")
             return
         }
+        let event = [frames[0], frames[1]]
+        switch serviceCredentials.begin(credential, waiter: .event(event), now: clock.now) {
+        case .known(.found): publish(event)
+        case .known: logger.debug("dropped an event pushed with an unknown or revoked service credential")
+        case .waiting: break
+        case .startLookup: startCredentialLookup(credential)
+        case .refused: logger.warning("dropped an event: too many credentials are being checked at once")
+        }
+    }
+
+    private func publish(_ event: [Data]) {
         do {
-            try eventsOut?.send(frames, dontWait: true)
+            try eventsOut?.send(event, dontWait: true)
         } catch {
             logger.debug("event dropped", metadata: ["error": "\(error)"])
         }
@@ -572,18 +773,53 @@ final class Broker: @unchecked Sendable {
         sendToClient(identity, service: service, body: [TsunaguWire.marker, ReplyEnvelope(id: requestID, status: .ok).encoded(), payload])
     }
 
-    private func sendToWorker(_ identity: Data, command: MDP.Command, _ rest: [Data] = []) {
+    /// Sends to an instance; false when it was not sent. An instance whose connection is gone
+    /// is marked unreachable and removed after the current step.
+    @discardableResult
+    private func sendToWorker(_ identity: Data, command: MDP.Command, _ rest: [Data] = []) -> Bool {
         do {
             try backend?.send([identity, Data(), MDP.workerHeader, command.frame] + rest, dontWait: true)
+            return true
         } catch {
-            logger.debug("message to an instance dropped", metadata: ["error": "\(error)"])
+            if error.code == .hostUnreachable, workers[identity] != nil { unreachable.insert(identity) }
+            logger.debug("message to an instance not sent", metadata: ["error": "\(error)"])
+            return false
         }
     }
 
-    /// Drops cached principals of a revoked token so the revocation takes effect at once here.
+    /// A revoked token stops working at once on this gateway: its cached principal is dropped,
+    /// and instances registered with it (a service credential) are disconnected.
     func forgetToken(id: String) {
-        tokenCache = tokenCache.filter { $0.value.principal.tokenID != id }
+        clientTokens.forget { $0.tokenID == id }
+        serviceCredentials.forget { $0.tokenID == id }
+        for (identity, worker) in workers where worker.tokenID == id {
+            sendToWorker(identity, command: .disconnect)
+            removeWorker(identity, reason: "its credential was revoked")
+        }
     }
+
+    /// A token made here works at once, even if it was asked for (and unknown) moments ago.
+    func tokenCreated() {
+        clientTokens.forgetUnknown()
+        serviceCredentials.forgetUnknown()
+    }
+}
+
+/// A client request waiting for its token to be looked up.
+struct AuthWaiter {
+    let identity: Data
+    let service: String
+    let envelope: RequestEnvelope
+    let payload: [Data]
+    let received: ContinuousClock.Instant
+}
+
+/// Work waiting for a service credential to be looked up: an instance's READY, or an event.
+enum CredentialWaiter {
+    case registration(identity: Data, service: String, manifest: Manifest)
+    case event([Data])
+
+    var isEvent: Bool { if case .event = self { true } else { false } }
 }
 
 extension Data {

@@ -9,6 +9,8 @@ final class ServiceState {
     /// The manifest the newest instance announced; nil for plain 7/MDP workers (opaque services).
     var manifest: Manifest?
     var operations: Set<String> = []
+    /// Operations the manifest marks read-only: the ones sent again to another instance when one dies.
+    var readOnly: Set<String> = []
     /// Live instances in the order they joined; dispatch walks it round-robin.
     var workers: [Data] = []
     var nextWorker = 0
@@ -19,6 +21,12 @@ final class ServiceState {
     init(name: String) { self.name = name }
 
     var queued: Int { queue.count - queueHead }
+
+    /// Takes out of the queue every waiting request for which `gone` holds (answered meanwhile).
+    func dropQueued(where gone: (UInt64) -> Bool) {
+        queue = queue[queueHead...].filter { !gone($0) }
+        queueHead = 0
+    }
 
     func popQueued() -> UInt64? {
         guard queueHead < queue.count else { return nil }
@@ -44,8 +52,11 @@ final class WorkerState {
     /// It sent DISCONNECT: no new work; it stays until its in-flight replies are in.
     var draining = false
     var served = 0
+    /// Id of the service credential it registered with (nil for plain 7/MDP workers).
+    let tokenID: String?
 
-    init(identity: Data, service: String, capacity: Int, expiry: ContinuousClock.Instant) {
+    init(identity: Data, service: String, capacity: Int, expiry: ContinuousClock.Instant, tokenID: String?) {
+        self.tokenID = tokenID
         self.identity = identity
         self.service = service
         self.capacity = capacity
@@ -66,12 +77,16 @@ final class PendingRequest {
     /// The client speaks the Tsunagu envelope but the worker is opaque: wrap its reply.
     let wrapReply: Bool
     let deadline: ContinuousClock.Instant
+    /// May be sent again to another instance when the first dies: the operation is read-only, or
+    /// the request carries an idempotency key.
+    let retryable: Bool
     var worker: Data?
     /// Sent again once already after an instance died; a second loss is answered `unavailable`.
     var retried = false
 
     init(clientIdentity: Data, service: String, requestID: String, workerBody: [Data], wrapReply: Bool,
-         deadline: ContinuousClock.Instant) {
+         deadline: ContinuousClock.Instant, retryable: Bool) {
+        self.retryable = retryable
         self.clientIdentity = clientIdentity
         self.service = service
         self.requestID = requestID

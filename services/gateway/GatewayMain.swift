@@ -21,8 +21,7 @@ enum GatewayMain {
     static func run(_ configuration: Configuration) async throws {
         let logger = Logger(label: "tsunagu.gateway")
         let signals = ShutdownSignal()
-        let pool = PostgresPool(.init(conninfo: configuration.databaseURL, size: try configuration.databasePoolSize()),
-                                logger: logger)
+        let pool = PostgresPool(try configuration.databasePool(), logger: logger)
         defer { pool.shutdown() }
         let definition = ServiceDefinition(name: "gateway", version: gatewayVersion, schema: "gateway",
                                            migrations: try ServiceRunner.bundledMigrations(in: .module), operations: [])
@@ -45,14 +44,23 @@ enum GatewayMain {
             eventsInEndpoint: configuration.eventsInEndpoint,
             eventsOutEndpoint: configuration.eventsOutEndpoint,
             heartbeatInterval: try configuration.heartbeatInterval(),
-            maxMessageBytes: try configuration.int("TSUNAGU_MAX_MESSAGE_BYTES", default: 1_048_576, range: 1024...268_435_456),
+            maxMessageBytes: try configuration.maxMessageBytes(),
             defaultDeadline: .milliseconds(try configuration.int("TSUNAGU_DEFAULT_DEADLINE_MS", default: 30_000, range: 1...3_600_000)),
             maxDeadline: .milliseconds(try configuration.int("TSUNAGU_MAX_DEADLINE_MS", default: 600_000, range: 1...86_400_000)),
             openServices: Set(configuration.list("TSUNAGU_OPEN_SERVICES")),
             maxQueuedPerService: try configuration.int("TSUNAGU_MAX_QUEUED", default: 10_000, range: 1...10_000_000),
             tokenCacheTTL: .milliseconds(try configuration.int("TSUNAGU_TOKEN_CACHE_MS", default: 30_000, range: 0...3_600_000)),
-            curveSecretKey: try configuration.gatewayCurveSecretKey()
+            tokenNegativeTTL: .milliseconds(try configuration.int("TSUNAGU_TOKEN_NEGATIVE_CACHE_MS", default: 2_000, range: 0...600_000)),
+            maxTokenLookups: try configuration.int("TSUNAGU_MAX_TOKEN_LOOKUPS", default: 4, range: 1...64),
+            maxQueuedTokenLookups: try configuration.int("TSUNAGU_MAX_QUEUED_TOKEN_LOOKUPS", default: 256, range: 0...100_000),
+            curveSecretKey: try configuration.gatewayCurveSecretKey(),
+            zap: try configuration.curveAllowedKeys().map { ZAPHandler(allowedServiceKeys: $0) },
+            maxReplyBytes: try configuration.maxReplyBytes(),
+            clientSendHighWaterMark: Int32(try configuration.int("TSUNAGU_CLIENT_SEND_HWM", default: 1000, range: 1...1_000_000))
         )
+        if settings.curveSecretKey != nil && settings.zap == nil {
+            logger.warning("CURVE is on without an allow-list (TSUNAGU_CURVE_ALLOWED_KEYS): any key may connect as a service; service credentials still apply")
+        }
         let context = try ZMQContext(ioThreads: Int32(try configuration.int("TSUNAGU_IO_THREADS", default: 1, range: 1...16)))
         defer { context.terminate() }
         let broker = try Broker(settings: settings, context: context, tokens: tokens, logger: logger,

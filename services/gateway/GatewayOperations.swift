@@ -14,17 +14,27 @@ struct GatewayOperations {
     init(broker: Broker, tokens: TokenStore) {
         self.broker = broker
         self.tokens = tokens
-        // Schemas are constants written here; a typo is a programmer error caught by the first test run.
+        // Schemas are constants written here; a typo or a missing bound is a programmer error
+        // caught by the first test run.
         func schema(_ text: String) -> JSONSchema {
-            do { return try JSONSchema(jsonText: text) } catch { preconditionFailure("bad built-in schema: \(error.message)") }
+            do {
+                let schema = try JSONSchema(jsonText: text)
+                precondition(schema.unboundedPlaces().isEmpty, "unbounded built-in schema: \(schema.unboundedPlaces())")
+                return schema
+            } catch { preconditionFailure("bad built-in schema: \(error.message)") }
         }
         let empty = schema(#"{"type":"object","additionalProperties":false}"#)
         operations = [
             "services.list": ("List services, their live instances and manifests.", [], empty),
             "tokens.create": ("Create a bearer token for a tenant with roles; the token is shown only in this reply.", ["admin"], schema("""
                 {"type":"object","additionalProperties":false,"required":["tenant","roles"],
-                 "properties":{"tenant":{"type":"string","pattern":"^[a-z0-9][a-z0-9_.-]{0,63}$"},
-                               "roles":{"type":"array","maxItems":16,"items":{"type":"string","pattern":"\(Self.roleName)"}},
+                 "properties":{"tenant":{"type":"string","pattern":"^[a-z0-9][a-z0-9_.-]{0,63}$","maxLength":64},
+                               "roles":{"type":"array","maxItems":16,"items":{"type":"string","pattern":"\(Self.roleName)","maxLength":64}},
+                               "label":{"type":"string","maxLength":200}}}
+                """)),
+            "service_tokens.create": ("Create a service credential: it lets a process register as this service and push its events; shown only in this reply.", ["admin"], schema("""
+                {"type":"object","additionalProperties":false,"required":["service"],
+                 "properties":{"service":{"type":"string","pattern":"^[a-z][a-z0-9_.-]{0,63}$","maxLength":64},
                                "label":{"type":"string","maxLength":200}}}
                 """)),
             "tokens.revoke": ("Revoke a token by id; it stops working at once on this gateway.", ["admin"], schema("""
@@ -57,7 +67,7 @@ struct GatewayOperations {
         }
         let input: JSONValue
         do { input = try JSONValue.parse(payload.isEmpty ? Data("{}".utf8) : payload) } catch {
-            broker.replyError(to: identity, service: service, requestID: id, WireError(.badRequest, "the body is not valid JSON"))
+            broker.replyError(to: identity, service: service, requestID: id, WireError(.badRequest, "the body is not valid JSON (\(error.message))"))
             return
         }
         let violations = operation.schema.violations(of: input)
@@ -71,7 +81,8 @@ struct GatewayOperations {
         let scope: String? = principal.tenant == TsunaguWire.nationalTenant ? nil : principal.tenant
         switch envelope.op {
         case "services.list":
-            broker.replyOK(to: identity, service: TsunaguWire.gatewayService, requestID: id, catalogue())
+            broker.replyOK(to: identity, service: TsunaguWire.gatewayService, requestID: id,
+                           catalogue(showInstanceIDs: principal.hasRole("admin")))
         case "tokens.create":
             let tenant = input["tenant"]?.stringValue ?? ""
             let roles: [String] = if case .array(let items)? = input["roles"] { items.compactMap(\.stringValue) } else { [] }
@@ -81,8 +92,19 @@ struct GatewayOperations {
                                   WireError(.forbidden, "an admin of tenant \(scope) makes tokens for \(scope) only"))
                 return
             }
-            runAsync(identity: identity, requestID: id) { tokens in
+            runAsync(identity: identity, requestID: id, after: { broker in broker.tokenCreated() }) { tokens in
                 try await tokens.issue(tenant: tenant, roles: roles, label: label)
+            }
+        case "service_tokens.create":
+            guard scope == nil else {
+                broker.replyError(to: identity, service: service, requestID: id,
+                                  WireError(.forbidden, "only a national admin issues service credentials"))
+                return
+            }
+            let name = input["service"]?.stringValue ?? ""
+            let label = input["label"]?.stringValue ?? ""
+            runAsync(identity: identity, requestID: id, after: { broker in broker.tokenCreated() }) { tokens in
+                try await tokens.issueService(name, label: label)
             }
         case "tokens.revoke":
             let tokenID = input["id"]?.stringValue ?? ""
@@ -97,7 +119,8 @@ struct GatewayOperations {
         }
     }
 
-    private func catalogue() -> CatalogueReply {
+    /// Instance ids are routing identities: shown to administrators only.
+    private func catalogue(showInstanceIDs: Bool) -> CatalogueReply {
         var entries = broker.services.values.sorted { $0.name < $1.name }.map { state in
             CatalogueReply.Service(
                 name: state.name,
@@ -105,7 +128,7 @@ struct GatewayOperations {
                 kind: state.manifest == nil ? "opaque" : "tsunagu",
                 operations: state.manifest?.operations ?? [],
                 instances: state.workers.compactMap { broker.workers[$0] }.map {
-                    .init(id: $0.identity.hexString, inFlight: $0.inFlight.count, capacity: $0.capacity,
+                    .init(id: showInstanceIDs ? $0.identity.hexString : nil, inFlight: $0.inFlight.count, capacity: $0.capacity,
                           draining: $0.draining, served: $0.served)
                 },
                 queued: state.queued)
@@ -148,7 +171,7 @@ struct GatewayOperations {
 /// The reply of `services.list`.
 struct CatalogueReply: Encodable {
     struct Instance: Encodable {
-        let id: String
+        let id: String?
         let inFlight: Int
         let capacity: Int
         let draining: Bool

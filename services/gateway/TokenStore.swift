@@ -2,8 +2,15 @@ import Foundation
 import Postgres
 import Wire
 
-/// Tokens in `gateway.tokens`. A token is 32 random bytes, shown once as `tsg_<hex>`; the database
-/// keeps only its SHA-256, so a leaked table does not leak credentials.
+/// A service credential as the gateway knows it once checked.
+struct ServiceCredential: Sendable {
+    let tokenID: String
+    let service: String
+}
+
+/// Tokens in `gateway.tokens`. A token is 32 random bytes, shown once as `tsg_<hex>` (a client's
+/// bearer token) or `tss_<hex>` (a service credential); the database keeps only its SHA-256, so
+/// a leaked table does not leak credentials.
 struct TokenStore: Sendable {
     let database: PostgresPool
 
@@ -15,16 +22,24 @@ struct TokenStore: Sendable {
         let label: String
     }
 
+    struct IssuedService: Codable, Sendable {
+        let id: String
+        let token: String
+        let service: String
+        let label: String
+    }
+
     struct Listed: Codable, Sendable {
         let id: String
         let tenant: String
         let roles: [String]
+        let service: String?
         let label: String
         let createdAt: String
         let revokedAt: String?
 
         enum CodingKeys: String, CodingKey {
-            case id, tenant, roles, label
+            case id, tenant, roles, label, service
             case createdAt = "created_at"
             case revokedAt = "revoked_at"
         }
@@ -41,13 +56,37 @@ struct TokenStore: Sendable {
             let rows = try connection.query("""
                 SELECT id, tenant, array_to_string(roles, ',') AS roles
                 FROM gateway.tokens
-                WHERE token_hash = sha256(convert_to(\(token), 'UTF8')) AND revoked_at IS NULL
+                WHERE token_hash = sha256(convert_to(\(token), 'UTF8')) AND revoked_at IS NULL AND service IS NULL
                 """)
             guard let row = rows.first else { return nil }
             let roles: String = try row.decode("roles")
             return Principal(tenant: try row.decode("tenant"), roles: roles.split(separator: ",").map(String.init),
                              tokenID: try row.decode("id"))
         }
+    }
+
+    /// The service a credential was issued for, or nil when it is unknown, revoked or a client token.
+    func serviceCredential(for token: String) async throws -> ServiceCredential? {
+        try await database.withConnection { connection in
+            guard let row = try connection.query("""
+                SELECT id, service FROM gateway.tokens
+                WHERE token_hash = sha256(convert_to(\(token), 'UTF8')) AND revoked_at IS NULL AND service IS NOT NULL
+                """).first else { return nil }
+            return ServiceCredential(tokenID: try row.decode("id"), service: try row.decode("service"))
+        }
+    }
+
+    /// A new credential for instances of `service`.
+    func issueService(_ service: String, label: String) async throws -> IssuedService {
+        let id = "tok_" + Self.randomHex(bytes: 8)
+        let token = "tss_" + Self.randomHex(bytes: 32)
+        _ = try await database.withConnection { connection in
+            try connection.query("""
+                INSERT INTO gateway.tokens (id, token_hash, tenant, roles, label, service)
+                VALUES (\(id), sha256(convert_to(\(token), 'UTF8')), \(TsunaguWire.nationalTenant), '{service}', \(label), \(service))
+                """)
+        }
+        return IssuedService(id: id, token: token, service: service, label: label)
     }
 
     func issue(tenant: String, roles: [String], label: String) async throws -> Issued {
@@ -57,7 +96,8 @@ struct TokenStore: Sendable {
         return Issued(id: id, token: token, tenant: tenant, roles: roles, label: label)
     }
 
-    /// Makes sure the configured first admin token exists (idempotent; a changed value replaces it).
+    /// Makes sure the configured first admin token exists (idempotent). A changed value replaces
+    /// it and works; the same value once revoked stays revoked across restarts.
     func ensureBootstrapAdmin(token: String) async throws {
         try await insert(id: "tok_bootstrap_admin", token: token, tenant: TsunaguWire.nationalTenant, roles: ["admin"],
                          label: "first admin token (TSUNAGU_ADMIN_TOKEN)", replace: true)
@@ -70,7 +110,8 @@ struct TokenStore: Sendable {
                 try connection.query("""
                     INSERT INTO gateway.tokens (id, token_hash, tenant, roles, label)
                     VALUES (\(id), sha256(convert_to(\(token), 'UTF8')), \(tenant), string_to_array(\(rolesText), ','), \(label))
-                    ON CONFLICT (id) DO UPDATE SET token_hash = EXCLUDED.token_hash, revoked_at = NULL
+                    ON CONFLICT (id) DO UPDATE SET token_hash = EXCLUDED.token_hash,
+                        revoked_at = CASE WHEN gateway.tokens.token_hash = EXCLUDED.token_hash THEN gateway.tokens.revoked_at END
                     """)
             } else {
                 try connection.query("""
@@ -96,14 +137,15 @@ struct TokenStore: Sendable {
     func list(tenant: String?) async throws -> [Listed] {
         try await database.withConnection { connection in
             try connection.query("""
-                SELECT id, tenant, array_to_string(roles, ',') AS roles, label,
+                SELECT id, tenant, array_to_string(roles, ',') AS roles, label, service,
                        to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS created_at,
                        to_char(revoked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS revoked_at
                 FROM gateway.tokens WHERE \(tenant)::text IS NULL OR tenant = \(tenant) ORDER BY created_at, id
                 """).map { row in
                 let roles: String = try row.decode("roles")
                 return Listed(id: try row.decode("id"), tenant: try row.decode("tenant"),
-                              roles: roles.split(separator: ",").map(String.init), label: try row.decode("label"),
+                              roles: roles.split(separator: ",").map(String.init), service: try row.decode("service", as: String?.self),
+                              label: try row.decode("label"),
                               createdAt: try row.decode("created_at"), revokedAt: try row.decode("revoked_at", as: String?.self))
             }
         }

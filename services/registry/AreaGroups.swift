@@ -31,36 +31,36 @@ enum AreaGroups {
 
     static func operations() throws -> [ServiceOperation] {
         [
-            try ServiceOperation(
+            try .write(
                 "area.import",
                 summary: "Replace a prefecture's disability, medical and daily-life areas from CSV (kind,code,name,kana,municipality). All or nothing; errors are listed by line.",
                 schema: """
                     {"type":"object","additionalProperties":false,"required":["prefecture","csv"],
-                     "properties":{"prefecture":{"type":"string","pattern":"^[0-9]{6}$"},
+                     "properties":{"prefecture":{"type":"string","pattern":"^[0-9]{6}$","maxLength":6},
                                    "csv":{"type":"string","maxLength":4000000}}}
                     """,
                 input: ImportInput.self
-            ) { context, input in
-                try await importCSV(input, context: context)
+            ) { context, input, tx in
+                try importCSV(input, context: context, on: tx)
             },
-            try ServiceOperation(
+            try .read(
                 "area.groups",
                 summary: "A prefecture's defined areas, each with its member municipalities (or its municipality, for daily-life areas).",
                 schema: """
                     {"type":"object","additionalProperties":false,"required":["prefecture"],
-                     "properties":{"prefecture":{"type":"string","pattern":"^[0-9]{6}$"},
+                     "properties":{"prefecture":{"type":"string","pattern":"^[0-9]{6}$","maxLength":6},
                                    "kind":{"enum":["disability_area","medical_area","daily_life_area"]}}}
                     """,
                 input: GroupsInput.self
             ) { context, input in
                 try await groups(input, database: context.database)
             },
-            try ServiceOperation(
+            try .read(
                 "area.chain",
                 summary: "For a municipality: its daily-life areas, itself, its disability and medical areas, its prefecture and the nation, nearest first.",
                 schema: """
                     {"type":"object","additionalProperties":false,"required":["code"],
-                     "properties":{"code":{"type":"string","pattern":"^[0-9]{6}$"}}}
+                     "properties":{"code":{"type":"string","pattern":"^[0-9]{6}$","maxLength":6}}}
                     """,
                 input: AreaOperations.GetInput.self
             ) { context, input in
@@ -76,7 +76,7 @@ enum AreaGroups {
 
     // MARK: Import
 
-    static func importCSV(_ input: ImportInput, context: RequestContext) async throws -> JSONValue {
+    static func importCSV(_ input: ImportInput, context: RequestContext, on tx: PostgresConnection) throws -> JSONValue {
         let principal = try Access.writer(context)
         try Access.requireOwner(principal, owns: input.prefecture)
         let table: [(line: Int, values: [String: String])]
@@ -89,28 +89,26 @@ enum AreaGroups {
                                    name: $0.values["name"] ?? "", kana: $0.values["kana"] ?? "",
                                    municipality: $0.values["municipality"] ?? "") }
         let prefecture = input.prefecture
-        return try await context.database.withTransaction { tx in
-            let known = try tx.query("""
-                SELECT code, level, prefecture_code FROM registry.areas WHERE prefecture_code = \(prefecture) OR code IN (
-                    SELECT jsonb_array_elements_text(\(JSONValue.array(rows.map { .string($0.municipality) }).jsonText)::jsonb))
-                """)
-            var municipalities: [String: String] = [:]  // code -> prefecture code
-            var prefectureExists = false
-            for row in known {
-                let code: String = try row.decode("code")
-                if try row.decode("level", as: String.self) == "municipality" {
-                    municipalities[code] = try row.decode("prefecture_code")
-                } else if code == prefecture {
-                    prefectureExists = true
-                }
+        let known = try tx.query("""
+            SELECT code, level, prefecture_code FROM registry.areas WHERE prefecture_code = \(prefecture) OR code IN (
+                SELECT jsonb_array_elements_text(\(JSONValue.array(rows.map { .string($0.municipality) }).jsonText)::jsonb))
+            """)
+        var municipalities: [String: String] = [:]  // code -> prefecture code
+        var prefectureExists = false
+        for row in known {
+            let code: String = try row.decode("code")
+            if try row.decode("level", as: String.self) == "municipality" {
+                municipalities[code] = try row.decode("prefecture_code")
+            } else if code == prefecture {
+                prefectureExists = true
             }
-            guard prefectureExists else { throw WireError(.notFound, "no prefecture with code \(prefecture)") }
-            let problems = validate(rows, prefecture: prefecture, municipalities: municipalities)
-            if !problems.isEmpty { throw report(problems) }
-            let result = try store(rows, prefecture: prefecture, on: tx)
-            AreaCache.shared.clear()
-            return result
         }
+        guard prefectureExists else { throw WireError(.notFound, "no prefecture with code \(prefecture)") }
+        let problems = validate(rows, prefecture: prefecture, municipalities: municipalities)
+        if !problems.isEmpty { throw report(problems) }
+        let result = try store(rows, prefecture: prefecture, on: tx)
+        AreaCache.shared.clear()
+        return result
     }
 
     static func validate(_ rows: [Row], prefecture: String, municipalities: [String: String]) -> [(Int, String)] {

@@ -32,27 +32,27 @@ enum AreaOperations {
 
     static func all() throws -> [ServiceOperation] {
         [
-            try ServiceOperation(
+            try .read(
                 "area.get",
                 summary: "One area by its 6-digit local-government code.",
                 schema: """
                     {"type":"object","additionalProperties":false,"required":["code"],
-                     "properties":{"code":{"type":"string","pattern":"\(codePattern)"}}}
+                     "properties":{"code":{"type":"string","pattern":"\(codePattern)","maxLength":6}}}
                     """,
                 input: GetInput.self
             ) { context, input in
                 try await get(code: input.code, database: context.database)
             },
-            try ServiceOperation(
+            try .read(
                 "area.list",
                 summary: "Areas in code order: children of `parent`, of one `level`, or whose name or kana starts with `prefix`; paged by `after`.",
                 schema: """
                     {"type":"object","additionalProperties":false,
-                     "properties":{"parent":{"type":"string","pattern":"\(codePattern)"},
+                     "properties":{"parent":{"type":"string","pattern":"\(codePattern)","maxLength":6},
                                    "level":{"enum":["prefecture","municipality"]},
                                    "prefix":{"type":"string","minLength":1,"maxLength":50},
                                    "limit":{"type":"integer","minimum":1,"maximum":2000},
-                                   "after":{"type":"string","pattern":"\(codePattern)"}}}
+                                   "after":{"type":"string","pattern":"\(codePattern)","maxLength":6}}}
                     """,
                 input: ListInput.self
             ) { context, input in

@@ -21,52 +21,48 @@ enum Backups {
 
     static let linkSchema = """
         {"type":"object","additionalProperties":false,"required":["backer_id","backed_id"],
-         "properties":{"backer_id":{"type":"string","pattern":"\(Schemas.uuid)"},
-                       "backed_id":{"type":"string","pattern":"\(Schemas.uuid)"},
+         "properties":{"backer_id":{"type":"string","pattern":"\(Schemas.uuid)","maxLength":36},
+                       "backed_id":{"type":"string","pattern":"\(Schemas.uuid)","maxLength":36},
                        "note":{"type":"string","maxLength":500}}}
         """
 
     static func operations() throws -> [ServiceOperation] {
         [
-            try ServiceOperation(
+            try .write(
                 "backup.link", summary: "Record that backer_id backs up backed_id.", schema: linkSchema, input: LinkInput.self
-            ) { context, input in
+            ) { context, input, tx in
                 let principal = try Access.writer(context)
-                return try await context.database.withTransaction { tx in
-                    try requireEitherOwner(input, principal: principal, on: tx)
-                    guard input.backerID != input.backedID else {
-                        throw WireError(.invalidInput, "a resource cannot back up itself")
-                    }
-                    // Refuse a cycle: the backed must not already back up the backer, directly or not.
-                    let cycle = try tx.query("""
-                        WITH RECURSIVE up(id) AS (
-                            SELECT backer_id FROM registry.backups WHERE backed_id = \(input.backerID)::uuid
-                            UNION SELECT b.backer_id FROM registry.backups b JOIN up ON b.backed_id = up.id)
-                        SELECT 1 FROM up WHERE id = \(input.backedID)::uuid
-                        """)
-                    guard cycle.isEmpty else { throw WireError(.conflict, "the link would make a backup cycle") }
-                    try tx.query("""
-                        INSERT INTO registry.backups (backer_id, backed_id, tenant, note)
-                        VALUES (\(input.backerID)::uuid, \(input.backedID)::uuid, \(principal.tenant), \(input.note ?? ""))
-                        ON CONFLICT (backer_id, backed_id) DO UPDATE SET note = EXCLUDED.note
-                        """)
-                    return JSONValue.object(["backer_id": .string(input.backerID), "backed_id": .string(input.backedID),
-                                             "note": .string(input.note ?? "")])
+                try requireEitherOwner(input, principal: principal, on: tx)
+                guard input.backerID != input.backedID else {
+                    throw WireError(.invalidInput, "a resource cannot back up itself")
                 }
+                // Refuse a cycle: the backed must not already back up the backer, directly or not.
+                let cycle = try tx.query("""
+                    WITH RECURSIVE up(id) AS (
+                        SELECT backer_id FROM registry.backups WHERE backed_id = \(input.backerID)::uuid
+                        UNION SELECT b.backer_id FROM registry.backups b JOIN up ON b.backed_id = up.id)
+                    SELECT 1 FROM up WHERE id = \(input.backedID)::uuid
+                    """)
+                guard cycle.isEmpty else { throw WireError(.conflict, "the link would make a backup cycle") }
+                try tx.query("""
+                    INSERT INTO registry.backups (backer_id, backed_id, tenant, note)
+                    VALUES (\(input.backerID)::uuid, \(input.backedID)::uuid, \(principal.tenant), \(input.note ?? ""))
+                    ON CONFLICT (backer_id, backed_id) DO UPDATE SET note = EXCLUDED.note
+                    """)
+                return JSONValue.object(["backer_id": .string(input.backerID), "backed_id": .string(input.backedID),
+                                         "note": .string(input.note ?? "")])
             },
-            try ServiceOperation(
+            try .write(
                 "backup.unlink", summary: "Remove a backup link.", schema: linkSchema, input: LinkInput.self
-            ) { context, input in
+            ) { context, input, tx in
                 let principal = try Access.writer(context)
-                return try await context.database.withTransaction { tx in
-                    try requireEitherOwner(input, principal: principal, on: tx)
-                    let removed = try tx.query("""
-                        DELETE FROM registry.backups WHERE backer_id = \(input.backerID)::uuid AND backed_id = \(input.backedID)::uuid
-                        RETURNING 1 AS one
-                        """)
-                    guard !removed.isEmpty else { throw WireError(.notFound, "no such backup link") }
-                    return JSONValue.object(["backer_id": .string(input.backerID), "backed_id": .string(input.backedID), "removed": .bool(true)])
-                }
+                try requireEitherOwner(input, principal: principal, on: tx)
+                let removed = try tx.query("""
+                    DELETE FROM registry.backups WHERE backer_id = \(input.backerID)::uuid AND backed_id = \(input.backedID)::uuid
+                    RETURNING 1 AS one
+                    """)
+                guard !removed.isEmpty else { throw WireError(.notFound, "no such backup link") }
+                return JSONValue.object(["backer_id": .string(input.backerID), "backed_id": .string(input.backedID), "removed": .bool(true)])
             },
         ]
     }

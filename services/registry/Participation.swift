@@ -52,12 +52,12 @@ enum Participation {
 
     static func operations() throws -> [ServiceOperation] {
         [
-            try ServiceOperation(
+            try .write(
                 "participation.set",
                 summary: "Replace the promotion-project items an implementing body runs in a fiscal year (budgets in thousand yen).",
                 schema: """
                     {"type":"object","additionalProperties":false,"required":["body_code","fiscal_year","items"],
-                     "properties":{"body_code":{"type":"string","pattern":"^[0-9]{6}$"},
+                     "properties":{"body_code":{"type":"string","pattern":"^[0-9]{6}$","maxLength":6},
                                    "fiscal_year":{"type":"integer","minimum":2018,"maximum":2100},
                                    "items":{"type":"array","maxItems":11,"items":{"type":"object","additionalProperties":false,
                                        "required":["item"],"properties":{"item":{"type":"integer","minimum":1,"maximum":11},
@@ -65,7 +65,7 @@ enum Participation {
                                        "note":{"type":"string","maxLength":1000}}}}}}
                     """,
                 input: SetInput.self
-            ) { context, input in
+            ) { context, input, tx in
                 let principal = try Access.writer(context)
                 try Access.requireOwner(principal, owns: input.bodyCode)
                 let numbers = input.items.map(\.item)
@@ -76,29 +76,27 @@ enum Participation {
                     .object(["item": .integer(Int64($0.item)), "budget": $0.budgetThousandYen.map { .integer($0) } ?? .null,
                              "note": .string($0.note ?? "")])
                 }).jsonText
-                return try await context.database.withTransaction { tx in
-                    guard try !tx.query("SELECT 1 FROM registry.areas WHERE code = \(input.bodyCode)").isEmpty else {
-                        throw WireError(.notFound, "no local government with code \(input.bodyCode)")
-                    }
-                    try tx.query("""
-                        DELETE FROM registry.program_participation WHERE body_code = \(input.bodyCode) AND fiscal_year = \(input.fiscalYear)
-                        """)
-                    try tx.query("""
-                        INSERT INTO registry.program_participation (body_code, fiscal_year, item, budget_thousand_yen, note)
-                        SELECT \(input.bodyCode), \(input.fiscalYear), (x->>'item')::int, (x->>'budget')::bigint, x->>'note'
-                        FROM jsonb_array_elements(\(items)::jsonb) x
-                        """)
-                    return try listBodies(fiscalYear: input.fiscalYear, prefecture: nil, body: input.bodyCode, on: tx)[0]
+                guard try !tx.query("SELECT 1 FROM registry.areas WHERE code = \(input.bodyCode)").isEmpty else {
+                    throw WireError(.notFound, "no local government with code \(input.bodyCode)")
                 }
+                try tx.query("""
+                    DELETE FROM registry.program_participation WHERE body_code = \(input.bodyCode) AND fiscal_year = \(input.fiscalYear)
+                    """)
+                try tx.query("""
+                    INSERT INTO registry.program_participation (body_code, fiscal_year, item, budget_thousand_yen, note)
+                    SELECT \(input.bodyCode), \(input.fiscalYear), (x->>'item')::int, (x->>'budget')::bigint, x->>'note'
+                    FROM jsonb_array_elements(\(items)::jsonb) x
+                    """)
+                return try listBodies(fiscalYear: input.fiscalYear, prefecture: nil, body: input.bodyCode, on: tx)[0]
             },
-            try ServiceOperation(
+            try .read(
                 "participation.list",
                 summary: "Who runs which items in a fiscal year, per body (optionally one prefecture's bodies, or one body), with totals and warnings.",
                 schema: """
                     {"type":"object","additionalProperties":false,"required":["fiscal_year"],
                      "properties":{"fiscal_year":{"type":"integer","minimum":2018,"maximum":2100},
-                                   "prefecture":{"type":"string","pattern":"^[0-9]{6}$"},
-                                   "body_code":{"type":"string","pattern":"^[0-9]{6}$"}}}
+                                   "prefecture":{"type":"string","pattern":"^[0-9]{6}$","maxLength":6},
+                                   "body_code":{"type":"string","pattern":"^[0-9]{6}$","maxLength":6}}}
                     """,
                 input: ListInput.self
             ) { context, input in

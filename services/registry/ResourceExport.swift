@@ -19,14 +19,14 @@ enum ResourceExport {
 
     static func operations() throws -> [ServiceOperation] {
         [
-            try ServiceOperation(
+            try .read(
                 "resource.export",
                 summary: "Active resources of an area, one page at a time, as CSV (import columns) or HSDS 3.0 JSON; the first page also gives the total.",
                 schema: """
                     {"type":"object","additionalProperties":false,
                      "properties":{"area":{"type":"string","minLength":1,"maxLength":100},
                                    "format":{"enum":["csv","hsds"]},
-                                   "after":{"type":"string","pattern":"\(Schemas.uuid)"},
+                                   "after":{"type":"string","pattern":"\(Schemas.uuid)","maxLength":36},
                                    "limit":{"type":"integer","minimum":1,"maximum":5000}}}
                     """,
                 input: Input.self

@@ -44,81 +44,77 @@ enum ResourceImport {
     struct CSVInput: Decodable, Sendable { let csv: String }
 
     static func operations() throws -> [ServiceOperation] {
-        let importIDSchema = #"{"type":"object","additionalProperties":false,"required":["import_id"],"properties":{"import_id":{"type":"string","pattern":"\#(Schemas.uuid)"}}}"#
+        let importIDSchema = #"{"type":"object","additionalProperties":false,"required":["import_id"],"properties":{"import_id":{"type":"string","pattern":"\#(Schemas.uuid)","maxLength":36}}}"#
         return [
-            try ServiceOperation(
+            try .write(
                 "resource.import.begin", summary: "Start a CSV import; send the file in chunks, then commit.",
                 schema: #"{"type":"object","additionalProperties":false}"#, input: Taxonomy.Empty.self
-            ) { context, _ in
+            ) { context, _, tx in
                 let principal = try Access.writer(context)
-                return try await context.database.withConnection { connection in
-                    try connection.jsonRow("""
-                        INSERT INTO registry.imports (tenant, created_by) VALUES (\(principal.tenant), \(principal.tokenID))
-                        RETURNING jsonb_build_object('import_id', id) AS j
-                        """, notFound: "")
-                }
+                return try tx.jsonRow("""
+                    INSERT INTO registry.imports (tenant, created_by) VALUES (\(principal.tenant), \(principal.tokenID))
+                    RETURNING jsonb_build_object('import_id', id) AS j
+                    """, notFound: "")
             },
-            try ServiceOperation(
+            try .write(
                 "resource.import.chunk",
                 summary: "Stage a chunk of the file: a CSV with the header line, and the line in the whole file where its first record starts.",
                 schema: """
                     {"type":"object","additionalProperties":false,"required":["import_id","csv"],
-                     "properties":{"import_id":{"type":"string","pattern":"\(Schemas.uuid)"},
+                     "properties":{"import_id":{"type":"string","pattern":"\(Schemas.uuid)","maxLength":36},
                                    "csv":{"type":"string","maxLength":8000000},
-                                   "first_line":{"type":"integer","minimum":2}}}
+                                   "first_line":{"type":"integer","minimum":2,"maximum":100000000}}}
                     """,
                 input: ChunkInput.self
-            ) { context, input in
+            ) { context, input, tx in
                 let principal = try Access.writer(context)
                 let staged = stage(csv: input.csv, firstLine: input.firstLine ?? 2)
-                return try await context.database.withTransaction { tx in
-                    _ = try lockOpenImport(input.importID, principal: principal, on: tx)
-                    try store(staged, importID: input.importID, on: tx)
-                    return JSONValue.object(["rows": .integer(Int64(staged.rows.count)), "errors": .integer(Int64(staged.errors.count))])
-                }
+                _ = try lockOpenImport(input.importID, principal: principal, on: tx)
+                try store(staged, importID: input.importID, on: tx)
+                return JSONValue.object(["rows": .integer(Int64(staged.rows.count)), "errors": .integer(Int64(staged.errors.count))])
             },
-            try ServiceOperation(
+            try .write(
                 "resource.import.commit",
                 summary: "Validate every staged row and apply the file in one transaction, or reject it whole with a line-numbered report.",
                 schema: importIDSchema, input: ImportID.self
-            ) { context, input in
+            ) { context, input, tx in
                 let principal = try Access.writer(context)
                 let started = ContinuousClock.now
-                let result = try await context.database.withTransaction { tx in try commit(input.importID, principal: principal, on: tx) }
-                let committed = ContinuousClock.now
-                try await refreshStatistics(after: result, database: context.database)
-                context.logger.info("import committed", metadata: [
-                    "import.rows": "\(result["rows"]?.integerValue ?? 0)", "import.commit_ms": "\((committed - started).milliseconds)",
-                    "import.analyze_ms": "\((ContinuousClock.now - committed).milliseconds)",
+                let result = try commit(input.importID, principal: principal, on: tx)
+                let applied = ContinuousClock.now
+                try refreshStatistics(after: result, on: tx)
+                context.logger.info("import applied", metadata: [
+                    "import.rows": "\(result["rows"]?.integerValue ?? 0)", "import.apply_ms": "\((applied - started).milliseconds)",
+                    "import.analyze_ms": "\((ContinuousClock.now - applied).milliseconds)",
                 ])
                 return result
             },
-            try ServiceOperation(
+            try .write(
                 "resource.import", summary: "Import a small CSV file in one call (begin, one chunk, commit).",
                 schema: #"{"type":"object","additionalProperties":false,"required":["csv"],"properties":{"csv":{"type":"string","maxLength":8000000}}}"#,
                 input: CSVInput.self
-            ) { context, input in
+            ) { context, input, tx in
                 let principal = try Access.writer(context)
                 let staged = stage(csv: input.csv, firstLine: 2)
-                let result = try await context.database.withTransaction { tx in
-                    let id: String = try tx.query("""
-                        INSERT INTO registry.imports (tenant, created_by) VALUES (\(principal.tenant), \(principal.tokenID)) RETURNING id::text
-                        """)[0].decode("id")
-                    try store(staged, importID: id, on: tx)
-                    return try commit(id, principal: principal, on: tx)
-                }
-                try await refreshStatistics(after: result, database: context.database)
+                let id: String = try tx.query("""
+                    INSERT INTO registry.imports (tenant, created_by) VALUES (\(principal.tenant), \(principal.tokenID)) RETURNING id::text
+                    """)[0].decode("id")
+                try store(staged, importID: id, on: tx)
+                let result = try commit(id, principal: principal, on: tx)
+                try refreshStatistics(after: result, on: tx)
                 return result
             },
         ]
     }
 
     /// After a large import the planner's statistics are stale (autovacuum catches up only
-    /// later) and area searches fall back to slow plans: refresh them at once.
-    static func refreshStatistics(after result: JSONValue, database: PostgresPool) async throws {
+    /// later) and area searches fall back to slow plans: refresh them at once. ANALYZE runs in
+    /// the import's transaction, whose own new rows it counts as live, so the statistics are
+    /// right from the commit on.
+    static func refreshStatistics(after result: JSONValue, on tx: PostgresConnection) throws {
         let changed = (result["created"]?.integerValue ?? 0) + (result["updated"]?.integerValue ?? 0)
         guard changed >= 5000 else { return }
-        try await database.withConnection { try $0.execute(unsafeSQL: "ANALYZE registry.resources, registry.organizations") }
+        try tx.execute(unsafeSQL: "ANALYZE registry.resources, registry.organizations")
     }
 
     // MARK: Staging

@@ -20,179 +20,166 @@ enum Resources {
         ("url", text(500)), ("email", text(200)), ("phone", text(50)),
     ]
     static let resourceFields: [(String, String)] = [
-        ("organization_id", #"{"type":"string","pattern":"\#(Schemas.uuid)"}"#),
+        ("organization_id", #"{"type":"string","pattern":"\#(Schemas.uuid)","maxLength":36}"#),
         ("external_id", #"{"type":["string","null"],"minLength":1,"maxLength":100}"#),
         ("name", #"{"type":"string","minLength":1,"maxLength":200}"#), ("kana", text(200)),
-        ("category_code", #"{"type":"string","pattern":"\#(Taxonomy.codePattern)"}"#),
-        ("kinds", #"{"type":"array","maxItems":20,"items":{"type":"string","pattern":"\#(Taxonomy.codePattern)"}}"#),
-        ("municipality_code", #"{"type":"string","pattern":"^[0-9]{6}$"}"#),
+        ("category_code", #"{"type":"string","pattern":"\#(Taxonomy.codePattern)","maxLength":64}"#),
+        ("kinds", #"{"type":"array","maxItems":20,"items":{"type":"string","pattern":"\#(Taxonomy.codePattern)","maxLength":64}}"#),
+        ("municipality_code", #"{"type":"string","pattern":"^[0-9]{6}$","maxLength":6}"#),
         ("daily_life_area_id", nullableText(100)), ("serves_area", nullableText(100)),
-        ("postal_code", #"{"type":"string","pattern":"^([0-9]{3}-?[0-9]{4})?$"}"#), ("address", text(300)),
+        ("postal_code", #"{"type":"string","pattern":"^([0-9]{3}-?[0-9]{4})?$","maxLength":8}"#), ("address", text(300)),
         ("latitude", #"{"type":["number","null"],"minimum":-90,"maximum":90}"#),
         ("longitude", #"{"type":["number","null"],"minimum":-180,"maximum":180}"#),
         ("phone", text(50)), ("email", text(200)), ("url", text(500)), ("description", text(4000)),
-        ("hours", #"{"type":"array","maxItems":50,"items":{"type":"object","additionalProperties":false,"required":["days","opens","closes"],"properties":{"days":{"type":"array","minItems":1,"items":{"enum":["mo","tu","we","th","fr","sa","su","holiday"]}},"opens":{"type":"string","pattern":"^([01][0-9]|2[0-4]):[0-5][0-9]$"},"closes":{"type":"string","pattern":"^([01][0-9]|2[0-4]):[0-5][0-9]$"}}}}"#),
-        ("access_modes", #"{"type":"array","items":{"enum":["visit","stay","home_visit"]}}"#),
+        ("hours", #"{"type":"array","maxItems":50,"items":{"type":"object","additionalProperties":false,"required":["days","opens","closes"],"properties":{"days":{"type":"array","minItems":1,"maxItems":8,"items":{"enum":["mo","tu","we","th","fr","sa","su","holiday"]}},"opens":{"type":"string","pattern":"^([01][0-9]|2[0-4]):[0-5][0-9]$","maxLength":5},"closes":{"type":"string","pattern":"^([01][0-9]|2[0-4]):[0-5][0-9]$","maxLength":5}}}}"#),
+        ("access_modes", #"{"type":"array","maxItems":10,"items":{"enum":["visit","stay","home_visit"]}}"#),
         ("capacity", #"{"type":["integer","null"],"minimum":0,"maximum":100000}"#),
         ("vacancies", #"{"type":["integer","null"],"minimum":0,"maximum":100000}"#),
-        ("consultation_types", #"{"type":"array","items":{"enum":["general","disability","elderly","specialist_mental_health","complex_cases","developmental","employment"]}}"#),
+        ("consultation_types", #"{"type":"array","maxItems":20,"items":{"enum":["general","disability","elderly","specialist_mental_health","complex_cases","developmental","employment"]}}"#),
     ]
     static func nullableText(_ max: Int) -> String { #"{"type":["string","null"],"maxLength":\#(max)}"# }
     /// What an update names, plus the read-only fields a client may send back unchanged from a
     /// read (they are ignored), so read-modify-write needs no editing of the record's shape.
     static let versionFields: [(String, String)] = [
-        ("id", #"{"type":"string","pattern":"\#(Schemas.uuid)"}"#), ("version", #"{"type":"integer","minimum":1}"#),
-        ("tenant", "{}"), ("created_at", "{}"), ("updated_at", "{}"), ("retired_at", "{}"),
+        ("id", #"{"type":"string","pattern":"\#(Schemas.uuid)","maxLength":36}"#), ("version", #"{"type":"integer","minimum":1,"maximum":2147483647}"#),
+        ("tenant", nullableText(100)), ("created_at", nullableText(40)), ("updated_at", nullableText(40)),
+        ("retired_at", nullableText(40)),
     ]
 
     static func operations() throws -> [ServiceOperation] {
         let org = VersionedTable.organizations
         let res = VersionedTable.resources
         return [
-            try ServiceOperation(
+            try .write(
                 "organization.create", summary: "Create an organisation owned by the caller's tenant.",
                 schema: Schemas.object(organizationFields, required: ["name"]), input: JSONValue.self
-            ) { context, input in
+            ) { context, input, tx in
                 let principal = try Access.writer(context)
-                return try await context.database.withTransaction { tx in
-                    let id: String = try tx.query("""
-                        INSERT INTO registry.organizations (tenant, name, kana, description, url, email, phone)
-                        SELECT \(principal.tenant), i->>'name', coalesce(i->>'kana', ''), coalesce(i->>'description', ''),
-                               coalesce(i->>'url', ''), coalesce(i->>'email', ''), coalesce(i->>'phone', '')
-                        FROM (SELECT \(input.jsonText)::jsonb AS i) s RETURNING id::text
-                        """)[0].decode("id")
-                    try org.recordHistory(id: id, change: "created", by: principal, on: tx)
-                    return try org.fetch(id: id, on: tx)
-                }
+                let id: String = try tx.query("""
+                    INSERT INTO registry.organizations (tenant, name, kana, description, url, email, phone)
+                    SELECT \(principal.tenant), i->>'name', coalesce(i->>'kana', ''), coalesce(i->>'description', ''),
+                           coalesce(i->>'url', ''), coalesce(i->>'email', ''), coalesce(i->>'phone', '')
+                    FROM (SELECT \(input.jsonText)::jsonb AS i) s RETURNING id::text
+                    """)[0].decode("id")
+                try org.recordHistory(id: id, change: "created", by: principal, on: tx)
+                return try org.fetch(id: id, on: tx)
             },
-            try ServiceOperation(
+            try .write(
                 "organization.update", summary: "Replace an organisation's fields at the version last read.",
                 schema: Schemas.object(versionFields + organizationFields, required: ["id", "version", "name"]), input: JSONValue.self
-            ) { context, input in
+            ) { context, input, tx in
                 let principal = try Access.writer(context)
                 let (id, version) = idAndVersion(input)
-                return try await context.database.withTransaction { tx in
-                    _ = try org.lockForChange(id: id, version: version, principal: principal, on: tx)
-                    try tx.query("""
-                        UPDATE registry.organizations SET name = i->>'name', kana = coalesce(i->>'kana', ''),
-                            description = coalesce(i->>'description', ''), url = coalesce(i->>'url', ''),
-                            email = coalesce(i->>'email', ''), phone = coalesce(i->>'phone', ''),
-                            version = version + 1, updated_at = now()
-                        FROM (SELECT \(input.jsonText)::jsonb AS i) s WHERE id = \(id)::uuid
-                        """)
-                    try org.recordHistory(id: id, change: "updated", by: principal, on: tx)
-                    return try org.fetch(id: id, on: tx)
-                }
+                _ = try org.lockForChange(id: id, version: version, principal: principal, on: tx)
+                try tx.query("""
+                    UPDATE registry.organizations SET name = i->>'name', kana = coalesce(i->>'kana', ''),
+                        description = coalesce(i->>'description', ''), url = coalesce(i->>'url', ''),
+                        email = coalesce(i->>'email', ''), phone = coalesce(i->>'phone', ''),
+                        version = version + 1, updated_at = now()
+                    FROM (SELECT \(input.jsonText)::jsonb AS i) s WHERE id = \(id)::uuid
+                    """)
+                try org.recordHistory(id: id, change: "updated", by: principal, on: tx)
+                return try org.fetch(id: id, on: tx)
             },
-            try ServiceOperation(
+            try .write(
                 "organization.retire", summary: "Retire an organisation (kept with its history, no longer listed).",
                 schema: Schemas.idAndVersion, input: VersionedID.self
-            ) { context, input in
+            ) { context, input, tx in
                 let principal = try Access.writer(context)
-                return try await context.database.withTransaction { tx in
-                    _ = try org.retire(id: input.id, version: input.version, principal: principal, on: tx)
-                    return try org.fetch(id: input.id, on: tx)
-                }
+                _ = try org.retire(id: input.id, version: input.version, principal: principal, on: tx)
+                return try org.fetch(id: input.id, on: tx)
             },
-            try ServiceOperation(
+            try .read(
                 "organization.get", summary: "One organisation, retired or not.", schema: Schemas.id, input: IDInput.self
             ) { context, input in
                 try await context.database.withConnection { try org.fetch(id: input.id, on: $0) }
             },
-            try ServiceOperation(
+            try .write(
                 "resource.create", summary: "Create a resource (a service at a location) owned by the caller's tenant.",
                 schema: Schemas.object(resourceFields, required: ["organization_id", "name", "category_code", "municipality_code"]),
                 input: JSONValue.self
-            ) { context, input in
+            ) { context, input, tx in
                 let principal = try Access.writer(context)
-                return try await context.database.withTransaction { tx in
-                    try checkReferences(input, tenant: principal.tenant, principal: principal, on: tx)
-                    let id: String = try tx.query(PostgresQuery(unsafeSQL: """
-                        INSERT INTO registry.resources (tenant, \(writableColumns), search_text)
-                        SELECT $1, \(writableValues), $3 FROM (SELECT $2::jsonb AS i) s RETURNING id::text
-                        """, bindings: [principal.tenant, input.jsonText, searchText(input)]))[0].decode("id")
-                    try res.recordHistory(id: id, change: "created", by: principal, on: tx)
-                    let created = try res.fetch(id: id, on: tx)
-                    try registryEvents.append(on: tx, type: "resource.created", subject: "resources/\(id)", tenant: principal.tenant,
-                                      data: eventData(created))
-                    return created
-                }
+                try checkReferences(input, tenant: principal.tenant, principal: principal, on: tx)
+                let id: String = try tx.query(PostgresQuery(unsafeSQL: """
+                    INSERT INTO registry.resources (tenant, \(writableColumns), search_text)
+                    SELECT $1, \(writableValues), $3 FROM (SELECT $2::jsonb AS i) s RETURNING id::text
+                    """, bindings: [principal.tenant, input.jsonText, searchText(input)]))[0].decode("id")
+                try res.recordHistory(id: id, change: "created", by: principal, on: tx)
+                let created = try res.fetch(id: id, on: tx)
+                try registryEvents.append(on: tx, type: "resource.created", subject: "resources/\(id)", tenant: principal.tenant,
+                                  data: eventData(created))
+                return created
             },
-            try ServiceOperation(
+            try .write(
                 "resource.update", summary: "Replace a resource's fields at the version last read; a stale version is a conflict.",
                 schema: Schemas.object(versionFields + resourceFields,
                                        required: ["id", "version", "name", "category_code", "municipality_code"]),
                 input: JSONValue.self
-            ) { context, input in
+            ) { context, input, tx in
                 let principal = try Access.writer(context)
                 let (id, version) = idAndVersion(input)
-                return try await context.database.withTransaction { tx in
-                    let owner = try res.lockForChange(id: id, version: version, principal: principal, on: tx)
-                    // The organisation does not change on update; a sent-back organization_id is ignored.
-                    var changes = input
-                    if case .object(var fields) = changes {
-                        fields["organization_id"] = nil
-                        changes = .object(fields)
-                    }
-                    try checkReferences(changes, tenant: owner, principal: principal, on: tx)
-                    let before = try res.fetch(id: id, on: tx)
-                    try tx.query(PostgresQuery(unsafeSQL: """
-                        UPDATE registry.resources r SET (\(updatableColumns), search_text, version, updated_at)
-                            = (SELECT \(updatableValues), $3, r.version + 1, now() FROM (SELECT $2::jsonb AS i) s)
-                        WHERE r.id = $1::uuid
-                        """, bindings: [id, input.jsonText, searchText(input)]))
-                    try res.recordHistory(id: id, change: "updated", by: principal, on: tx)
-                    let after = try res.fetch(id: id, on: tx)
-                    try registryEvents.append(on: tx, type: "resource.changed", subject: "resources/\(id)", tenant: owner, data: eventData(after))
-                    if before["vacancies"] != after["vacancies"] {
-                        try registryEvents.append(on: tx, type: "resource.vacancies_changed", subject: "resources/\(id)", tenant: owner,
-                                          data: vacancyData(after))
-                    }
-                    return after
+                let owner = try res.lockForChange(id: id, version: version, principal: principal, on: tx)
+                // The organisation does not change on update; a sent-back organization_id is ignored.
+                var changes = input
+                if case .object(var fields) = changes {
+                    fields["organization_id"] = nil
+                    changes = .object(fields)
                 }
+                try checkReferences(changes, tenant: owner, principal: principal, on: tx)
+                let before = try res.fetch(id: id, on: tx)
+                try tx.query(PostgresQuery(unsafeSQL: """
+                    UPDATE registry.resources r SET (\(updatableColumns), search_text, version, updated_at)
+                        = (SELECT \(updatableValues), $3, r.version + 1, now() FROM (SELECT $2::jsonb AS i) s)
+                    WHERE r.id = $1::uuid
+                    """, bindings: [id, input.jsonText, searchText(input)]))
+                try res.recordHistory(id: id, change: "updated", by: principal, on: tx)
+                let after = try res.fetch(id: id, on: tx)
+                try registryEvents.append(on: tx, type: "resource.changed", subject: "resources/\(id)", tenant: owner, data: eventData(after))
+                if before["vacancies"] != after["vacancies"] {
+                    try registryEvents.append(on: tx, type: "resource.vacancies_changed", subject: "resources/\(id)", tenant: owner,
+                                      data: vacancyData(after))
+                }
+                return after
             },
-            try ServiceOperation(
+            try .write(
                 "resource.vacancies.set", summary: "Set the current vacancies of a resource (group homes, short stays); no version needed.",
                 schema: """
                     {"type":"object","additionalProperties":false,"required":["id","vacancies"],
-                     "properties":{"id":{"type":"string","pattern":"\(Schemas.uuid)"},"vacancies":{"type":"integer","minimum":0,"maximum":100000}}}
+                     "properties":{"id":{"type":"string","pattern":"\(Schemas.uuid)","maxLength":36},"vacancies":{"type":"integer","minimum":0,"maximum":100000}}}
                     """,
                 input: VacanciesInput.self
-            ) { context, input in
+            ) { context, input, tx in
                 let principal = try Access.writer(context)
-                return try await context.database.withTransaction { tx in
-                    let owner = try res.lockForChange(id: input.id, version: nil, principal: principal, on: tx)
-                    let updated = try tx.query("""
-                        UPDATE registry.resources SET vacancies = \(input.vacancies), version = version + 1, updated_at = now()
-                        WHERE id = \(input.id)::uuid AND (capacity IS NULL OR capacity >= \(input.vacancies)) RETURNING id
-                        """)
-                    guard !updated.isEmpty else { throw WireError(.invalidInput, "vacancies exceed the capacity") }
-                    try res.recordHistory(id: input.id, change: "vacancies", by: principal, on: tx)
-                    let after = try res.fetch(id: input.id, on: tx)
-                    try registryEvents.append(on: tx, type: "resource.vacancies_changed", subject: "resources/\(input.id)", tenant: owner,
-                                      data: vacancyData(after))
-                    return after
-                }
+                let owner = try res.lockForChange(id: input.id, version: nil, principal: principal, on: tx)
+                let updated = try tx.query("""
+                    UPDATE registry.resources SET vacancies = \(input.vacancies), version = version + 1, updated_at = now()
+                    WHERE id = \(input.id)::uuid AND (capacity IS NULL OR capacity >= \(input.vacancies)) RETURNING id
+                    """)
+                guard !updated.isEmpty else { throw WireError(.invalidInput, "vacancies exceed the capacity") }
+                try res.recordHistory(id: input.id, change: "vacancies", by: principal, on: tx)
+                let after = try res.fetch(id: input.id, on: tx)
+                try registryEvents.append(on: tx, type: "resource.vacancies_changed", subject: "resources/\(input.id)", tenant: owner,
+                                  data: vacancyData(after))
+                return after
             },
-            try ServiceOperation(
+            try .write(
                 "resource.retire", summary: "Retire a resource: kept with its history, no longer found by search.",
                 schema: Schemas.idAndVersion, input: VersionedID.self
-            ) { context, input in
+            ) { context, input, tx in
                 let principal = try Access.writer(context)
-                return try await context.database.withTransaction { tx in
-                    let owner = try res.retire(id: input.id, version: input.version, principal: principal, on: tx)
-                    let retired = try res.fetch(id: input.id, on: tx)
-                    try registryEvents.append(on: tx, type: "resource.retired", subject: "resources/\(input.id)", tenant: owner,
-                                      data: eventData(retired))
-                    return retired
-                }
+                let owner = try res.retire(id: input.id, version: input.version, principal: principal, on: tx)
+                let retired = try res.fetch(id: input.id, on: tx)
+                try registryEvents.append(on: tx, type: "resource.retired", subject: "resources/\(input.id)", tenant: owner,
+                                  data: eventData(retired))
+                return retired
             },
-            try ServiceOperation(
+            try .read(
                 "resource.get", summary: "One resource, retired or not.", schema: Schemas.id, input: IDInput.self
             ) { context, input in
                 try await context.database.withConnection { try res.fetch(id: input.id, on: $0) }
             },
-            try ServiceOperation(
+            try .read(
                 "resource.history", summary: "Every version of a resource, oldest first.", schema: Schemas.id, input: IDInput.self
             ) { context, input in
                 try await context.database.withConnection { try res.history(id: input.id, on: $0) }

@@ -65,8 +65,8 @@ enum Search {
     }
 
     static let filterProperties: [(String, String)] = [
-        ("category_code", #"{"type":"string","pattern":"\#(Taxonomy.codePattern)"}"#),
-        ("kinds", #"{"type":"array","minItems":1,"maxItems":20,"items":{"type":"string","pattern":"\#(Taxonomy.codePattern)"}}"#),
+        ("category_code", #"{"type":"string","pattern":"\#(Taxonomy.codePattern)","maxLength":64}"#),
+        ("kinds", #"{"type":"array","minItems":1,"maxItems":20,"items":{"type":"string","pattern":"\#(Taxonomy.codePattern)","maxLength":64}}"#),
         ("consultation_type", #"{"enum":["general","disability","elderly","specialist_mental_health","complex_cases","developmental","employment"]}"#),
         ("has_vacancy", #"{"type":"boolean"}"#),
         ("access_mode", #"{"enum":["visit","stay","home_visit"]}"#),
@@ -118,7 +118,7 @@ enum Search {
 
     static func operations() throws -> [ServiceOperation] {
         [
-            try ServiceOperation(
+            try .read(
                 "resource.search",
                 summary: "Resources by area (scope within: everything inside it; chain: what serves the levels above a municipality), category, kinds, consultation type, vacancy, access mode and Japanese free text; paged in a stable order.",
                 schema: Schemas.object([
@@ -131,21 +131,21 @@ enum Search {
             ) { context, input in
                 try await search(input, database: context.database)
             },
-            try ServiceOperation(
+            try .read(
                 "resource.serve",
                 summary: "For a person living in a municipality: the resources that serve them at each level, nearest first (daily-life area, municipality, disability and medical areas, prefecture, nation), each with who backs it up.",
                 schema: Schemas.object([
-                    ("municipality", #"{"type":"string","pattern":"^[0-9]{6}$"}"#),
+                    ("municipality", #"{"type":"string","pattern":"^[0-9]{6}$","maxLength":6}"#),
                     ("daily_life_area_id", #"{"type":"string","maxLength":100}"#),
                 ] + filterProperties, required: ["municipality"]),
                 input: ServeInput.self
             ) { context, input in
                 try await serve(input, database: context.database)
             },
-            try ServiceOperation(
+            try .read(
                 "backup.chain",
                 summary: "The consultation windows for a municipality from its daily-life areas up to prefecture and nation, each with its backers.",
-                schema: Schemas.object([("municipality", #"{"type":"string","pattern":"^[0-9]{6}$"}"#)], required: ["municipality"]),
+                schema: Schemas.object([("municipality", #"{"type":"string","pattern":"^[0-9]{6}$","maxLength":6}"#)], required: ["municipality"]),
                 input: ServeInput.self
             ) { context, input in
                 let windows = ServeInput(municipality: input.municipality, dailyLifeAreaID: nil, filters: Filters(

@@ -27,7 +27,7 @@ enum Taxonomy {
 
     static func operations() throws -> [ServiceOperation] {
         [
-            try ServiceOperation(
+            try .read(
                 "taxonomy.list",
                 summary: "Categories with their kinds (seed and tenant-defined), and consultation types.",
                 schema: #"{"type":"object","additionalProperties":false}"#,
@@ -35,34 +35,32 @@ enum Taxonomy {
             ) { context, _ in
                 try await list(database: context.database)
             },
-            try ServiceOperation(
+            try .write(
                 "taxonomy.kind.create",
                 summary: "Add a kind under a category (tenant-defined; visible to all).",
                 schema: """
                     {"type":"object","additionalProperties":false,"required":["code","category_code","name_ja"],
-                     "properties":{"code":{"type":"string","pattern":"\(codePattern)"},
-                                   "category_code":{"type":"string","pattern":"\(codePattern)"},
+                     "properties":{"code":{"type":"string","pattern":"\(codePattern)","maxLength":64},
+                                   "category_code":{"type":"string","pattern":"\(codePattern)","maxLength":64},
                                    "name_ja":{"type":"string","minLength":1,"maxLength":100},
                                    "name_en":{"type":"string","maxLength":100}}}
                     """,
                 input: KindInput.self
-            ) { context, input in
+            ) { context, input, tx in
                 let principal = try Access.writer(context)
-                return try await context.database.withConnection { connection in
-                    guard try !connection.query("SELECT 1 FROM registry.categories WHERE code = \(input.categoryCode)").isEmpty else {
-                        throw WireError.invalidInput("no category \(input.categoryCode)",
-                                                       violations: [.init(path: "/category_code", message: "unknown category")])
-                    }
-                    let rows = try connection.jsonRows("""
-                        INSERT INTO registry.kinds (code, category_code, name_ja, name_en, tenant)
-                        VALUES (\(input.code), \(input.categoryCode), \(input.nameJa), \(input.nameEn ?? ""), \(principal.tenant))
-                        ON CONFLICT (code) DO NOTHING
-                        RETURNING jsonb_build_object('code', code, 'category_code', category_code, 'name_ja', name_ja,
-                                                     'name_en', name_en, 'tenant', tenant) AS j
-                        """)
-                    guard let kind = rows.first else { throw WireError(.conflict, "kind \(input.code) exists") }
-                    return kind
+                guard try !tx.query("SELECT 1 FROM registry.categories WHERE code = \(input.categoryCode)").isEmpty else {
+                    throw WireError.invalidInput("no category \(input.categoryCode)",
+                                                   violations: [.init(path: "/category_code", message: "unknown category")])
                 }
+                let rows = try tx.jsonRows("""
+                    INSERT INTO registry.kinds (code, category_code, name_ja, name_en, tenant)
+                    VALUES (\(input.code), \(input.categoryCode), \(input.nameJa), \(input.nameEn ?? ""), \(principal.tenant))
+                    ON CONFLICT (code) DO NOTHING
+                    RETURNING jsonb_build_object('code', code, 'category_code', category_code, 'name_ja', name_ja,
+                                                 'name_en', name_en, 'tenant', tenant) AS j
+                    """)
+                guard let kind = rows.first else { throw WireError(.conflict, "kind \(input.code) exists") }
+                return kind
             },
         ]
     }

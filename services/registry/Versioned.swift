@@ -86,10 +86,10 @@ struct IDInput: Decodable, Sendable {
 
 enum Schemas {
     static let uuid = #"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"#
-    static let id = #"{"type":"object","additionalProperties":false,"required":["id"],"properties":{"id":{"type":"string","pattern":"\#(uuid)"}}}"#
+    static let id = #"{"type":"object","additionalProperties":false,"required":["id"],"properties":{"id":{"type":"string","pattern":"\#(uuid)","maxLength":36}}}"#
     static let idAndVersion = """
         {"type":"object","additionalProperties":false,"required":["id","version"],
-         "properties":{"id":{"type":"string","pattern":"\(uuid)"},"version":{"type":"integer","minimum":1}}}
+         "properties":{"id":{"type":"string","pattern":"\(uuid)","maxLength":36},"version":{"type":"integer","minimum":1,"maximum":2147483647}}}
         """
 
     /// An object schema from property schemas (JSON text each), with `required` names.
