@@ -11,9 +11,9 @@ SECONDS_PER_ROW=${2:-10}
 
 bench_environment bench-registry
 export TSUNAGU_DB_POOL_SIZE=8
-"$BIN/tsunagu-gateway" & pids+=($!)
+TSUNAGU_DATABASE_URL=$TSUNAGU_GATEWAY_DATABASE_URL "$BIN/tsunagu-gateway" & pids+=($!)
 wait_for_gateway
-TSUNAGU_SERVICE_TOKEN=$(service_token registry) "$BIN/tsunagu-registry" & pids+=($!)
+TSUNAGU_SERVICE_TOKEN=$(service_token registry) TSUNAGU_DATABASE_URL=$TSUNAGU_REGISTRY_DATABASE_URL "$BIN/tsunagu-registry" & pids+=($!)
 wait_for registry area.get '{"code":"131016"}'
 
 log "generating $ROWS resources"

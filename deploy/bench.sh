@@ -15,7 +15,7 @@ bench_environment bench
 FRONT=tcp://127.0.0.1:$(free_port)
 BACK=tcp://127.0.0.1:$(free_port)
 
-"$BIN/tsunagu-gateway" & pids+=($!)
+TSUNAGU_DATABASE_URL=$TSUNAGU_GATEWAY_DATABASE_URL "$BIN/tsunagu-gateway" & pids+=($!)
 wait_for_gateway
 TSUNAGU_SERVICE_TOKEN=$(service_token bench) "$BIN/tsunagu-bench" echo-worker --endpoint "$TSUNAGU_WORKER_ENDPOINT" & pids+=($!)
 TSUNAGU_SERVICE_TOKEN=$(service_token minimal) "$BIN/tsunagu-bench" minimal-worker --endpoint "$TSUNAGU_WORKER_ENDPOINT" & pids+=($!)

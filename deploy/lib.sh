@@ -68,7 +68,12 @@ start_postgres() {
     "$bin/createdb" -h 127.0.0.1 -p "$port" -U tsunagu tsunagu
   fi
   export TSUNAGU_DATABASE_URL="postgresql://tsunagu@127.0.0.1:$port/tsunagu"
-  log "PostgreSQL is up at $TSUNAGU_DATABASE_URL"
+  # One role per service, owning only its schema (deploy/database-roles.sql); the services
+  # connect as these, the admin URL above is for setup and tests that inspect the data.
+  "$bin/psql" -q -v ON_ERROR_STOP=1 "$TSUNAGU_DATABASE_URL" -f "$TSUNAGU_ROOT/deploy/database-roles.sql" >/dev/null
+  export TSUNAGU_GATEWAY_DATABASE_URL="postgresql://tsunagu_gateway@127.0.0.1:$port/tsunagu"
+  export TSUNAGU_REGISTRY_DATABASE_URL="postgresql://tsunagu_registry@127.0.0.1:$port/tsunagu"
+  log "PostgreSQL is up at $TSUNAGU_DATABASE_URL (services connect as tsunagu_gateway, tsunagu_registry)"
 }
 
 stop_postgres() {

@@ -40,12 +40,15 @@ trap 'cleanup; exit 130' INT
 trap 'cleanup; exit 143' TERM
 trap cleanup EXIT
 
-"$BIN/tsunagu-gateway" & pids+=($!)
+# With our own cluster each service connects as its own role; with TSUNAGU_DATABASE_URL given, as
+# that (see deploy/database-roles.sql to give each service its own role there too).
+TSUNAGU_DATABASE_URL=${TSUNAGU_GATEWAY_DATABASE_URL:-$TSUNAGU_DATABASE_URL} "$BIN/tsunagu-gateway" & pids+=($!)
 export TSUNAGU_TOKEN=$TSUNAGU_ADMIN_TOKEN
 wait_for_gateway || exit 1
 # Each service registers with the credential the operator issued for it (kept in .run/).
 TSUNAGU_SERVICE_TOKEN=$(service_token registry "$RUN_DIR/registry-service-token") || exit 1
-TSUNAGU_SERVICE_TOKEN=$TSUNAGU_SERVICE_TOKEN "$BIN/tsunagu-registry" & pids+=($!)
+TSUNAGU_SERVICE_TOKEN=$TSUNAGU_SERVICE_TOKEN TSUNAGU_DATABASE_URL=${TSUNAGU_REGISTRY_DATABASE_URL:-$TSUNAGU_DATABASE_URL} \
+  "$BIN/tsunagu-registry" & pids+=($!)
 wait_for registry area.get '{"code":"131016"}' || exit 1
 
 cat <<TXT

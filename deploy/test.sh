@@ -8,11 +8,14 @@ cd "$TSUNAGU_ROOT"
 ensure_packages
 
 VENV=${TSUNAGU_TEST_VENV:-$TSUNAGU_ROOT/.run/test-venv}
-if [ ! -x "$VENV/bin/pytest" ] || ! "$VENV/bin/python" -c 'import zmq, psycopg' 2>/dev/null; then
+if [ ! -x "$VENV/bin/pytest" ] || ! "$VENV/bin/python" -c 'import zmq, psycopg, hypothesis, hypothesis_jsonschema' 2>/dev/null; then
   log "preparing the Python test environment in $VENV"
   mkdir -p "$(dirname "$VENV")"
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check pytest pyzmq "psycopg[binary]"
+  # hypothesis is pinned: hypothesis-jsonschema 0.23.1 uses internals that later releases changed,
+  # and derandomized runs draw the same examples only on the same version.
+  "$VENV/bin/pip" install -q --disable-pip-version-check pytest pyzmq "psycopg[binary]" \
+    "hypothesis==6.170.0" "hypothesis-jsonschema==0.23.1"
 fi
 
 WORK=$(mktemp -d /tmp/tsunagu-test.XXXXXX)

@@ -46,7 +46,7 @@ public final class PostgresConnection {
     @discardableResult
     public func query(_ query: PostgresQuery) throws(PostgresError) -> [PostgresRow] {
         try withUnsafeHandle { conn throws(PostgresError) in
-            let result = Self.withCValues(query.bindings) { count, values in
+            let result = try Self.withCValues(query.bindings) { count, values in
                 PQexecParams(conn, query.sql, count, nil, values, nil, nil, 0)
             }
             return try collect(result, conn: conn)
@@ -67,17 +67,22 @@ public final class PostgresConnection {
                 _ = try collect(PQprepare(conn, name, query.sql, 0, nil), conn: conn)
                 preparedNames[query.sql] = name
             }
-            let result = Self.withCValues(query.bindings) { count, values in
+            let result = try Self.withCValues(query.bindings) { count, values in
                 PQexecPrepared(conn, name, count, values, nil, nil, 0)
             }
             return try collect(result, conn: conn)
         }
     }
 
-    /// Binding values as C strings (NULL for SQL NULL), alive for the duration of `body`.
+    /// Binding values as C strings (NULL for SQL NULL), alive for the duration of `body`. A value
+    /// holding NUL is refused: as a C string it would be cut short silently, and no PostgreSQL
+    /// text can hold it anyway.
     private static func withCValues(
         _ bindings: [String?], _ body: (Int32, UnsafePointer<UnsafePointer<CChar>?>?) -> OpaquePointer?
-    ) -> OpaquePointer? {
+    ) throws(PostgresError) -> OpaquePointer? {
+        for case let value? in bindings where value.utf8.contains(0) {
+            throw PostgresError(.invalidValue, serverMessage: "a bound value holds a NUL character")
+        }
         let cStrings: [UnsafeMutablePointer<CChar>?] = bindings.map { $0.flatMap { strdup($0) } }
         defer { cStrings.forEach { free($0) } }
         return cStrings.withUnsafeBufferPointer { buffer in

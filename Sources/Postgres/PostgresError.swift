@@ -4,7 +4,7 @@
 public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDebugStringConvertible {
     public struct Code: Sendable, Hashable, CustomStringConvertible {
         fileprivate enum Base: Sendable, Hashable {
-            case connectionFailed, connectionLost, unavailable, queryFailed, decoding, migration, closed, poolShutDown, waitTimedOut, poolBusy
+            case connectionFailed, connectionLost, unavailable, queryFailed, decoding, migration, closed, poolShutDown, waitTimedOut, poolBusy, invalidValue
         }
         fileprivate let base: Base
         /// A new connection could not be made (server down, bad URL, bad password).
@@ -26,6 +26,8 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDeb
         public static let waitTimedOut = Code(base: .waitTimedOut)
         /// As many jobs wait for a connection as the pool admits; the job did not run.
         public static let poolBusy = Code(base: .poolBusy)
+        /// A value to bind cannot be sent (it holds NUL); nothing was run.
+        public static let invalidValue = Code(base: .invalidValue)
 
         public var description: String {
             switch base {
@@ -39,6 +41,7 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDeb
             case .poolShutDown: "poolShutDown"
             case .waitTimedOut: "waitTimedOut"
             case .poolBusy: "poolBusy"
+            case .invalidValue: "invalidValue"
             }
         }
     }

@@ -58,8 +58,12 @@ public struct PostgresMigrator: Sendable {
         try connection.query("SELECT pg_advisory_lock(hashtext(\(lockKey)))")
         defer { _ = try? connection.query("SELECT pg_advisory_unlock(hashtext(\(lockKey)))") }
 
+        // A service's role may own its schema without the right to create schemas: make it only
+        // when it is missing (PostgreSQL checks that right even for CREATE SCHEMA IF NOT EXISTS).
+        if try connection.query("SELECT 1 FROM pg_namespace WHERE nspname = \(schema)").isEmpty {
+            try connection.execute(unsafeSQL: "CREATE SCHEMA \(schema)")
+        }
         try connection.execute(unsafeSQL: """
-            CREATE SCHEMA IF NOT EXISTS \(schema);
             CREATE TABLE IF NOT EXISTS \(table) (
                 id text PRIMARY KEY,
                 checksum text NOT NULL,

@@ -8,6 +8,7 @@ import Wire
 extension PostgresError: WireErrorConvertible {
     public var wireError: WireError {
         if isConnectivity { return WireError(.unavailable, "the database is unavailable; retry later") }
+        if code == .invalidValue { return WireError(.invalidInput, "text may not hold NUL characters") }
         if code == .poolBusy { return WireError(.unavailable, "this instance has too much database work queued; retry later") }
         if code == .waitTimedOut {
             return WireError(.timeout, "no database connection became free before the deadline; nothing was changed")

@@ -96,3 +96,27 @@ import ZMQ
         return out
     }
 }
+
+@Suite struct ServiceQueueTests {
+    @Test func clientsTakeTurnsSoABurstWaitsBehindItself() {
+        let state = ServiceState(name: "registry")
+        let flooder = Data([1]), honest = Data([2])
+        for id in 1...100 { state.enqueue(UInt64(id), client: flooder) }
+        state.enqueue(1000, client: honest)
+        #expect(state.queued == 101)
+        let first = (0..<3).compactMap { _ in state.popQueued() }
+        #expect(first == [1, 1000, 2])  // the honest request is second, not 101st
+        #expect(state.queued == 98)
+    }
+
+    @Test func retriesGoFirstInTheirLineAndAnsweredOnesLeave() {
+        let state = ServiceState(name: "registry")
+        let a = Data([1])
+        state.enqueue(1, client: a)
+        state.enqueue(2, client: a)
+        state.enqueueFirst(9, client: a)
+        state.dropQueued { $0 == 1 }
+        #expect(state.queued == 2)
+        #expect(state.popQueued() == 9 && state.popQueued() == 2 && state.popQueued() == nil && state.queued == 0)
+    }
+}

@@ -43,6 +43,20 @@ struct PostgresTests {
         #expect(throws: PostgresError.self) { try row.decode("b", as: String.self) }
     }
 
+    @Test func aValueHoldingNULIsRefusedNotCutShort() throws {
+        let connection = try connect()
+        defer { connection.close() }
+        let value = "before\u{0}after"
+        do {
+            try connection.query("SELECT \(value)::text AS v")
+            Issue.record("expected an error")
+        } catch {
+            #expect(error.code == .invalidValue)
+        }
+        // The connection is still usable.
+        #expect(try connection.query("SELECT 1 AS one")[0].decode("one", as: Int.self) == 1)
+    }
+
     @Test func syntaxErrorsCarrySQLStateButDescriptionHidesTheText() throws {
         let connection = try connect()
         defer { connection.close() }

@@ -13,7 +13,13 @@ from tsunagu_peer import Client, CurveClient, ok
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BIN = os.environ.get("TSUNAGU_BIN")
+# The admin URL, for tests that look at the data; each service connects as its own role, which
+# owns only its schema (deploy/database-roles.sql, run by deploy/test.sh).
 DATABASE_URL = os.environ.get("TSUNAGU_DATABASE_URL")
+SERVICE_DATABASE_URLS = {
+    "tsunagu-gateway": os.environ.get("TSUNAGU_GATEWAY_DATABASE_URL", DATABASE_URL),
+    "tsunagu-registry": os.environ.get("TSUNAGU_REGISTRY_DATABASE_URL", DATABASE_URL),
+}
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
 HEARTBEAT_MS = 200
 MAX_MESSAGE_BYTES = 65536
@@ -93,7 +99,8 @@ class Suite:
 
     def start(self, name, argv=None, env=None):
         argv = argv or [os.path.join(BIN, name)]
-        process = Process(name, argv, dict(self.env, **(env or {})), self.tmp)
+        own = {"TSUNAGU_DATABASE_URL": SERVICE_DATABASE_URLS[name]} if name in SERVICE_DATABASE_URLS else {}
+        process = Process(name, argv, dict(self.env, **own, **(env or {})), self.tmp)
         self.processes.append(process)
         return process
 

@@ -170,3 +170,79 @@ def test_a_tenant_admin_manages_only_its_own_tenants_tokens(suite):
         assert error_code(client.call("tsunagu.gateway", "tokens.revoke", {"id": osaka["id"]})) == "not_found"
         assert ok(client.call("tsunagu.gateway", "tokens.revoke", {"id": own["id"]}))["revoked"] == "true"
     good_call_still_works(suite)
+
+
+def test_a_message_of_very_many_frames_is_refused_and_not_forwarded(suite):
+    """100,000 empty frames: refused as `bad_request` (at most 16 frames), nothing reaches a worker."""
+    before = sum(i["served"] for i in suite.instances("registry"))
+    frames = [b"", b"MDPC01", b"registry", b"TSUNAGU/1",
+              json.dumps({"v": 1, "op": "area.get", "id": "many", "token": ADMIN_TOKEN}).encode()] + [b""] * 100_000
+    reply = raw_exchange(suite, frames, timeout_ms=15000)
+    assert json.loads(reply[4])["error"]["code"] == "bad_request"
+    assert sum(i["served"] for i in suite.instances("registry")) == before
+    good_call_still_works(suite)
+
+
+def test_two_payload_frames_are_refused_by_the_service(suite):
+    frames = [b"", b"MDPC01", b"registry", b"TSUNAGU/1",
+              json.dumps({"v": 1, "op": "area.get", "id": "two", "token": ADMIN_TOKEN}).encode(),
+              b'{"code":"131016"}', b'{"code":"130001"}']
+    reply = raw_exchange(suite, frames)
+    assert json.loads(reply[4])["error"]["code"] == "bad_request"
+    good_call_still_works(suite)
+
+
+@pytest.mark.parametrize("envelope", [
+    b'{"v":1,"op":"area.get","op":"area.list","id":"d","token":"%s"}',
+    b'{"v":1,"op":"area.get","id":"d","token":"%s","token":"tsg_other"}',
+    b'{"v":1,"op":"area.get","id":"d","token":"%s","principal":{"tenant":"x","roles":[],"tenant":"national"}}',
+])
+def test_duplicate_keys_in_the_envelope_are_a_bad_request(suite, envelope):
+    reply = raw_exchange(suite, [b"", b"MDPC01", b"registry", b"TSUNAGU/1", envelope.replace(b"%s", ADMIN_TOKEN.encode()),
+                                 b'{"code":"131016"}'])
+    assert json.loads(reply[4])["error"]["code"] == "bad_request"
+    good_call_still_works(suite)
+
+
+@pytest.mark.parametrize("payload", [
+    b'{"code":"131016","code":"99999x"}',
+    b'{"code":"999999","code":"131016"}',
+    b'{"parent":"130001","limit":5,"limit":1000000000000}',
+])
+def test_duplicate_keys_in_the_payload_are_a_bad_request(suite, payload):
+    operation = "area.list" if b"parent" in payload else "area.get"
+    with Closing(suite.client()) as client:
+        envelope, _ = client.call("registry", operation, raw_payload=payload)
+    assert envelope["error"]["code"] == "bad_request" and "duplicate" in envelope["error"]["message"]
+    good_call_still_works(suite)
+
+
+@pytest.mark.parametrize("payload", [
+    b'{"parent":"130001","limit":9223372036854775807}',
+    b'{"parent":"130001","limit":-9223372036854775808}',
+    b'{"parent":"130001","limit":18446744073709551616}',
+    b'{"parent":"130001","limit":1e308}',
+    b'{"parent":"130001","limit":5.0e0}',
+])
+def test_huge_and_odd_numbers_are_refused_never_trap(suite, payload):
+    with Closing(suite.client()) as client:
+        envelope, _ = client.call("registry", "area.list", raw_payload=payload)
+    assert envelope["status"] == "ok" or envelope["error"]["code"] in ("invalid_input", "bad_request"), envelope
+    good_call_still_works(suite)
+    assert all(p.alive() for p in suite.processes)
+
+
+def test_nul_in_text_is_invalid_input_not_internal(suite):
+    with Closing(suite.client()) as client:
+        envelope, _ = client.call("registry", "organization.create", raw_payload=b'{"name":"\\u0000bad"}')
+    assert envelope["error"]["code"] == "invalid_input"
+    assert envelope["error"]["details"]["violations"][0]["path"] == "/name"
+    good_call_still_works(suite)
+
+
+def test_a_huge_deadline_is_clamped_not_a_crash(suite):
+    with Closing(suite.client()) as client:
+        client.send("registry", "area.get", {"code": "131016"}, deadline_ms=9223372036854775807)
+        envelope, payload = client.receive()
+    assert envelope["status"] == "ok" and payload["name"] == "千代田区"
+    good_call_still_works(suite)

@@ -51,3 +51,40 @@ def test_calls_answer_unavailable_while_postgres_is_down_and_recover(suite):
             time.sleep(0.2)
     assert recovered, suite.logs()
     assert all(p.alive() for p in suite.processes)
+
+
+def wait_until_answered(suite, token, want):
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            with Closing(suite.client(token=token)) as client:
+                envelope, _ = client.call("tsunagu.gateway", "services.list", timeout_ms=1000)
+            status = envelope["status"] if envelope["status"] == "ok" else envelope["error"]["code"]
+            if status == want:
+                return
+        except TimeoutError:
+            status = "no answer"
+        assert time.monotonic() < deadline, f"expected {want}, got {status}"
+        time.sleep(0.1)
+
+
+def test_a_revoked_first_admin_token_stays_revoked_across_a_restart(make_suite):
+    """Revoking `tok_bootstrap_admin` survives a gateway restart with the same TSUNAGU_ADMIN_TOKEN;
+    a new value (rotation) installs a working token again."""
+    suite = make_suite()
+    admin = suite.env["TSUNAGU_ADMIN_TOKEN"]
+    suite.start_gateway()
+    wait_until_answered(suite, admin, "ok")
+    with Closing(suite.client()) as client:
+        ok(client.call("tsunagu.gateway", "tokens.revoke", {"id": "tok_bootstrap_admin"}))
+    wait_until_answered(suite, admin, "unauthorized")
+    assert suite.gateway.terminate() == 0
+    suite.start_gateway()
+    wait_until_answered(suite, admin, "unauthorized")
+
+    rotated = "rotated-admin-token-" + os.urandom(8).hex()
+    for token in (rotated, admin):  # rotate, then back, so later tests keep their admin token
+        assert suite.gateway.terminate() == 0
+        suite.env["TSUNAGU_ADMIN_TOKEN"] = token
+        suite.start_gateway()
+        wait_until_answered(suite, token, "ok")

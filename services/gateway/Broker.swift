@@ -37,9 +37,13 @@ final class Broker: @unchecked Sendable {
         var zap: ZAPHandler?
         /// The largest reply a worker may send (the runtime answers `too_large` below it).
         var maxReplyBytes: Int
-        /// Messages queued for one client before further replies to it are dropped: a client that
-        /// never reads holds at most this many replies of gateway memory.
-        var clientSendHighWaterMark: Int32
+        /// Messages queued per client connection in each direction: a client that never reads holds
+        /// at most this many replies of gateway memory (further ones are dropped), and one that
+        /// sends faster than it is served is slowed by TCP instead of filling the gateway's memory.
+        var clientHighWaterMark: Int32
+        /// Requests one client connection may have waiting for answers: one client cannot fill a
+        /// service's queue for everybody.
+        var maxPendingPerClient: Int
     }
 
     let settings: Settings
@@ -61,6 +65,8 @@ final class Broker: @unchecked Sendable {
     private(set) var services: [String: ServiceState] = [:]
     private(set) var workers: [Data: WorkerState] = [:]
     private var pending: [UInt64: PendingRequest] = [:]
+    /// Requests each client connection has waiting for an answer (bounded by `maxPendingPerClient`).
+    private var pendingPerClient: [Data: Int] = [:]
     private var nextCorrelation: UInt64 = 1
     private var clientTokens: TokenLookups<Principal, AuthWaiter>
     private var serviceCredentials: TokenLookups<ServiceCredential, CredentialWaiter>
@@ -116,7 +122,7 @@ final class Broker: @unchecked Sendable {
                     try socket.makeCurveServer(secretKey: Data(key.utf8))
                 }
             }
-            try frontend.setHighWaterMarks(send: settings.clientSendHighWaterMark, receive: 100_000)
+            try frontend.setHighWaterMarks(send: settings.clientHighWaterMark, receive: settings.clientHighWaterMark)
             try frontend.setOption(.routerMandatory, Int32(0))
             // A send to an instance that is gone fails at once (EHOSTUNREACH) instead of being
             // dropped silently: its requests go to another instance without waiting for heartbeats.
@@ -255,7 +261,7 @@ final class Broker: @unchecked Sendable {
         for (id, request) in pending {
             replyError(to: request.clientIdentity, service: request.service, requestID: request.requestID,
                        WireError(.unavailable, "the gateway is shutting down"))
-            pending[id] = nil
+            forgetPending(id)
         }
     }
 
@@ -328,6 +334,11 @@ final class Broker: @unchecked Sendable {
         }
         guard let token = envelope.token, !token.isEmpty else {
             replyError(to: identity, service: service, requestID: envelope.id, WireError(.unauthorized, "no token: set \"token\" in the envelope"))
+            return
+        }
+        // No token we issue is longer or holds NUL: such a one is unknown without asking anybody.
+        guard token.utf8.count <= 256, !token.utf8.contains(0) else {
+            replyError(to: identity, service: service, requestID: envelope.id, WireError(.unauthorized, "the token is unknown or revoked"))
             return
         }
         let waiter = AuthWaiter(identity: identity, service: service, envelope: envelope, payload: Array(body.dropFirst(2)),
@@ -427,10 +438,17 @@ final class Broker: @unchecked Sendable {
                        WireError(.unavailable, "\(request.service) is overloaded; retry later"))
             return
         }
+        let waiting = pendingPerClient[request.clientIdentity, default: 0]
+        guard waiting < settings.maxPendingPerClient else {
+            replyError(to: request.clientIdentity, service: request.service, requestID: request.requestID,
+                       WireError(.unavailable, "this connection has \(waiting) requests waiting for answers; read them before sending more"))
+            return
+        }
+        pendingPerClient[request.clientIdentity] = waiting + 1
         let id = nextCorrelation
         nextCorrelation &+= 1
         pending[id] = request
-        services[request.service]?.queue.append(id)
+        services[request.service]?.enqueue(id, client: request.clientIdentity)
         dispatchQueued(service: request.service)
     }
 
@@ -457,7 +475,7 @@ final class Broker: @unchecked Sendable {
             guard sendToWorker(worker, command: .request, [address, Data()] + request.workerBody) else {
                 // Not sent (the instance is gone, or its queue is full): the request waits again,
                 // first in line; a gone instance leaves the rotation now, and is removed after this step.
-                state.queue.insert(id, at: state.queueHead)
+                state.enqueueFirst(id, client: request.clientIdentity)
                 if unreachable.contains(worker) { state.workers.removeAll { $0 == worker } } else { return }
                 continue
             }
@@ -544,7 +562,7 @@ final class Broker: @unchecked Sendable {
             return
         }
         guard frames.count == 3, let credential = String(data: frames[2], encoding: .utf8), !credential.isEmpty,
-              credential.utf8.count <= 256 else {
+              credential.utf8.count <= 256, !credential.utf8.contains(0) else {
             refuseWorker(identity, service: name, "no service credential")
             return
         }
@@ -632,7 +650,7 @@ final class Broker: @unchecked Sendable {
         }
         // A late reply from an instance we gave up on is dropped: the retry or the timeout answers.
         guard let request = pending[id], request.worker == identity else { return }
-        pending[id] = nil
+        forgetPending(id)
         var replyBody = body
         if request.wrapReply {
             replyBody = [TsunaguWire.marker, ReplyEnvelope(id: request.requestID, status: .ok).encoded()] + body
@@ -666,11 +684,11 @@ final class Broker: @unchecked Sendable {
                 request.worker = nil
                 retry.append(id)
             } else if request.retryable {
-                pending[id] = nil
+                forgetPending(id)
                 replyError(to: request.clientIdentity, service: request.service, requestID: request.requestID,
                            WireError(.unavailable, "the instance serving this request stopped"))
             } else {
-                pending[id] = nil
+                forgetPending(id)
                 replyError(to: request.clientIdentity, service: request.service, requestID: request.requestID,
                            WireError(.unavailable, """
                                the instance serving this request stopped before answering: whether it took effect is unknown. \
@@ -680,7 +698,9 @@ final class Broker: @unchecked Sendable {
         }
         if !retry.isEmpty, let state = services[worker.service] {
             // Retries go to the front: they have waited longest.
-            state.queue.replaceSubrange(state.queueHead..<state.queueHead, with: retry)
+            for id in retry.reversed() {
+                if let request = pending[id] { state.enqueueFirst(id, client: request.clientIdentity) }
+            }
             if !state.workers.contains(where: { workers[$0]?.draining == false }) {
                 for id in retry { failPending(id, WireError(.unavailable, "no instance of \(worker.service) is up")) }
             }
@@ -700,8 +720,17 @@ final class Broker: @unchecked Sendable {
         for name in affected { services[name]?.dropQueued { pending[$0] == nil } }
     }
 
+    /// Takes a request out of `pending` (answered, failed or expired) and out of its client's count.
+    @discardableResult
+    private func forgetPending(_ id: UInt64) -> PendingRequest? {
+        guard let request = pending.removeValue(forKey: id) else { return nil }
+        let left = (pendingPerClient[request.clientIdentity] ?? 1) - 1
+        pendingPerClient[request.clientIdentity] = left > 0 ? left : nil
+        return request
+    }
+
     private func failPending(_ id: UInt64, _ error: WireError) {
-        guard let request = pending.removeValue(forKey: id) else { return }
+        guard let request = forgetPending(id) else { return }
         replyError(to: request.clientIdentity, service: request.service, requestID: request.requestID, error)
     }
 
@@ -714,7 +743,8 @@ final class Broker: @unchecked Sendable {
     /// the service (`events.read`).
     private func acceptEvent(_ frames: [Data]) {
         guard frames.count == 3, !frames[0].isEmpty, frames[0].count <= 256,
-              let credential = String(data: frames[2], encoding: .utf8), !credential.isEmpty, credential.utf8.count <= 256 else {
+              let credential = String(data: frames[2], encoding: .utf8), !credential.isEmpty, credential.utf8.count <= 256,
+              !credential.utf8.contains(0) else {
             logger.warning("dropped a malformed event message (or one without a service credential)")
             return
         }

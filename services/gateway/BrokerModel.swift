@@ -14,29 +14,54 @@ final class ServiceState {
     /// Live instances in the order they joined; dispatch walks it round-robin.
     var workers: [Data] = []
     var nextWorker = 0
-    /// Requests waiting for an instance with a free slot, oldest first.
-    var queue: [UInt64] = []
-    var queueHead = 0
+    /// Requests waiting for an instance with a free slot, per client connection, oldest first.
+    /// Clients take turns (`rotation`), so one client's burst waits behind itself, not in front
+    /// of everybody else.
+    private var waiting: [Data: [UInt64]] = [:]
+    private var rotation: [Data] = []
+    private var nextTurn = 0
+    private(set) var queued = 0
 
     init(name: String) { self.name = name }
 
-    var queued: Int { queue.count - queueHead }
+    func enqueue(_ id: UInt64, client: Data) {
+        if waiting[client] == nil { rotation.append(client) }
+        waiting[client, default: []].append(id)
+        queued += 1
+    }
+
+    /// First in its client's line (a retry, or a request that could not be sent: it waited longest).
+    func enqueueFirst(_ id: UInt64, client: Data) {
+        if waiting[client] == nil { rotation.append(client) }
+        waiting[client, default: []].insert(id, at: 0)
+        queued += 1
+    }
+
+    /// The next waiting request, taking clients in turn.
+    func popQueued() -> UInt64? {
+        guard !rotation.isEmpty else { return nil }
+        if nextTurn >= rotation.count { nextTurn = 0 }
+        let client = rotation[nextTurn]
+        guard waiting[client]?.isEmpty == false else { return nil }
+        let id = waiting[client]!.removeFirst()  // in place: no copy of the line
+        queued -= 1
+        if waiting[client]!.isEmpty {
+            waiting[client] = nil
+            rotation.remove(at: nextTurn)
+        } else {
+            nextTurn += 1
+        }
+        return id
+    }
 
     /// Takes out of the queue every waiting request for which `gone` holds (answered meanwhile).
     func dropQueued(where gone: (UInt64) -> Bool) {
-        queue = queue[queueHead...].filter { !gone($0) }
-        queueHead = 0
-    }
-
-    func popQueued() -> UInt64? {
-        guard queueHead < queue.count else { return nil }
-        let id = queue[queueHead]
-        queueHead += 1
-        if queueHead > 1024 && queueHead * 2 > queue.count {
-            queue.removeFirst(queueHead)
-            queueHead = 0
+        for (client, line) in waiting {
+            let kept = line.filter { !gone($0) }
+            queued -= line.count - kept.count
+            waiting[client] = kept.isEmpty ? nil : kept
         }
-        return id
+        rotation.removeAll { waiting[$0] == nil }
     }
 }
 

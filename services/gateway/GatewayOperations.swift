@@ -76,6 +76,12 @@ struct GatewayOperations {
                               WireError.invalidInput("the input breaks the schema of \(envelope.op)", violations: violations))
             return
         }
+        if input.containsNUL, let place = input.firstNULPlace() {
+            broker.replyError(to: identity, service: service, requestID: id,
+                              WireError.invalidInput("text may not hold NUL characters",
+                                                     violations: [.init(path: place, message: "holds a NUL (\\u0000) character")]))
+            return
+        }
 
         // A national admin administers every tenant's tokens; another tenant's admin only its own.
         let scope: String? = principal.tenant == TsunaguWire.nationalTenant ? nil : principal.tenant

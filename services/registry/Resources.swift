@@ -209,7 +209,7 @@ enum Resources {
         (i->>'latitude')::double precision, (i->>'longitude')::double precision, coalesce(i->>'phone', ''),
         coalesce(i->>'email', ''), coalesce(i->>'url', ''), coalesce(i->>'description', ''), coalesce(i->'hours', '[]'),
         ARRAY(SELECT DISTINCT jsonb_array_elements_text(coalesce(i->'access_modes', '[]'))),
-        (i->>'capacity')::int, (i->>'vacancies')::int,
+        (i->>'capacity')::numeric::int, (i->>'vacancies')::numeric::int,
         ARRAY(SELECT DISTINCT jsonb_array_elements_text(coalesce(i->'consultation_types', '[]')))
         """
     static let writableColumns = "organization_id, " + updatableColumns
@@ -235,7 +235,7 @@ enum Resources {
                    (i->>'serves_area' IS NULL OR i->>'serves_area' = 'national'
                         OR EXISTS (SELECT 1 FROM registry.areas WHERE code = i->>'serves_area')
                         OR EXISTS (SELECT 1 FROM registry.area_groups WHERE id = i->>'serves_area')) AS serves_ok,
-                   (i->>'capacity' IS NULL OR i->>'vacancies' IS NULL OR (i->>'vacancies')::int <= (i->>'capacity')::int) AS vacancies_ok
+                   (i->>'capacity' IS NULL OR i->>'vacancies' IS NULL OR (i->>'vacancies')::numeric::int <= (i->>'capacity')::numeric::int) AS vacancies_ok
             FROM (SELECT \(input.jsonText)::jsonb AS i) s
             """)[0]
         var violations: [JSONSchemaViolation] = []
