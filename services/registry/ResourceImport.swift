@@ -218,6 +218,15 @@ enum ResourceImport {
         let (tenant, previous) = try lockOpenImport(id, principal: principal, on: tx)
         if let previous { return previous }  // committing twice answers the same
 
+        // Hold the defined areas the file refers to (see Resources.lockReferencedAreas) before
+        // checking they exist: an area.import removing one then waits for this commit and detaches
+        // the resources it makes, or this commit waits for the import and reports the area unknown.
+        try tx.query("""
+            SELECT g.id FROM registry.area_groups g WHERE g.id IN (
+                SELECT daily_life_area_id FROM registry.import_rows WHERE import_id = \(id)::uuid AND daily_life_area_id IS NOT NULL
+                UNION SELECT serves_area FROM registry.import_rows WHERE import_id = \(id)::uuid AND serves_area IS NOT NULL)
+            ORDER BY g.id FOR KEY SHARE
+            """)
         let problems = try tx.query("""
             WITH s AS (SELECT * FROM registry.import_rows WHERE import_id = \(id)::uuid),
             problems AS (
@@ -316,10 +325,7 @@ enum ResourceImport {
         try tx.query("""
             INSERT INTO registry.outbox (type, subject, tenant, data)
             SELECT \(registryEvents.typePrefix)::text || CASE WHEN c.created THEN 'resource.created' ELSE 'resource.changed' END,
-                   'resources/' || r.id, r.tenant,
-                   jsonb_build_object('id', r.id, 'tenant', r.tenant, 'version', r.version, 'name', r.name,
-                                      'category_code', r.category_code, 'kinds', r.kinds, 'municipality_code', r.municipality_code,
-                                      'retired_at', r.retired_at)
+                   'resources/' || r.id, r.tenant, \(unsafeRaw: Resources.eventDataSQL)
             FROM registry.resources r JOIN import_changed c ON c.id = r.id ORDER BY c.line
             """)
         let counts = try tx.query("SELECT count(*) FILTER (WHERE created) AS created, count(*) FILTER (WHERE NOT created) AS updated FROM import_changed")[0]
