@@ -277,3 +277,72 @@ def test_a_resource_written_while_its_area_is_removed_is_detached_not_left_dangl
     with database() as db:
         assert db.execute("SELECT serves_area, version FROM registry.resources WHERE id = %s", (resource_id,)).fetchone() == (None, 2)
         assert dangling_references(db) == 0
+
+
+# MARK: resource import staging
+
+SHIMANE = "320005"
+IMPORT_HEADER = "external_id,organization,name,category_code,municipality_code"
+
+
+def import_rows(prefix, count):
+    return IMPORT_HEADER + "\n" + "".join(f"{prefix}-{i},松江市福祉部,窓口{i},consultation,322016\n" for i in range(count))
+
+
+def staged_rows(db, import_id):
+    return db.execute("SELECT count(*) FROM registry.import_rows WHERE import_id = %s", (import_id,)).fetchone()[0]
+
+
+def test_import_staging_is_logged(suite):  # the suite's registry has migrated the schema
+    with database() as db:
+        rows = db.execute("""SELECT relname, relpersistence FROM pg_class
+                             WHERE oid IN ('registry.import_rows'::regclass, 'registry.import_errors'::regclass)""").fetchall()
+    assert sorted(rows) == [("import_errors", "p"), ("import_rows", "p")]
+
+
+def test_a_committed_import_takes_no_more_chunks_or_commits(suite):
+    editor = token_for(suite, SHIMANE, ["editor"])
+    prefix = uuid.uuid4().hex[:8]
+    with Closing(suite.client(token=editor)) as client:
+        import_id = ok(client.call("registry", "resource.import.begin"))["import_id"]
+        ok(client.call("registry", "resource.import.chunk", {"import_id": import_id, "csv": import_rows(prefix, 3)}))
+        result = ok(client.call("registry", "resource.import.commit", {"import_id": import_id}))
+        assert result["created"] == 3
+        envelope, _ = client.call("registry", "resource.import.chunk", {"import_id": import_id, "csv": import_rows(prefix, 5)})
+        assert envelope["error"]["code"] == "conflict" and "already committed" in envelope["error"]["message"]
+        assert envelope["error"]["details"]["state"] == "committed"
+        envelope, _ = client.call("registry", "resource.import.commit", {"import_id": import_id})
+        assert envelope["error"]["code"] == "conflict" and envelope["error"]["details"]["result"] == result
+        # A commit retried with its idempotency key still gets the reply it missed.
+        other = ok(client.call("registry", "resource.import.begin"))["import_id"]
+        ok(client.call("registry", "resource.import.chunk", {"import_id": other, "csv": import_rows(prefix + "b", 2)}))
+        key = str(uuid.uuid4())
+        first = ok(client.call("registry", "resource.import.commit", {"import_id": other}, idempotency_key=key))
+        assert ok(client.call("registry", "resource.import.commit", {"import_id": other}, idempotency_key=key)) == first
+    with database() as db:
+        assert staged_rows(db, import_id) == 0
+
+
+def test_an_abandoned_import_expires_and_its_staged_rows_are_deleted(suite):
+    editor = token_for(suite, SHIMANE, ["editor"])
+    prefix = uuid.uuid4().hex[:8]
+    with Closing(suite.client(token=editor)) as client, database() as db:
+        begun = ok(client.call("registry", "resource.import.begin"))
+        abandoned = begun["import_id"]
+        assert begun["expires_at"].endswith("Z")
+        ok(client.call("registry", "resource.import.chunk", {"import_id": abandoned, "csv": import_rows(prefix, 4)}))
+        assert staged_rows(db, abandoned) == 4
+        # A day and an hour later (the clock moved by backdating the import):
+        db.execute("UPDATE registry.imports SET created_at = now() - interval '25 hours' WHERE id = %s", (abandoned,))
+        envelope, _ = client.call("registry", "resource.import.chunk", {"import_id": abandoned, "csv": import_rows(prefix, 1)})
+        assert envelope["error"]["code"] == "conflict" and "expired" in envelope["error"]["message"]
+        assert envelope["error"]["details"] == {"import_id": abandoned, "state": "expired"}
+
+        fresh = ok(client.call("registry", "resource.import.begin"))["import_id"]  # purges what expired
+        assert staged_rows(db, abandoned) == 0
+        assert db.execute("SELECT expired_at IS NOT NULL FROM registry.imports WHERE id = %s", (abandoned,)).fetchone()[0]
+        envelope, _ = client.call("registry", "resource.import.commit", {"import_id": abandoned})
+        assert envelope["error"]["code"] == "conflict" and envelope["error"]["details"]["state"] == "expired"
+
+        ok(client.call("registry", "resource.import.chunk", {"import_id": fresh, "csv": import_rows(prefix, 2)}))
+        assert ok(client.call("registry", "resource.import.commit", {"import_id": fresh}))["created"] == 2
