@@ -8,6 +8,7 @@ import uuid
 import psycopg
 
 from conftest import DATABASE_URL, Closing
+from test_events import receive, subscriber
 from test_registry_areas import token_for
 from test_registry_resources import make_org, resource_body
 from tsunagu_peer import error_code, ok
@@ -107,6 +108,13 @@ def about(events, resource_id):
     return [e for e in events if e["subject"] == f"resources/{resource_id}"]
 
 
+CHANGED = "jp.tsunagu.registry.resource.changed"
+
+
+def changes(events, resource_id):
+    return [e for e in about(events, resource_id) if e["type"] == CHANGED]
+
+
 # MARK: area imports
 
 KOCHI = "390003"  # 高知県, used only by this file
@@ -180,10 +188,9 @@ def test_an_area_import_replaces_only_its_kinds_and_reports_the_resources_it_det
         history = ok(client.call("registry", "resource.history", {"id": serves_m2["id"]}))["versions"]
         assert [(h["version"], h["change"]) for h in history] == [(1, "created"), (2, "area_removed")]
         assert history[-1]["snapshot"]["serves_area"] is None
-        events = read_events(client, after, lambda es: about(es, serves_m2["id"]))
-        changed = about(events, serves_m2["id"])
-        assert [(e["type"], e["data"]["version"]) for e in changed] == [("jp.tsunagu.registry.resource.changed", 2)]
-        assert about(events, in_l2["id"]) == [] and about(events, serves_d1["id"]) == []
+        events = read_events(client, after, lambda es: changes(es, serves_m2["id"]))
+        assert [(e["type"], e["data"]["version"]) for e in changes(events, serves_m2["id"])] == [(CHANGED, 2)]
+        assert changes(events, in_l2["id"]) == [] and changes(events, serves_d1["id"]) == []
         assert ok(client.call("registry", "resource.get", {"id": serves_d1["id"]}))["version"] == 1
 
         # Only daily-life rows: L2 goes and the resource in it leaves it.
@@ -346,3 +353,53 @@ def test_an_abandoned_import_expires_and_its_staged_rows_are_deleted(suite):
 
         ok(client.call("registry", "resource.import.chunk", {"import_id": fresh, "csv": import_rows(prefix, 2)}))
         assert ok(client.call("registry", "resource.import.commit", {"import_id": fresh}))["created"] == 2
+
+
+# MARK: the event outbox
+
+def receive_about(sock, subject, timeout=10):
+    """The first pushed event about `subject`, skipping others; bounded by `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if sock.poll(100):
+            _, event = receive(sock)
+            if event["subject"] == subject:
+                return event
+    raise AssertionError(f"no event about {subject} was pushed")
+
+
+def test_a_long_open_outbox_write_stalls_no_writer_and_is_numbered_when_it_commits(suite):
+    """A transaction that wrote an event and stays open (a long import) holds up no other writer;
+    its event is numbered when the publisher sees it committed, after the events that committed
+    first, so a reader that has seen sequence N never finds a smaller one later."""
+    editor = token_for(suite, TOKYO, ["editor"])
+    everything = subscriber(suite, "jp.tsunagu.registry.")
+    long_subject = f"resources/{uuid.uuid4()}"
+    try:
+        with Closing(suite.client(token=editor)) as client:
+            org = make_org(client, "長い取込の法人")
+            before = last_sequence(client)
+            long = psycopg.connect(DATABASE_URL)  # a transaction of its own, left open
+            try:
+                long.execute("INSERT INTO registry.outbox (type, subject, tenant, data) VALUES (%s, %s, %s, %s::jsonb)",
+                             ("jp.tsunagu.registry.resource.changed", long_subject, TOKYO, '{"simulated":"long import"}'))
+                started = time.monotonic()
+                created = ok(client.call("registry", "resource.create", resource_body(org["id"], name="待たない施設"),
+                                         timeout_ms=10000))
+                assert time.monotonic() - started < 3, "a writer waited for the open transaction"
+                pushed = receive_about(everything, f"resources/{created['id']}")
+                events = read_events(client, before, lambda es: about(es, created["id"]))
+                assert [e["sequence"] for e in about(events, created["id"])] == [pushed["sequence"]]
+                assert not [e for e in events if e["subject"] == long_subject]
+                first = pushed["sequence"]
+                long.commit()
+            finally:
+                long.close()
+            events = read_events(client, first - 1, lambda es: [e for e in es if e["subject"] == long_subject])
+            late = [e for e in events if e["subject"] == long_subject]
+            assert len(late) == 1 and late[0]["sequence"] > first
+            sequences = [e["sequence"] for e in events]
+            assert sequences == list(range(first, first + len(sequences))), "events.read shows a gap"
+            assert receive_about(everything, long_subject)["sequence"] == late[0]["sequence"]
+    finally:
+        everything.close()

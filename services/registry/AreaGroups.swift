@@ -332,7 +332,6 @@ enum AreaGroups {
             SELECT r.id, r.version, \(principal.tokenID), 'area_removed', to_jsonb(r) - 'search_text'
             FROM registry.resources r JOIN jsonb_array_elements(\(changesJSON)::jsonb) x ON r.id = (x->>'id')::uuid
             """)
-        try registryEvents.lock(on: tx)
         try tx.query("""
             INSERT INTO registry.outbox (type, subject, tenant, data)
             SELECT \(registryEvents.typePrefix + "resource.changed"), 'resources/' || r.id, r.tenant, \(unsafeRaw: Resources.eventDataSQL)

@@ -361,7 +361,8 @@ enum ResourceImport {
             SELECT r.id, r.version, \(principal.tokenID), CASE WHEN c.created THEN 'created' ELSE 'updated' END, to_jsonb(r) - 'search_text'
             FROM registry.resources r JOIN import_changed c ON c.id = r.id
             """)
-        try registryEvents.lock(on: tx)
+        // No lock: the events are numbered by the publisher once this commits (EventOutbox), in
+        // insert order, which follows the file.
         try tx.query("""
             INSERT INTO registry.outbox (type, subject, tenant, data)
             SELECT \(registryEvents.typePrefix)::text || CASE WHEN c.created THEN 'resource.created' ELSE 'resource.changed' END,
