@@ -19,14 +19,18 @@ import Wire
 /// `serves_area`), of any tenant, retired or not. The reference is cleared, never left dangling
 /// and never cleared silently: each such resource becomes a new version (history change
 /// `area_removed`), gets a `resource.changed` event, and is listed in the reply's
-/// `affected_resources` (`[{"id", "field", "area"}]`). A prefecture redrawing its areas is
-/// therefore not blocked by other tenants' records; their owners learn of it from the event and
-/// set a new area. (Refusing the import instead would let any one resource veto the redrawing.)
+/// `affected_resources` (`[{"id", "field", "area", "reason"}]`). The same happens to a
+/// `daily_life_area_id` whose area the file moves to another municipality than the resource's
+/// (`reason` `moved`). A prefecture redrawing its areas is therefore not blocked by other
+/// tenants' records; their owners learn of it from the event and set a new area. (Refusing the
+/// import instead would let any one resource veto the redrawing.)
 ///
-/// Concurrent writers: the import locks the areas it removes (`FOR UPDATE`) before it looks for
-/// resources referring to them, and resource writes lock the areas they refer to (`FOR KEY
-/// SHARE`, `Resources.lockReferencedAreas`), so a resource written at the same time either
-/// commits first and is detached, or waits and is refused as referring to an unknown area.
+/// Concurrent writers: imports of one prefecture run one at a time (an advisory lock). The import
+/// locks the areas it removes or moves (`FOR UPDATE`) before it looks for resources referring to
+/// them, and resource writes lock the areas they refer to (`FOR KEY SHARE`,
+/// `Resources.lockReferencedAreas`) before any resource row, so a resource written at the same
+/// time either commits first and is detached, or waits and is refused as referring to an unknown
+/// area.
 enum AreaGroups {
     static let kinds = ["disability_area", "medical_area", "daily_life_area"]
     /// At most this many affected resources are listed in a reply (`affected_count` has them all).
@@ -110,6 +114,7 @@ enum AreaGroups {
                                    name: $0.values["name"] ?? "", kana: $0.values["kana"] ?? "",
                                    municipality: $0.values["municipality"] ?? "") }
         let prefecture = input.prefecture
+        try tx.query("SELECT pg_advisory_xact_lock(hashtextextended(\("registry.area_groups/" + prefecture), 0))")
         let known = try tx.query("""
             SELECT code, level, prefecture_code FROM registry.areas WHERE prefecture_code = \(prefecture) OR code IN (
                 SELECT jsonb_array_elements_text(\(JSONValue.array(rows.map { .string($0.municipality) }).jsonText)::jsonb))

@@ -119,6 +119,8 @@ enum Resources {
             ) { context, input, tx in
                 let principal = try Access.writer(context)
                 let (id, version) = idAndVersion(input)
+                // Areas before the resource row, in the order area.import locks them: no deadlock.
+                try lockReferencedAreas(input, on: tx)
                 let owner = try res.lockForChange(id: id, version: version, principal: principal, on: tx)
                 // The organisation does not change on update; a sent-back organization_id is ignored.
                 var changes = input
