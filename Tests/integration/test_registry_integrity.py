@@ -7,7 +7,7 @@ import uuid
 
 import psycopg
 
-from conftest import DATABASE_URL, Closing
+from conftest import DATABASE_URL, Closing, free_port
 from test_events import receive, subscriber
 from test_registry_areas import token_for
 from test_registry_resources import make_org, resource_body
@@ -403,3 +403,17 @@ def test_a_long_open_outbox_write_stalls_no_writer_and_is_numbered_when_it_commi
             assert receive_about(everything, long_subject)["sequence"] == late[0]["sequence"]
     finally:
         everything.close()
+
+
+def test_events_are_numbered_even_when_nothing_takes_the_pushes(make_suite):
+    """The publisher numbers events whether or not its pushes reach a gateway: here the registry
+    pushes to an endpoint nobody listens on, and events.read still shows its events."""
+    s = make_suite()
+    s.start_gateway()
+    s.start_registry(env={"TSUNAGU_EVENTS_IN_ENDPOINT": f"tcp://127.0.0.1:{free_port()}"})
+    s.wait_for_instances("registry", 1)
+    with Closing(s.client(token=token_for(s, TOKYO, ["editor"]))) as client:
+        before = last_sequence(client)
+        created = ok(client.call("registry", "resource.create", resource_body(make_org(client, "届かない法人")["id"])))
+        events = read_events(client, before, lambda es: about(es, created["id"]))
+        assert [e["type"] for e in about(events, created["id"])] == ["jp.tsunagu.registry.resource.created"]
