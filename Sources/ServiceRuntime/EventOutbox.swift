@@ -8,9 +8,20 @@ import Wire
 /// and read back by sequence number (`events.read`), so a consumer that was away replays what it
 /// missed. Shaped as CloudEvents 1.0 (structured JSON) with a `sequence` extension attribute.
 ///
+/// Ordering: writers take no lock. A row is inserted with an `insert_order` (a database sequence:
+/// no waiting) and no `sequence`. The publisher (`publish`, one at a time among the instances: it
+/// holds the cursor row) numbers the committed rows that have none, in `insert_order`, and only
+/// then pushes them; `events.read` shows numbered rows only. So `sequence` follows the order in
+/// which the publisher saw commits: a reader that has seen N never later finds a smaller one,
+/// numbers have no gaps (they come from the cursor row, in the publisher's transaction, not from
+/// a database sequence), and a writer that holds its transaction open for long (a 300,000-row
+/// import) holds up no other writer. An event becomes readable within a poll (100 ms) of its
+/// commit, once numbered.
+///
 /// The service's migrations create `<schema>.outbox` and `<schema>.outbox_cursor` as
-/// services/registry/migrations/0006_outbox.sql and 0011_outbox_cursor.sql do.
-/// Events never carry personal data.
+/// services/registry/migrations/0006_outbox.sql, 0011_outbox_cursor.sql and
+/// 0014_outbox_numbered_by_publisher.sql do. Events never carry personal data.
+/// - Note: `Sendable`; immutable.
 public struct EventOutbox: Sendable {
     public let schema: String
     /// CloudEvents `source`, e.g. `/tsunagu/registry`.
@@ -26,16 +37,10 @@ public struct EventOutbox: Sendable {
         self.typePrefix = typePrefix
     }
 
-    /// Takes the transaction-scoped lock that orders event writers, so sequence numbers become
-    /// visible in order and a reader never skips a late-committing smaller one. Call it before
-    /// inserting into the outbox with SQL of your own (bulk writes).
-    public func lock(on tx: PostgresConnection) throws {
-        try tx.query(PostgresQuery(unsafeSQL: "SELECT pg_advisory_xact_lock(hashtext($1))", bindings: ["\(schema).outbox"]))
-    }
-
-    /// Appends one event in the caller's transaction.
+    /// Appends one event in the caller's transaction. Bulk writers may insert into
+    /// `<schema>.outbox (type, subject, tenant, data)` with SQL of their own, in the same way:
+    /// no lock, no sequence (the publisher numbers rows once they are committed).
     public func append(on tx: PostgresConnection, type: String, subject: String, tenant: String, data: JSONValue) throws {
-        try lock(on: tx)
         try tx.query(PostgresQuery(unsafeSQL: """
             INSERT INTO \(schema).outbox (type, subject, tenant, data) VALUES ($1, $2, $3, $4::jsonb)
             """, bindings: [typePrefix + type, subject, tenant, String(decoding: data.serialized(), as: UTF8.self)]))
@@ -48,42 +53,66 @@ public struct EventOutbox: Sendable {
             'datacontenttype', 'application/json', 'sequence', o.sequence, 'tenant', o.tenant, 'data', o.data)
         """
 
-    /// Pushes committed events to the gateway, oldest first, until the task is cancelled.
+    /// Numbers committed events and pushes them to the gateway, oldest first, until the task is
+    /// cancelled. The runtime runs it for every service that has an outbox, whether or not
+    /// anyone subscribes: without it, events get no sequence and `events.read` shows none.
     ///
-    /// A cursor row (`<schema>.outbox_cursor`, one row) holds the last sequence pushed. Each poll
-    /// locks it with SKIP LOCKED, so among several instances one publishes at a time; it reads what
-    /// follows, moves the cursor, commits, then hands the events to the gateway. Delivery is
-    /// best effort (an event is lost to subscribers if this instance dies between commit and
-    /// send, or if a queue is full); every event stays in the outbox and subscribers that see a
-    /// gap in `sequence` replay it with `events.read`.
+    /// A cursor row (`<schema>.outbox_cursor`, one row) holds the last sequence given out
+    /// (`assigned`) and the last one pushed (`sequence`). Each poll locks it with SKIP LOCKED, so
+    /// among several instances one publishes at a time; it numbers up to `numberingBatch`
+    /// committed, unnumbered rows in insertion order, reads what follows the last pushed, moves
+    /// the cursor, commits, then hands the events to the gateway. Delivery is best effort (an
+    /// event is lost to subscribers if this instance dies between commit and send, or if a queue
+    /// is full); every event stays in the outbox and subscribers that see a gap in `sequence`
+    /// replay it with `events.read`.
     public func publish(to connection: WorkerConnection, database: PostgresPool, logger: Logger,
                         interval: Duration = .milliseconds(100)) async {
         let batchSize = 500
+        let numberingBatch = 5000
         while !Task.isCancelled {
-            var sent = 0
+            var busy = false
             do {
-                let batch = try await database.withTransaction { [schema, source] tx -> [[Data]] in
-                    guard let cursor = try tx.query(PostgresQuery(
-                        unsafeSQL: "SELECT sequence FROM \(schema).outbox_cursor WHERE id = 1 FOR UPDATE SKIP LOCKED")).first else { return [] }
-                    let after: Int64 = try cursor.decode("sequence")
+                let (numbered, batch) = try await database.withTransaction { [schema, source] tx -> (Int, [[Data]]) in
+                    guard let cursor = try tx.query(PostgresQuery(unsafeSQL: """
+                        SELECT sequence, assigned FROM \(schema).outbox_cursor WHERE id = 1 FOR UPDATE SKIP LOCKED
+                        """)).first else { return (0, []) }
+                    let pushed: Int64 = try cursor.decode("sequence")
+                    var assigned: Int64 = try cursor.decode("assigned")
+                    // Rows of transactions still open are not visible here: they are numbered by
+                    // a later poll, after whatever committed before them.
+                    let numbering = try tx.query(PostgresQuery(unsafeSQL: """
+                        WITH next AS (
+                            SELECT insert_order, row_number() OVER (ORDER BY insert_order) AS n FROM \(schema).outbox
+                            WHERE sequence IS NULL ORDER BY insert_order LIMIT $2::int),
+                        numbered AS (
+                            UPDATE \(schema).outbox o SET sequence = $1::bigint + next.n FROM next
+                            WHERE o.insert_order = next.insert_order RETURNING o.sequence)
+                        SELECT count(*) AS n, coalesce(max(sequence), $1::bigint) AS last FROM numbered
+                        """, bindings: [String(assigned), String(numberingBatch)]))[0]
+                    let numbered: Int = try numbering.decode("n")
+                    assigned = try numbering.decode("last")
                     let rows = try tx.query(PostgresQuery(unsafeSQL: """
                         SELECT o.sequence, o.type, o.tenant, \(Self.eventJSON)::text AS j FROM \(schema).outbox o
                         WHERE o.sequence > $2::bigint ORDER BY o.sequence LIMIT $3::int
-                        """, bindings: [source, String(after), String(batchSize)]))
-                    guard let last = rows.last else { return [] }
-                    try tx.query(PostgresQuery(unsafeSQL: "UPDATE \(schema).outbox_cursor SET sequence = $1::bigint WHERE id = 1",
-                                               bindings: [String(try last.decode("sequence", as: Int64.self))]))
-                    return try rows.map { row in
+                        """, bindings: [source, String(pushed), String(batchSize)]))
+                    let last = try rows.last?.decode("sequence", as: Int64.self) ?? pushed
+                    if numbered > 0 || last != pushed {
+                        try tx.query(PostgresQuery(unsafeSQL: """
+                            UPDATE \(schema).outbox_cursor SET sequence = $1::bigint, assigned = $2::bigint WHERE id = 1
+                            """, bindings: [String(last), String(assigned)]))
+                    }
+                    let frames = try rows.map { row in
                         let topic = TsunaguWire.eventTopic(type: try row.decode("type"), tenant: try row.decode("tenant"))
                         return [Data(topic.utf8), Data((try row.decode("j", as: String.self)).utf8)]
                     }
+                    return (numbered, frames)
                 }
                 for frames in batch { connection.publish(frames) }
-                sent = batch.count
+                busy = numbered == numberingBatch || batch.count == batchSize
             } catch {
                 logger.debug("event publishing paused", metadata: ["error": "\(error)"])
             }
-            if sent < batchSize { try? await Task.sleep(for: interval) }
+            if !busy { try? await Task.sleep(for: interval) }
         }
     }
 
@@ -112,6 +141,7 @@ public struct EventOutbox: Sendable {
                 let after = input.after ?? 0
                 let types = input.types ?? []
                 let text: String = try await context.database.withConnection { connection in
+                    // Unnumbered rows (sequence NULL) never match `sequence > $2`: only what the publisher numbered shows.
                     try connection.query(PostgresQuery(unsafeSQL: """
                         WITH page AS (
                             SELECT * FROM \(schema).outbox

@@ -9,15 +9,38 @@ import Wire
 ///
 /// `area.import` takes a CSV with the header `kind,code,name,kana,municipality`: one row per
 /// (area, member municipality) for disability and medical areas, one row per daily-life area
-/// (its municipality in the last column). It replaces the prefecture's definitions as a whole:
-/// every row is checked first and any error rejects the file with a line-numbered report;
-/// nothing partial is stored. Importing the same file again changes nothing.
+/// (its municipality in the last column). It replaces the prefecture's definitions of the kinds
+/// the file has rows of (or of the kinds named in `kinds`, which may name a kind with no rows to
+/// clear it); areas of the other kinds stay as they are. Every row is checked first and any error
+/// rejects the file with a line-numbered report; nothing partial is stored. Importing the same
+/// file again changes nothing.
+///
+/// An area the import removes may still be referred to by resources (`daily_life_area_id`,
+/// `serves_area`), of any tenant, retired or not. The reference is cleared, never left dangling
+/// and never cleared silently: each such resource becomes a new version (history change
+/// `area_removed`), gets a `resource.changed` event, and is listed in the reply's
+/// `affected_resources` (`[{"id", "field", "area", "reason"}]`). The same happens to a
+/// `daily_life_area_id` whose area the file moves to another municipality than the resource's
+/// (`reason` `moved`). A prefecture redrawing its areas is therefore not blocked by other
+/// tenants' records; their owners learn of it from the event and set a new area. (Refusing the
+/// import instead would let any one resource veto the redrawing.)
+///
+/// Concurrent writers: imports of one prefecture run one at a time (an advisory lock). The import
+/// locks the areas it removes or moves (`FOR UPDATE`) before it looks for resources referring to
+/// them, and resource writes lock the areas they refer to (`FOR KEY SHARE`,
+/// `Resources.lockReferencedAreas`) before any resource row, so a resource written at the same
+/// time either commits first and is detached, or waits and is refused as referring to an unknown
+/// area.
 enum AreaGroups {
     static let kinds = ["disability_area", "medical_area", "daily_life_area"]
+    /// At most this many affected resources are listed in a reply (`affected_count` has them all).
+    static let maxAffectedListed = 1000
 
     struct ImportInput: Decodable, Sendable {
         let prefecture: String
         let csv: String
+        /// The kinds to replace; by default the kinds the file has rows of.
+        let kinds: [String]?
     }
 
     struct Row {
@@ -33,11 +56,13 @@ enum AreaGroups {
         [
             try .write(
                 "area.import",
-                summary: "Replace a prefecture's disability, medical and daily-life areas from CSV (kind,code,name,kana,municipality). All or nothing; errors are listed by line.",
+                summary: "Replace a prefecture's disability, medical or daily-life areas from CSV (kind,code,name,kana,municipality): the kinds the file has rows of, or those named in kinds. All or nothing; errors are listed by line. Resources that referred to a removed area are detached, versioned, announced and listed in affected_resources.",
                 schema: """
                     {"type":"object","additionalProperties":false,"required":["prefecture","csv"],
                      "properties":{"prefecture":{"type":"string","pattern":"^[0-9]{6}$","maxLength":6},
-                                   "csv":{"type":"string","maxLength":4000000}}}
+                                   "csv":{"type":"string","maxLength":4000000},
+                                   "kinds":{"type":"array","minItems":1,"maxItems":3,
+                                            "items":{"enum":["disability_area","medical_area","daily_life_area"]}}}}
                     """,
                 input: ImportInput.self
             ) { context, input, tx in
@@ -89,6 +114,7 @@ enum AreaGroups {
                                    name: $0.values["name"] ?? "", kana: $0.values["kana"] ?? "",
                                    municipality: $0.values["municipality"] ?? "") }
         let prefecture = input.prefecture
+        try tx.query("SELECT pg_advisory_xact_lock(hashtextextended(\("registry.area_groups/" + prefecture), 0))")
         let known = try tx.query("""
             SELECT code, level, prefecture_code FROM registry.areas WHERE prefecture_code = \(prefecture) OR code IN (
                 SELECT jsonb_array_elements_text(\(JSONValue.array(rows.map { .string($0.municipality) }).jsonText)::jsonb))
@@ -104,14 +130,20 @@ enum AreaGroups {
             }
         }
         guard prefectureExists else { throw WireError(.notFound, "no prefecture with code \(prefecture)") }
-        let problems = validate(rows, prefecture: prefecture, municipalities: municipalities)
+        let replaced = Set(input.kinds ?? rows.map(\.kind).filter(kinds.contains))
+        guard !replaced.isEmpty || !rows.isEmpty else {
+            throw WireError.invalidInput("the file has no rows: name the kinds it clears in kinds",
+                                         violations: [.init(path: "/kinds", message: "needed when the file has no rows")])
+        }
+        let problems = validate(rows, prefecture: prefecture, municipalities: municipalities, replacing: replaced)
         if !problems.isEmpty { throw report(problems) }
-        let result = try store(rows, prefecture: prefecture, on: tx)
+        let result = try store(rows, kinds: replaced, prefecture: prefecture, principal: principal, on: tx)
         AreaCache.shared.clear()
         return result
     }
 
-    static func validate(_ rows: [Row], prefecture: String, municipalities: [String: String]) -> [(Int, String)] {
+    static func validate(_ rows: [Row], prefecture: String, municipalities: [String: String],
+                         replacing replaced: Set<String>) -> [(Int, String)] {
         var problems: [(Int, String)] = []
         var names: [String: (name: String, line: Int)] = [:]           // kind:code -> name
         var membership: [String: (code: String, line: Int)] = [:]      // kind:municipality -> area code
@@ -119,6 +151,10 @@ enum AreaGroups {
         for row in rows {
             guard kinds.contains(row.kind) else {
                 problems.append((row.line, "unknown kind \"\(row.kind)\" (use \(kinds.joined(separator: ", ")))"))
+                continue
+            }
+            guard replaced.contains(row.kind) else {
+                problems.append((row.line, "kind \(row.kind) is not among the kinds this import replaces (\(replaced.sorted().joined(separator: ", ")))"))
                 continue
             }
             if row.code.range(of: "^[0-9A-Za-z_-]{1,32}$", options: .regularExpression) == nil {
@@ -167,8 +203,10 @@ enum AreaGroups {
                          details: .object(["errors": list, "count": .integer(Int64(problems.count))]))
     }
 
-    /// Upserts every area in the file and removes the prefecture's areas the file no longer has.
-    static func store(_ rows: [Row], prefecture: String, on tx: PostgresConnection) throws -> JSONValue {
+    /// Upserts every area in the file and removes the prefecture's areas of the replaced kinds that
+    /// the file no longer has, detaching the resources that referred to them first.
+    static func store(_ rows: [Row], kinds replaced: Set<String>, prefecture: String, principal: Principal,
+                      on tx: PostgresConnection) throws -> JSONValue {
         var groups: [String: Row] = [:]
         var members: [(group: String, kind: String, municipality: String)] = []
         for row in rows {
@@ -187,9 +225,29 @@ enum AreaGroups {
         let memberJSON = JSONValue.array(members.map {
             .object(["group": .string($0.group), "kind": .string($0.kind), "municipality": .string($0.municipality)])
         }).jsonText
+        let kindsJSON = JSONValue.array(replaced.sorted().map { .string($0) }).jsonText
+        // Lock what goes (and the daily-life areas that move to another municipality) before
+        // looking for its resources: a resource write referring to one of these areas holds a
+        // key-share lock on it until it commits, so this waits for it (and then sees it), and any
+        // later one waits for this import (and then finds the area gone or moved).
+        let removed: [String] = try tx.query("""
+            SELECT id FROM registry.area_groups
+            WHERE prefecture_code = \(prefecture) AND kind IN (SELECT jsonb_array_elements_text(\(kindsJSON)::jsonb))
+              AND id NOT IN (SELECT x->>'id' FROM jsonb_array_elements(\(groupJSON)::jsonb) x)
+            ORDER BY id FOR UPDATE
+            """).map { try $0.decode("id") }
+        var moved: [String: String] = [:]  // daily-life area id -> its new municipality
+        for row in try tx.query("""
+            SELECT g.id, x->>'municipality' AS municipality
+            FROM registry.area_groups g JOIN jsonb_array_elements(\(groupJSON)::jsonb) x ON x->>'id' = g.id
+            WHERE g.kind = 'daily_life_area' AND g.municipality_code <> x->>'municipality'
+            ORDER BY g.id FOR UPDATE OF g
+            """) {
+            moved[try row.decode("id")] = try row.decode("municipality")
+        }
+        let affected = try detachResources(removed: removed, moved: moved, principal: principal, on: tx)
         try tx.query("""
-            DELETE FROM registry.area_groups g WHERE g.prefecture_code = \(prefecture)
-              AND g.id NOT IN (SELECT x->>'id' FROM jsonb_array_elements(\(groupJSON)::jsonb) x)
+            DELETE FROM registry.area_groups WHERE id IN (SELECT jsonb_array_elements_text(\(JSONValue.array(removed.map { .string($0) }).jsonText)::jsonb))
             """)
         try tx.query("""
             INSERT INTO registry.area_groups (id, kind, prefecture_code, local_code, name, kana, name_search, kana_search, municipality_code)
@@ -202,14 +260,89 @@ enum AreaGroups {
         try tx.query("""
             DELETE FROM registry.area_group_members m USING registry.area_groups g
             WHERE m.group_id = g.id AND g.prefecture_code = \(prefecture)
+              AND g.kind IN (SELECT jsonb_array_elements_text(\(kindsJSON)::jsonb))
             """)
         try tx.query("""
             INSERT INTO registry.area_group_members (group_id, kind, municipality_code)
             SELECT x->>'group', x->>'kind', x->>'municipality' FROM jsonb_array_elements(\(memberJSON)::jsonb) x
             """)
         var counts: [String: JSONValue] = [:]
-        for kind in kinds { counts[kind] = .integer(Int64(groups.values.filter { $0.kind == kind }.count)) }
-        return .object(["prefecture": .string(prefecture), "areas": .object(counts), "memberships": .integer(Int64(members.count))])
+        for kind in replaced.sorted() { counts[kind] = .integer(Int64(groups.values.filter { $0.kind == kind }.count)) }
+        return .object([
+            "prefecture": .string(prefecture), "kinds": .array(replaced.sorted().map { .string($0) }),
+            "areas": .object(counts), "memberships": .integer(Int64(members.count)),
+            "removed_areas": .array(removed.map { .string($0) }),
+            "affected_resources": .array(Array(affected.prefix(maxAffectedListed))),
+            "affected_count": .integer(Int64(affected.count)),
+        ])
+    }
+
+    /// Clears the references of resources to the `removed` areas (and to daily-life areas `moved`
+    /// out of the resource's municipality), each resource as a new version with history change
+    /// `area_removed` and a `resource.changed` event, all in this transaction and set-wise (a
+    /// redrawn prefecture may touch thousands of resources). Returns `{"id", "field", "area",
+    /// "reason"}` per cleared reference (`reason`: `removed` or `moved`), by resource and field.
+    static func detachResources(removed: [String], moved: [String: String], principal: Principal,
+                                on tx: PostgresConnection) throws -> [JSONValue] {
+        guard !removed.isEmpty || !moved.isEmpty else { return [] }
+        let removedSet = Set(removed)
+        let removedJSON = JSONValue.array(removed.map { .string($0) }).jsonText
+        let referredJSON = JSONValue.array((removed + moved.keys.sorted()).map { .string($0) }).jsonText
+        let candidates = try tx.query("""
+            SELECT r.id::text AS id, r.municipality_code, r.daily_life_area_id, r.serves_area FROM registry.resources r
+            WHERE r.daily_life_area_id = ANY(ARRAY(SELECT jsonb_array_elements_text(\(referredJSON)::jsonb)))
+               OR r.serves_area = ANY(ARRAY(SELECT jsonb_array_elements_text(\(removedJSON)::jsonb)))
+            ORDER BY r.id FOR UPDATE
+            """)
+        var affected: [JSONValue] = []
+        var changes: [JSONValue] = []
+        for candidate in candidates {
+            let id: String = try candidate.decode("id")
+            let municipality: String = try candidate.decode("municipality_code")
+            var clearDaily = false
+            var clearServes = false
+            if let area = try candidate.decode("daily_life_area_id", as: String?.self) {
+                var reason: String?
+                if removedSet.contains(area) {
+                    reason = "removed"
+                } else if let destination = moved[area], destination != municipality {
+                    reason = "moved"
+                }
+                if let reason {
+                    clearDaily = true
+                    affected.append(.object(["id": .string(id), "field": .string("daily_life_area_id"), "area": .string(area),
+                                             "reason": .string(reason)]))
+                }
+            }
+            if let area = try candidate.decode("serves_area", as: String?.self), removedSet.contains(area) {
+                clearServes = true
+                affected.append(.object(["id": .string(id), "field": .string("serves_area"), "area": .string(area),
+                                         "reason": .string("removed")]))
+            }
+            if clearDaily || clearServes {
+                changes.append(.object(["id": .string(id), "daily": .bool(clearDaily), "serves": .bool(clearServes)]))
+            }
+        }
+        guard !changes.isEmpty else { return [] }
+        let changesJSON = JSONValue.array(changes).jsonText
+        try tx.query("""
+            UPDATE registry.resources r SET
+                daily_life_area_id = CASE WHEN (x->>'daily')::boolean THEN NULL ELSE r.daily_life_area_id END,
+                serves_area = CASE WHEN (x->>'serves')::boolean THEN NULL ELSE r.serves_area END,
+                version = r.version + 1, updated_at = now()
+            FROM jsonb_array_elements(\(changesJSON)::jsonb) x WHERE r.id = (x->>'id')::uuid
+            """)
+        try tx.query("""
+            INSERT INTO registry.resource_history (resource_id, version, changed_by, change, snapshot)
+            SELECT r.id, r.version, \(principal.tokenID), 'area_removed', to_jsonb(r) - 'search_text'
+            FROM registry.resources r JOIN jsonb_array_elements(\(changesJSON)::jsonb) x ON r.id = (x->>'id')::uuid
+            """)
+        try tx.query("""
+            INSERT INTO registry.outbox (type, subject, tenant, data)
+            SELECT \(registryEvents.typePrefix + "resource.changed"), 'resources/' || r.id, r.tenant, \(unsafeRaw: Resources.eventDataSQL)
+            FROM registry.resources r JOIN jsonb_array_elements(\(changesJSON)::jsonb) x ON r.id = (x->>'id')::uuid ORDER BY r.id
+            """)
+        return affected
     }
 
     // MARK: Reading

@@ -6,7 +6,15 @@ import Wire
 
 /// Who backs up whom (バックアップ): a directed edge from the backer (e.g. 精神保健福祉センター) to
 /// the backed (e.g. 保健所). Either side's tenant may record or remove the edge; cycles are refused.
+///
+/// The cycle check reads the whole graph, so links are serialised: each `backup.link` first takes
+/// a transaction-scoped advisory lock on the registry's one backup graph. Without it, two links
+/// that close a cycle together (A→B and B→A, or the last edges of a ring) each pass the check in
+/// their own snapshot and both commit. Unlinking needs no lock: removing an edge makes no cycle.
 enum Backups {
+    /// The advisory lock key of the backup graph (`pg_advisory_xact_lock(hashtextextended(key, 0))`).
+    static let graphLockKey = "registry.backups/graph"
+
     struct LinkInput: Decodable, Sendable {
         let backerID: String
         let backedID: String
@@ -36,6 +44,9 @@ enum Backups {
                 guard input.backerID != input.backedID else {
                     throw WireError(.invalidInput, "a resource cannot back up itself")
                 }
+                // One link at a time: the check below then sees every link committed before it
+                // (read committed takes a new snapshot per statement, after the lock is held).
+                try tx.query("SELECT pg_advisory_xact_lock(hashtextextended(\(graphLockKey), 0))")
                 // Refuse a cycle: the backed must not already back up the backer, directly or not.
                 let cycle = try tx.query("""
                     WITH RECURSIVE up(id) AS (

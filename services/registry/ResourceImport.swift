@@ -1,6 +1,7 @@
 import CSV
 import Foundation
 import JSONSchema
+import Logging
 import Postgres
 import ServiceRuntime
 import Wire
@@ -11,6 +12,11 @@ import Wire
 /// line-numbered report. Rows are keyed by the tenant's `external_id`, so sending the same file
 /// again changes nothing; changed rows become new versions. Organisations are named in the file
 /// and made when missing.
+///
+/// An import is committed once: a later chunk or commit for it is `conflict` (the details carry
+/// the committed result; a retry with the same idempotency key gets the stored reply instead).
+/// An import never committed expires `expirySeconds` (24 h) after it began: a chunk or commit for
+/// it is `conflict`, and its staged rows are deleted when the next import begins.
 ///
 /// Columns (header names; `|` separates list items): external_id, organization, name, kana,
 /// category_code, kinds, municipality_code, daily_life_area_id, serves_area, postal_code, address,
@@ -24,6 +30,8 @@ enum ResourceImport {
     static let listColumns = ["kinds", "access_modes", "consultation_types"]
     static let columns = textColumns + listColumns + ["latitude", "longitude", "capacity", "vacancies"]
     static let maxErrorsShown = 500
+    /// How long an import may stay open (begun, not committed) before it expires.
+    static let expirySeconds = 86_400
 
     struct ImportID: Decodable, Sendable {
         let importID: String
@@ -51,9 +59,12 @@ enum ResourceImport {
                 schema: #"{"type":"object","additionalProperties":false}"#, input: Taxonomy.Empty.self
             ) { context, _, tx in
                 let principal = try Access.writer(context)
+                try purgeExpired(on: tx, logger: context.logger)
                 return try tx.jsonRow("""
                     INSERT INTO registry.imports (tenant, created_by) VALUES (\(principal.tenant), \(principal.tokenID))
-                    RETURNING jsonb_build_object('import_id', id) AS j
+                    RETURNING jsonb_build_object('import_id', id, 'expires_at', to_char(
+                        (created_at + make_interval(secs => \(expirySeconds)::double precision)) AT TIME ZONE 'UTC',
+                        'YYYY-MM-DD"T"HH24:MI:SS"Z"')) AS j
                     """, notFound: "")
             },
             try .write(
@@ -96,6 +107,7 @@ enum ResourceImport {
             ) { context, input, tx in
                 let principal = try Access.writer(context)
                 let staged = stage(csv: input.csv, firstLine: 2)
+                try purgeExpired(on: tx, logger: context.logger)
                 let id: String = try tx.query("""
                     INSERT INTO registry.imports (tenant, created_by) VALUES (\(principal.tenant), \(principal.tokenID)) RETURNING id::text
                     """)[0].decode("id")
@@ -201,23 +213,60 @@ enum ResourceImport {
         }
     }
 
-    /// Locks the import and checks it is the caller's and still open; returns its tenant.
-    static func lockOpenImport(_ id: String, principal: Principal, on tx: PostgresConnection) throws -> (tenant: String, result: JSONValue?) {
+    /// Locks the import and checks it is the caller's and still open (neither committed nor
+    /// expired, else `conflict` saying which); returns its tenant.
+    static func lockOpenImport(_ id: String, principal: Principal, on tx: PostgresConnection) throws -> String {
         guard let row = try tx.query("""
-            SELECT tenant, result::text AS result FROM registry.imports WHERE id = \(id)::uuid FOR UPDATE
+            SELECT tenant, result::text AS result, committed_at IS NOT NULL AS committed,
+                   expired_at IS NOT NULL OR created_at <= now() - make_interval(secs => \(expirySeconds)::double precision) AS expired
+            FROM registry.imports WHERE id = \(id)::uuid FOR UPDATE
             """).first else { throw WireError(.notFound, "no import \(id)") }
         let tenant: String = try row.decode("tenant")
         try Access.requireOwner(principal, owns: tenant)
-        let result = try row.decode("result", as: String?.self).map { try JSONValue.parse(Data($0.utf8)) }
-        return (tenant, result)
+        if try row.decode("committed", as: Bool.self) {
+            let result = try row.decode("result", as: String?.self).map { try JSONValue.parse(Data($0.utf8)) } ?? .null
+            throw WireError(.conflict, "import \(id) is already committed; begin a new import to send another file",
+                            details: .object(["import_id": .string(id), "state": .string("committed"), "result": result]))
+        }
+        if try row.decode("expired", as: Bool.self) {
+            throw WireError(.conflict, "import \(id) expired: it began more than \(expirySeconds / 3600) hours ago and was never committed, so its staged rows are deleted; begin a new import",
+                            details: .object(["import_id": .string(id), "state": .string("expired")]))
+        }
+        return tenant
+    }
+
+    /// Expires the imports begun more than `expirySeconds` ago and never committed: marks them and
+    /// deletes their staged rows. Runs in the transaction of each new import, so an abandoned
+    /// import's rows last at most until the first import that begins after its time is up.
+    static func purgeExpired(on tx: PostgresConnection, logger: Logger) throws {
+        let expired = try tx.query("""
+            UPDATE registry.imports SET expired_at = now()
+            WHERE committed_at IS NULL AND expired_at IS NULL
+              AND created_at <= now() - make_interval(secs => \(expirySeconds)::double precision)
+            RETURNING id::text AS id
+            """)
+        guard !expired.isEmpty else { return }
+        // Separate statements, after the marking: rows a chunk staged while we waited for its lock are seen.
+        let ids = JSONValue.array(try expired.map { .string(try $0.decode("id")) }).jsonText
+        try tx.query("DELETE FROM registry.import_rows WHERE import_id IN (SELECT jsonb_array_elements_text(\(ids)::jsonb)::uuid)")
+        try tx.query("DELETE FROM registry.import_errors WHERE import_id IN (SELECT jsonb_array_elements_text(\(ids)::jsonb)::uuid)")
+        logger.info("expired imports purged", metadata: ["import.count": "\(expired.count)"])
     }
 
     // MARK: Commit
 
     static func commit(_ id: String, principal: Principal, on tx: PostgresConnection) throws -> JSONValue {
-        let (tenant, previous) = try lockOpenImport(id, principal: principal, on: tx)
-        if let previous { return previous }  // committing twice answers the same
+        let tenant = try lockOpenImport(id, principal: principal, on: tx)
 
+        // Hold the defined areas the file refers to (see Resources.lockReferencedAreas) before
+        // checking they exist: an area.import removing one then waits for this commit and detaches
+        // the resources it makes, or this commit waits for the import and reports the area unknown.
+        try tx.query("""
+            SELECT g.id FROM registry.area_groups g WHERE g.id IN (
+                SELECT daily_life_area_id FROM registry.import_rows WHERE import_id = \(id)::uuid AND daily_life_area_id IS NOT NULL
+                UNION SELECT serves_area FROM registry.import_rows WHERE import_id = \(id)::uuid AND serves_area IS NOT NULL)
+            ORDER BY g.id FOR KEY SHARE
+            """)
         let problems = try tx.query("""
             WITH s AS (SELECT * FROM registry.import_rows WHERE import_id = \(id)::uuid),
             problems AS (
@@ -312,14 +361,12 @@ enum ResourceImport {
             SELECT r.id, r.version, \(principal.tokenID), CASE WHEN c.created THEN 'created' ELSE 'updated' END, to_jsonb(r) - 'search_text'
             FROM registry.resources r JOIN import_changed c ON c.id = r.id
             """)
-        try registryEvents.lock(on: tx)
+        // No lock: the events are numbered by the publisher once this commits (EventOutbox), in
+        // insert order, which follows the file.
         try tx.query("""
             INSERT INTO registry.outbox (type, subject, tenant, data)
             SELECT \(registryEvents.typePrefix)::text || CASE WHEN c.created THEN 'resource.created' ELSE 'resource.changed' END,
-                   'resources/' || r.id, r.tenant,
-                   jsonb_build_object('id', r.id, 'tenant', r.tenant, 'version', r.version, 'name', r.name,
-                                      'category_code', r.category_code, 'kinds', r.kinds, 'municipality_code', r.municipality_code,
-                                      'retired_at', r.retired_at)
+                   'resources/' || r.id, r.tenant, \(unsafeRaw: Resources.eventDataSQL)
             FROM registry.resources r JOIN import_changed c ON c.id = r.id ORDER BY c.line
             """)
         let counts = try tx.query("SELECT count(*) FILTER (WHERE created) AS created, count(*) FILTER (WHERE NOT created) AS updated FROM import_changed")[0]

@@ -119,6 +119,8 @@ enum Resources {
             ) { context, input, tx in
                 let principal = try Access.writer(context)
                 let (id, version) = idAndVersion(input)
+                // Areas before the resource row, in the order area.import locks them: no deadlock.
+                try lockReferencedAreas(input, on: tx)
                 let owner = try res.lockForChange(id: id, version: version, principal: principal, on: tx)
                 // The organisation does not change on update; a sent-back organization_id is ignored.
                 var changes = input
@@ -223,6 +225,7 @@ enum Resources {
 
     /// Checks every reference of a resource's input, reporting all problems at once.
     static func checkReferences(_ input: JSONValue, tenant: String, principal: Principal, on tx: PostgresConnection) throws {
+        try lockReferencedAreas(input, on: tx)
         let row = try tx.query("""
             SELECT (SELECT tenant FROM registry.organizations WHERE id = (i->>'organization_id')::uuid AND retired_at IS NULL) AS org_tenant,
                    i ? 'organization_id' AS has_org,
@@ -259,6 +262,27 @@ enum Resources {
             throw WireError.invalidInput("the resource refers to things that do not exist", violations: violations)
         }
     }
+
+    /// Key-share locks the defined areas (area_groups) the input refers to, in id order, until the
+    /// transaction ends. An `area.import` that removes one of them locks it for update first: it
+    /// waits for this write and then detaches the resource, or this write waits for the import and
+    /// then finds the area gone (`invalid_input`). So `serves_area` and `daily_life_area_id`
+    /// never point at an area that no longer exists (AreaGroups).
+    static func lockReferencedAreas(_ input: JSONValue, on tx: PostgresConnection) throws {
+        let ids = ["daily_life_area_id", "serves_area"].compactMap { input[$0]?.stringValue }
+        guard !ids.isEmpty else { return }
+        try tx.query("""
+            SELECT id FROM registry.area_groups WHERE id IN (SELECT jsonb_array_elements_text(\(JSONValue.array(ids.map { .string($0) }).jsonText)::jsonb))
+            ORDER BY id FOR KEY SHARE
+            """)
+    }
+
+    /// `eventData` in SQL, for writers that make events set-wise: the payload of resource row `r`.
+    static let eventDataSQL: StaticString = """
+        jsonb_build_object('id', r.id, 'tenant', r.tenant, 'version', r.version, 'name', r.name,
+                           'category_code', r.category_code, 'kinds', r.kinds, 'municipality_code', r.municipality_code,
+                           'retired_at', r.retired_at)
+        """
 
     /// Event payloads name the resource and where it is; they never carry personal data.
     static func eventData(_ resource: JSONValue) -> JSONValue {
