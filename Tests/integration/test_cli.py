@@ -59,3 +59,39 @@ def test_migrate_is_idempotent(suite):
     result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "registry: up to date (" in result.stdout
+
+
+def test_every_call_carries_an_idempotency_key_and_a_given_one_applies_once(make_suite):
+    suite = make_suite()
+    suite.start_gateway()
+    suite.start_registry()
+    suite.start_slowpoke("echo")
+    suite.wait_for_instances("registry", 1)
+    suite.wait_for_instances("slowpoke", 1)
+    keys = [json.loads(tsunagu(suite, "call", "slowpoke", "envelope", "{}").stdout)["envelope"].get("idempotency_key")
+            for _ in range(2)]
+    assert all(keys) and keys[0] != keys[1], keys  # a fresh key on every call
+    given = tsunagu(suite, "call", "slowpoke", "envelope", "{}", "--idempotency-key", "my-key-1")
+    assert json.loads(given.stdout)["envelope"]["idempotency_key"] == "my-key-1"
+    first = tsunagu(suite, "call", "registry", "organization.create", '{"name":"CLIの法人"}', "--idempotency-key", "cli-once")
+    again = tsunagu(suite, "call", "registry", "organization.create", '{"name":"CLIの法人"}', "--idempotency-key", "cli-once")
+    assert first.returncode == 0 and again.returncode == 0, (first.stderr, again.stderr)
+    assert json.loads(first.stdout)["id"] == json.loads(again.stdout)["id"]
+
+
+def test_an_unavailable_answer_is_retried_with_the_same_key(make_suite):
+    """No instance is up when the CLI first calls (`unavailable`); one registers half a second
+    later, and the CLI's own retry (after 0.3 s, then 1 s) is answered."""
+    suite = make_suite()
+    suite.start_gateway()
+    suite.service_token("slowpoke")
+    env = dict(suite.env, TSUNAGU_TOKEN=ADMIN_TOKEN)
+    cli = subprocess.Popen([os.path.join(BIN, "tsunagu"), "call", "slowpoke", "envelope", "{}", "--idempotency-key", "retry-key"],
+                           env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    import time
+    time.sleep(0.5)
+    worker = suite.start_slowpoke("late")
+    out, err = cli.communicate(timeout=30)
+    assert cli.returncode == 0, err
+    assert json.loads(out)["envelope"]["idempotency_key"] == "retry-key"
+    assert worker.output().count("got ") == 1
