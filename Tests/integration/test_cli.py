@@ -84,7 +84,10 @@ def test_an_unavailable_answer_is_retried_with_the_same_key(make_suite):
     later, and the CLI's own retry (after 0.3 s, then 1 s) is answered."""
     suite = make_suite()
     suite.start_gateway()
-    suite.service_token("slowpoke")
+    early = suite.start_slowpoke("early")  # the service is known; then its only instance dies
+    suite.wait_for_instances("slowpoke", 1)
+    early.kill9()
+    suite.wait_for_instances("slowpoke", 0)
     env = dict(suite.env, TSUNAGU_TOKEN=ADMIN_TOKEN)
     cli = subprocess.Popen([os.path.join(BIN, "tsunagu"), "call", "slowpoke", "envelope", "{}", "--idempotency-key", "retry-key"],
                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
