@@ -57,6 +57,17 @@ import ZMQ
         guard case .startLookup = lookups.begin("unknown", waiter: 0, now: start) else { Issue.record("unknown"); return }
     }
 
+    @Test func unknownTokensNeverPushOutAKnownOne() {
+        var lookups = Lookups(positiveTTL: .seconds(30), negativeTTL: .seconds(30), maxRunning: 1, maxQueued: 0, maxRemembered: 10)
+        _ = lookups.begin("valid", waiter: 0, now: start)
+        _ = lookups.finish("valid", outcome: .found("p"), now: start)
+        for n in 0..<1000 {
+            guard case .startLookup = lookups.begin("bad\(n)", waiter: n, now: start) else { Issue.record("lookup \(n)"); return }
+            _ = lookups.finish("bad\(n)", outcome: .unknown, now: start)
+        }
+        guard case .known(.found("p")) = lookups.begin("valid", waiter: 0, now: start) else { Issue.record("evicted"); return }
+    }
+
     @Test func theWorkerGetsLessTimeThanTheClientWaits() {
         #expect(Broker.workerDeadlineMs(left: .seconds(30)) == 29_500)
         #expect(Broker.workerDeadlineMs(left: .milliseconds(1000)) == 930)

@@ -51,18 +51,22 @@ def p99(latencies):
 
 def test_a_flood_of_unknown_tokens_does_not_starve_a_valid_client(suite, record_property):
     baseline = valid_latencies(suite, 2)
+    start_rss = rss_kib(suite.gateway.pid)
     flooders = [start_flooder(suite, "unknown-tokens", 6, 500_000) for _ in range(2)]
     try:
         time.sleep(0.5)
         during = valid_latencies(suite, 5)
+        peak_rss = rss_kib(suite.gateway.pid)
     finally:
         sent = sent_by(flooders)
     line = (f"flood: unknown-token requests sent={sent}; valid client baseline p99={p99(baseline) * 1000:.1f} ms "
-            f"(n={len(baseline)}), under flood p99={p99(during) * 1000:.1f} ms (n={len(during)})")
+            f"(n={len(baseline)}), under flood p99={p99(during) * 1000:.1f} ms (n={len(during)}); "
+            f"gateway RSS {start_rss} -> {peak_rss} KiB")
     print(line)
     record_property("flood", line)
     assert sent > 1000, "the flood did not run"
     assert len(during) >= 20, line
+    assert peak_rss - start_rss < 200 * 1024, line  # remembered unknown tokens are capped, not one per request
     assert suite.gateway.alive()
     # The database saw a bounded number of lookups: at most a few at a time, never one per request.
     assert "token lookup failed" not in suite.gateway.output()

@@ -44,7 +44,10 @@ struct TokenLookups<Value, Waiter> {
     /// Callers that may wait for one token's lookup.
     let maxWaitersPerToken = 10_000
 
-    private var remembered: [String: Remembered] = [:]
+    /// Known tokens and unknown ones apart, each capped on its own: a flood of unknown tokens
+    /// can only push out other unknown ones, never a valid client's principal.
+    private var found: [String: Remembered] = [:]
+    private var missing: [String: Remembered] = [:]
     private var waiters: [String: [Waiter]] = [:]
     /// Tokens waiting for a free lookup slot, oldest first.
     private var queue: [String] = []
@@ -63,9 +66,10 @@ struct TokenLookups<Value, Waiter> {
     var queued: Int { queue.count }
 
     mutating func begin(_ token: String, waiter: Waiter, now: ContinuousClock.Instant) -> Answer {
-        if let entry = remembered[token] {
+        if let entry = found[token] ?? missing[token] {
             if entry.expires > now { return .known(entry.outcome) }
-            remembered[token] = nil
+            found[token] = nil
+            missing[token] = nil
         }
         if waiters[token] != nil {
             guard waiters[token]!.count < maxWaitersPerToken else { return .refused }
@@ -86,8 +90,13 @@ struct TokenLookups<Value, Waiter> {
     /// Records a lookup's outcome. Returns the waiters to answer with it and the next queued
     /// token to look up, if any.
     mutating func finish(_ token: String, outcome: Outcome, now: ContinuousClock.Instant) -> (waiters: [Waiter], next: String?) {
-        if remembered.count >= maxRemembered { remembered.removeAll(keepingCapacity: true) }
-        remembered[token] = Remembered(outcome: outcome, expires: now + (outcome.value == nil ? negativeTTL : positiveTTL))
+        if outcome.value == nil {
+            if missing.count >= maxRemembered { missing.removeAll(keepingCapacity: true) }
+            missing[token] = Remembered(outcome: outcome, expires: now + negativeTTL)
+        } else {
+            if found.count >= maxRemembered { found.removeAll(keepingCapacity: true) }
+            found[token] = Remembered(outcome: outcome, expires: now + positiveTTL)
+        }
         let answered = waiters.removeValue(forKey: token) ?? []
         running -= 1
         guard !queue.isEmpty else { return (answered, nil) }
@@ -97,12 +106,12 @@ struct TokenLookups<Value, Waiter> {
 
     /// Forgets remembered answers for which `matches` holds (a revoked token stops working here at once).
     mutating func forget(where matches: (Value) -> Bool) {
-        remembered = remembered.filter { entry in entry.value.outcome.value.map { !matches($0) } ?? true }
+        found = found.filter { entry in entry.value.outcome.value.map { !matches($0) } ?? true }
     }
 
     /// Forgets every negative answer (a token was just made here: it must work at once).
     mutating func forgetUnknown() {
-        remembered = remembered.filter { $0.value.outcome.value != nil }
+        missing.removeAll()
     }
 }
 
