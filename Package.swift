@@ -39,7 +39,7 @@ let package = Package(
         .target(name: "TsunaguClient", dependencies: ["ZMQ", "Wire"], swiftSettings: swiftSettings),
         .executableTarget(
             name: "Gateway",
-            dependencies: ["ServiceRuntime"],
+            dependencies: ["ServiceRuntime", "Postgres", "ZMQ", "Wire", "JSONSchema", .product(name: "Logging", package: "swift-log")],
             path: "services/gateway",
             exclude: ["README.md"],
             resources: [.copy("migrations")],
@@ -47,7 +47,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "Registry",
-            dependencies: ["ServiceRuntime", "CSV"],
+            dependencies: ["ServiceRuntime", "CSV", "Postgres", "Wire", "JSONSchema", .product(name: "Logging", package: "swift-log")],
             path: "services/registry",
             exclude: ["README.md", "seed"],
             resources: [.copy("migrations")],
@@ -56,7 +56,7 @@ let package = Package(
         .executableTarget(
             name: "TsunaguCLI",
             dependencies: [
-                "TsunaguClient", "ServiceRuntime", "CSV",
+                "TsunaguClient", "ServiceRuntime", "CSV", "Postgres", "ZMQ", "Wire", "JSONSchema", .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
@@ -64,14 +64,14 @@ let package = Package(
         .executableTarget(
             name: "Bench",
             dependencies: [
-                "TsunaguClient", "ServiceRuntime",
+                "TsunaguClient", "ServiceRuntime", "Postgres", "ZMQ", "Wire", .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings
         ),
         .testTarget(
             name: "UnitTests",
-            dependencies: ["ZMQ", "Postgres", "Wire", "JSONSchema", "ServiceRuntime", "TsunaguClient", "CSV", "Gateway"],
+            dependencies: ["ZMQ", "Postgres", "Wire", "JSONSchema", "ServiceRuntime", "TsunaguClient", "CSV", "Gateway", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
     ],
