@@ -18,6 +18,7 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         .systemLibrary(name: "CLibZMQ", pkgConfig: "libzmq", providers: [.apt(["libzmq3-dev"])]),
@@ -33,13 +34,20 @@ let package = Package(
         .target(name: "Wire", dependencies: ["JSONSchema"], swiftSettings: swiftSettings),
         .target(
             name: "ServiceRuntime",
-            dependencies: ["ZMQ", "Postgres", "Wire", "JSONSchema", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "ZMQ", "Postgres", "Wire", "JSONSchema", .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(name: "TsunaguClient", dependencies: ["ZMQ", "Wire"], swiftSettings: swiftSettings),
         .executableTarget(
             name: "Gateway",
-            dependencies: ["ServiceRuntime", "Postgres", "ZMQ", "Wire", "JSONSchema", .product(name: "Logging", package: "swift-log")],
+            dependencies: [
+                "ServiceRuntime", "Postgres", "ZMQ", "Wire", "JSONSchema", .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             path: "services/gateway",
             exclude: ["README.md"],
             resources: [.copy("migrations")],
@@ -64,7 +72,7 @@ let package = Package(
         .executableTarget(
             name: "Bench",
             dependencies: [
-                "TsunaguClient", "ServiceRuntime", "Postgres", "ZMQ", "Wire", .product(name: "Logging", package: "swift-log"),
+                "TsunaguClient", "ServiceRuntime", "ZMQ", "Wire", .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: swiftSettings

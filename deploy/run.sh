@@ -28,13 +28,20 @@ fi
 export TSUNAGU_ADMIN_TOKEN
 
 pids=()
+names=()
 cleanup() {
   trap - INT TERM EXIT
   log "stopping"
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  # Services first (they drain and disconnect), the gateway last: the reverse of the start.
+  local unclean=0 index status
+  for ((index = ${#pids[@]} - 1; index >= 0; index--)); do
+    kill -TERM "${pids[$index]}" 2>/dev/null || true
+    status=0
+    wait "${pids[$index]}" 2>/dev/null || status=$?
+    if [ "$status" -eq 0 ]; then log "${names[$index]} stopped cleanly"; else log "${names[$index]} exited with status $status"; unclean=1; fi
+  done
   [ -n "${OWN_PG:-}" ] && stop_postgres "$RUN_DIR/pg"
-  log "stopped"
+  if [ "$unclean" -eq 0 ]; then log "stopped cleanly"; else log "stopped (see the statuses above)"; fi
 }
 trap 'cleanup; exit 130' INT
 trap 'cleanup; exit 143' TERM
@@ -42,13 +49,13 @@ trap cleanup EXIT
 
 # With our own cluster each service connects as its own role; with TSUNAGU_DATABASE_URL given, as
 # that (see deploy/database-roles.sql to give each service its own role there too).
-TSUNAGU_DATABASE_URL=${TSUNAGU_GATEWAY_DATABASE_URL:-$TSUNAGU_DATABASE_URL} "$BIN/tsunagu-gateway" & pids+=($!)
+TSUNAGU_DATABASE_URL=${TSUNAGU_GATEWAY_DATABASE_URL:-$TSUNAGU_DATABASE_URL} "$BIN/tsunagu-gateway" & pids+=($!); names+=(gateway)
 export TSUNAGU_TOKEN=$TSUNAGU_ADMIN_TOKEN
 wait_for_gateway || exit 1
 # Each service registers with the credential the operator issued for it (kept in .run/).
 TSUNAGU_SERVICE_TOKEN=$(service_token registry "$RUN_DIR/registry-service-token") || exit 1
 TSUNAGU_SERVICE_TOKEN=$TSUNAGU_SERVICE_TOKEN TSUNAGU_DATABASE_URL=${TSUNAGU_REGISTRY_DATABASE_URL:-$TSUNAGU_DATABASE_URL} \
-  "$BIN/tsunagu-registry" & pids+=($!)
+  "$BIN/tsunagu-registry" & pids+=($!); names+=(registry)
 wait_for registry area.get '{"code":"131016"}' || exit 1
 
 cat <<TXT

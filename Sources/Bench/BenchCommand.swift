@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import Logging
-import Postgres
 import ServiceRuntime
 import Wire
 import ZMQ
@@ -29,15 +28,13 @@ struct EchoWorker: ParsableCommand {
     func run() throws {
         LoggingBootstrap.bootstrap(level: "warning")
         let logger = Logger(label: "bench.worker")
-        let definition = ServiceDefinition(name: "bench", version: "1", schema: "bench", migrations: [], operations: [
+        let definition = ServiceDefinition(name: "bench", version: "1", operations: [
             try .read("echo", summary: "Returns its input.",
                       schema: #"{"type":"object","additionalProperties":false,"properties":{"n":{"type":"integer","minimum":-9007199254740991,"maximum":9007199254740991}}}"#,
                       input: Echo.self) { _, input in input },
         ])
-        // The pool connects lazily; the echo handler never asks it for a connection.
-        let pool = PostgresPool(.init(conninfo: "postgresql://unused@127.0.0.1:1/unused", size: 1), logger: logger)
         let context = try ZMQContext()
-        _ = try ServiceRunner.serve(definition, database: pool, context: context, endpoint: endpoint,
+        _ = try ServiceRunner.serve(definition, database: nil, context: context, endpoint: endpoint,
                                     heartbeatInterval: .seconds(1), concurrency: concurrency, logger: logger,
                                     credential: ProcessInfo.processInfo.environment["TSUNAGU_SERVICE_TOKEN"])
         while true { sleep(3600) }

@@ -24,17 +24,17 @@ public struct RequestDispatcher: Sendable {
     }
 
     private let operations: [String: ServiceOperation]
-    private let database: PostgresPool
+    private let database: PostgresPool?
     private let logger: Logger
     private let limits: Limits
-    let writes: WriteRunner
+    let writes: WriteRunner?
 
-    public init(definition: ServiceDefinition, database: PostgresPool, logger: Logger, limits: Limits = Limits()) {
+    public init(definition: ServiceDefinition, database: PostgresPool?, logger: Logger, limits: Limits = Limits()) {
         self.operations = Dictionary(definition.operations.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         self.database = database
         self.logger = logger
         self.limits = limits
-        self.writes = WriteRunner(schema: definition.schema, retention: limits.idempotencyRetention)
+        self.writes = definition.schema.map { WriteRunner(schema: $0, retention: limits.idempotencyRetention) }
     }
 
     public func handle(_ body: [Data]) async -> [Data] {
@@ -121,7 +121,7 @@ public struct RequestDispatcher: Sendable {
             requestID: envelope.id, operation: envelope.op, principal: envelope.principal,
             idempotencyKey: envelope.idempotencyKey,
             deadline: envelope.deadlineMs.map { received + .milliseconds($0) },
-            database: database, baseLogger: logger,
+            pool: database, baseLogger: logger,
             canonicalInput: { String(decoding: input.serialized(), as: UTF8.self) },
             writes: writes)
         return try await operation.handler(context, input)

@@ -8,8 +8,9 @@ import Wire
 public struct ServiceDefinition: Sendable {
     public let name: String
     public let version: String
-    /// The PostgreSQL schema the service owns; its migrations run there before any message is taken.
-    public let schema: String
+    /// The PostgreSQL schema the service owns; its migrations run there before any message is
+    /// taken. Nil for a service without a database (it may have read operations only).
+    public let schema: String?
     public let migrations: [PostgresMigration]
     public let operations: [ServiceOperation]
     /// The service's event outbox; when set, its events are pushed to the gateway for fan-out.
@@ -17,6 +18,16 @@ public struct ServiceDefinition: Sendable {
 
     public init(name: String, version: String, schema: String, migrations: [PostgresMigration],
                 operations: [ServiceOperation], events: EventOutbox? = nil) {
+        self.init(name: name, version: version, schema: schema as String?, migrations: migrations, operations: operations, events: events)
+    }
+
+    /// A service without a database: no pool, no migrations; read operations only.
+    public init(name: String, version: String, operations: [ServiceOperation]) {
+        self.init(name: name, version: version, schema: nil, migrations: [], operations: operations, events: nil)
+    }
+
+    private init(name: String, version: String, schema: String?, migrations: [PostgresMigration],
+                 operations: [ServiceOperation], events: EventOutbox?) {
         self.events = events
         self.name = name
         self.version = version
@@ -49,11 +60,19 @@ public struct RequestContext: Sendable {
     public let idempotencyKey: String?
     /// When the caller stops waiting (from the envelope's `deadline_ms`, counted from arrival).
     public let deadline: ContinuousClock.Instant?
-    public let database: PostgresPool
+    let pool: PostgresPool?
     let baseLogger: Logger
     /// The request's payload in canonical form (sorted keys): what an idempotency key is bound to.
     let canonicalInput: @Sendable () -> String
-    let writes: WriteRunner
+    let writes: WriteRunner?
+
+    /// The service's connection pool; `internal` error for a service defined without a database.
+    public var database: PostgresPool {
+        get throws(WireError) {
+            guard let pool else { throw WireError(.internal, "this service has no database") }
+            return pool
+        }
+    }
 
     /// The service's logger with this request's id and operation as metadata (made on first use:
     /// most requests log nothing, and setting metadata costs a copy).
@@ -129,7 +148,8 @@ public struct ServiceOperation: Sendable {
     ) throws(JSONSchemaError) -> ServiceOperation {
         try ServiceOperation(name: name, summary: summary, schema: schema, roles: roles, kind: .write) { context, value in
             let input = try JSONValueDecoder().decode(Input.self, from: value)
-            return try await context.writes.run(context) { tx in try OutputCoding.encode(try handler(context, input, tx)) }
+            guard let writes = context.writes else { throw WireError(.internal, "this service has no database") }
+            return try await writes.run(context) { tx in try OutputCoding.encode(try handler(context, input, tx)) }
         }
     }
 }

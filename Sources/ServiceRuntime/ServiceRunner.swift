@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Postgres
+import ServiceLifecycle
 import Wire
 import ZMQ
 
@@ -24,66 +25,97 @@ public enum ServiceRunner {
         }
     }
 
+    /// The process, as lifecycle services started in this order and stopped in reverse: the
+    /// database pool (after the migrations ran, as a prelude, before any message is taken), the
+    /// connection to the gateway, the outbox publisher and the idempotency purge.
     public static func run(_ definition: ServiceDefinition, configuration: Configuration, migrateOnly: Bool) async throws {
         var logger = Logger(label: "tsunagu.\(definition.name)")
         logger[metadataKey: LogKey.service] = "\(definition.name)"
-        let signals = ShutdownSignal()
-        let pool = PostgresPool(try configuration.databasePool(), logger: logger)
-        defer { pool.shutdown() }
-
-        try await migrate(definition, pool: pool, logger: logger)
-        if migrateOnly { return }
-
-        guard let credential = configuration.serviceToken else {
-            throw ConfigurationError(key: "TSUNAGU_SERVICE_TOKEN",
-                                     message: "is not set: the gateway registers no instance without the credential the operator issued for \(definition.name) (tsunagu token create --service \(definition.name))")
+        guard definition.schema != nil || !definition.operations.contains(where: { $0.kind == .write }) else {
+            throw ConfigurationError(key: "operations", message: "write operations need a database: give the definition a schema")
         }
-        let concurrency = try configuration.int("TSUNAGU_CONCURRENCY", default: 32, range: 1...10_000)
-        let limits = RequestDispatcher.Limits(
-            maxReplyBytes: try configuration.maxReplyBytes(),
-            idempotencyRetention: .seconds(try configuration.int("TSUNAGU_IDEMPOTENCY_RETENTION_S", default: 86_400,
-                                                                  range: 1...31_536_000)))
+        let pool = definition.schema == nil ? nil : PostgresPool(try configuration.databasePool(), logger: logger)
+        do {
+            if let pool { try await migrate(definition, pool: pool, logger: logger) }
+            if migrateOnly {
+                pool?.shutdown()
+                return
+            }
+        } catch {
+            pool?.shutdown()
+            throw error
+        }
         let context = try ZMQContext()
         defer { context.terminate() }
-        let connection = try serve(definition, database: pool, context: context, endpoint: configuration.workerEndpoint,
-                                   heartbeatInterval: try configuration.heartbeatInterval(), concurrency: concurrency,
-                                   logger: logger, eventsEndpoint: definition.events == nil ? nil : configuration.eventsInEndpoint,
-                                   curveServerKey: try configuration.gatewayCurvePublicKey(), curveKeyPair: try configuration.curveKeyPair(),
-                                   credential: credential, limits: limits,
-                                   testsOnlyReplyDelay: .milliseconds(try configuration.int("TSUNAGU_TESTS_ONLY_REPLY_DELAY_MS", default: 0,
-                                                                                           range: 0...60_000)),
-                                   onFailure: { signals.fail() })
-        let eventLogger = logger
-        let publisher = definition.events.map { events in
-            Task { await events.publish(to: connection, database: pool, logger: eventLogger) }
+        let connection: WorkerConnection
+        let limits: RequestDispatcher.Limits
+        do {
+            guard let credential = configuration.serviceToken else {
+                throw ConfigurationError(key: "TSUNAGU_SERVICE_TOKEN",
+                                         message: "is not set: the gateway registers no instance without the credential the operator issued for \(definition.name) (tsunagu token create --service \(definition.name))")
+            }
+            let concurrency = try configuration.int("TSUNAGU_CONCURRENCY", default: 32, range: 1...10_000)
+            limits = RequestDispatcher.Limits(
+                maxReplyBytes: try configuration.maxReplyBytes(),
+                idempotencyRetention: .seconds(try configuration.int("TSUNAGU_IDEMPOTENCY_RETENTION_S", default: 86_400,
+                                                                      range: 1...31_536_000)))
+            connection = try makeConnection(
+                definition, database: pool, context: context, endpoint: configuration.workerEndpoint,
+                heartbeatInterval: try configuration.heartbeatInterval(), concurrency: concurrency, logger: logger,
+                eventsEndpoint: definition.events == nil ? nil : configuration.eventsInEndpoint,
+                curveServerKey: try configuration.gatewayCurvePublicKey(), curveKeyPair: try configuration.curveKeyPair(),
+                credential: credential, limits: limits,
+                testsOnlyReplyDelay: .milliseconds(try configuration.int("TSUNAGU_TESTS_ONLY_REPLY_DELAY_MS", default: 0, range: 0...60_000)))
+        } catch {
+            pool?.shutdown()
+            throw error
         }
-        let purger = Task { await purgeIdempotencyRecords(WriteRunner(schema: definition.schema, retention: limits.idempotencyRetention),
-                                                          database: pool, logger: eventLogger) }
+
+        var services: [any Service] = []
+        if let pool { services.append(PostgresPoolService(pool)) }
+        services.append(WorkerConnectionService(connection))
+        if let pool, let events = definition.events {
+            let eventLogger = logger
+            services.append(PeriodicService(name: "outbox") { await events.publish(to: connection, database: pool, logger: eventLogger) })
+        }
+        if let pool, let schema = definition.schema {
+            let purgeLogger = logger
+            let writes = WriteRunner(schema: schema, retention: limits.idempotencyRetention)
+            services.append(PeriodicService(name: "idempotency purge") {
+                await purgeIdempotencyRecords(writes, database: pool, logger: purgeLogger)
+            })
+        }
         logger.info("serving", metadata: ["version": "\(definition.version)", "gateway": "\(configuration.workerEndpoint)"])
-        let received = await signals.wait()
-        logger.info("stopping", metadata: ["signal": "\(received)"])
-        publisher?.cancel()
-        purger.cancel()
-        await publisher?.value
-        await purger.value
-        await connection.stopAndWait()
+        try await TsunaguLifecycle.run(services, logger: logger)
         logger.info("stopped")
-        if received == ShutdownSignal.failure { throw MessageLoopFailure() }
     }
 
-    /// Connects a service's operations to the gateway and starts serving; the caller stops it.
-    public static func serve(_ definition: ServiceDefinition, database: PostgresPool, context: ZMQContext, endpoint: String,
+    /// Connects a service's operations to the gateway and starts serving; the caller stops it
+    /// (`stopAndWait()`). For tools and tests that run a service without the lifecycle.
+    public static func serve(_ definition: ServiceDefinition, database: PostgresPool?, context: ZMQContext, endpoint: String,
                              heartbeatInterval: Duration, concurrency: Int, logger: Logger, eventsEndpoint: String? = nil,
                              curveServerKey: String? = nil, curveKeyPair: ZMQCurveKeyPair? = nil, credential: String?,
-                             limits: RequestDispatcher.Limits = .init(), testsOnlyReplyDelay: Duration = .zero,
-                             onFailure: @escaping @Sendable () -> Void = {}) throws -> WorkerConnection {
+                             limits: RequestDispatcher.Limits = .init()) throws -> WorkerConnection {
+        let connection = try makeConnection(definition, database: database, context: context, endpoint: endpoint,
+                                            heartbeatInterval: heartbeatInterval, concurrency: concurrency, logger: logger,
+                                            eventsEndpoint: eventsEndpoint, curveServerKey: curveServerKey, curveKeyPair: curveKeyPair,
+                                            credential: credential, limits: limits)
+        connection.start()
+        return connection
+    }
+
+    /// The connection of a service's operations to the gateway, not yet started.
+    static func makeConnection(_ definition: ServiceDefinition, database: PostgresPool?, context: ZMQContext, endpoint: String,
+                               heartbeatInterval: Duration, concurrency: Int, logger: Logger, eventsEndpoint: String?,
+                               curveServerKey: String?, curveKeyPair: ZMQCurveKeyPair?, credential: String?,
+                               limits: RequestDispatcher.Limits, testsOnlyReplyDelay: Duration = .zero) throws -> WorkerConnection {
         let dispatcher = RequestDispatcher(definition: definition, database: database, logger: logger, limits: limits)
         let manifest = try WireCoding.encoder().encode(definition.manifest(concurrency: concurrency))
         let connection = try WorkerConnection(
             settings: .init(endpoint: endpoint, service: definition.name, manifest: manifest, heartbeatInterval: heartbeatInterval,
                             eventsEndpoint: eventsEndpoint, curveServerKey: curveServerKey, maxInFlight: concurrency,
                             credential: credential, curveKeyPair: curveKeyPair),
-            context: context, logger: logger, onFailure: onFailure, onOverload: RequestDispatcher.overloaded
+            context: context, logger: logger, onOverload: RequestDispatcher.overloaded
         ) { connection, batch in
             Task {
                 await withTaskGroup(of: Void.self) { group in
@@ -99,7 +131,6 @@ public enum ServiceRunner {
                 }
             }
         }
-        connection.start()
         return connection
     }
 
@@ -120,9 +151,10 @@ public enum ServiceRunner {
     /// Applies the runtime's migrations, then the service's, waiting for the database to come up
     /// (a service may start before it).
     public static func migrate(_ definition: ServiceDefinition, pool: PostgresPool, logger: Logger) async throws {
-        let runtime = try PostgresMigrator(schema: definition.schema, migrations: RuntimeMigrations.all(schema: definition.schema),
+        guard let schema = definition.schema else { return }
+        let runtime = try PostgresMigrator(schema: schema, migrations: RuntimeMigrations.all(schema: schema),
                                            table: RuntimeMigrations.table)
-        let migrator = try PostgresMigrator(schema: definition.schema, migrations: definition.migrations)
+        let migrator = try PostgresMigrator(schema: schema, migrations: definition.migrations)
         var attempt = 0
         while true {
             do {
@@ -146,10 +178,4 @@ public enum ServiceRunner {
         }
         return try PostgresMigration.load(directory: url)
     }
-}
-
-/// A process's ZeroMQ message loop died; it stopped and exits with an error status.
-public struct MessageLoopFailure: Error, CustomStringConvertible {
-    public init() {}
-    public var description: String { "the message loop failed (see the log above)" }
 }

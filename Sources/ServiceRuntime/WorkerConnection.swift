@@ -55,6 +55,7 @@ public final class WorkerConnection: @unchecked Sendable {
         var outbox: [(replyTo: Data, body: [Data])] = []
         var events: [[Data]] = []
         var stopRequested = false
+        var failed = false
         var inFlight = 0
         var connects = 0
     }
@@ -92,6 +93,7 @@ public final class WorkerConnection: @unchecked Sendable {
         let thread = Thread { [self] in
             do { try self.runLoop() } catch {
                 self.logger.critical("worker loop failed", metadata: ["error": "\(error)"])
+                self.shared.withLock { $0.failed = true }
                 self.onFailure()
             }
             self.finished.signal()
@@ -124,16 +126,30 @@ public final class WorkerConnection: @unchecked Sendable {
     public var connectCount: Int { shared.withLock { $0.connects } }
 
     /// Graceful stop: announce DISCONNECT so no new work comes, answer what is in flight (up to
-    /// `drainTimeout`), then close. Blocks until the loop thread has ended.
-    public func stopAndWait() async {
+    /// `drainTimeout`), then close. Returns at once; `waitUntilStopped()` waits for the end.
+    public func requestStop() {
         shared.withLock { $0.stopRequested = true }
         wakeup.wake()
+    }
+
+    /// Returns when the loop thread has ended (after a graceful stop, or when it failed).
+    public func waitUntilStopped() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             DispatchQueue.global().async {
                 self.finished.wait()
+                self.finished.signal()  // later waiters return at once too
                 continuation.resume()
             }
         }
+    }
+
+    /// True when the loop died of a libzmq error.
+    public var failed: Bool { shared.withLock { $0.failed } }
+
+    /// `requestStop()`, then `waitUntilStopped()`.
+    public func stopAndWait() async {
+        requestStop()
+        await waitUntilStopped()
     }
 
     // MARK: The loop (runs on its own thread only)

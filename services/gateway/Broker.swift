@@ -164,11 +164,22 @@ final class Broker: @unchecked Sendable {
 
     /// Tells workers we are going (DISCONNECT), stops the loop and waits for it.
     func stopAndWait() async {
+        requestStop()
+        await waitUntilStopped()
+    }
+
+    /// Asks the loop to stop; returns at once.
+    func requestStop() {
         stopRequested.withLock { $0 = true }
         wakeup.wake()
+    }
+
+    /// Returns when the loop thread has ended (stopped, or failed).
+    func waitUntilStopped() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             DispatchQueue.global().async {
                 self.finished.wait()
+                self.finished.signal()  // later waiters return at once too
                 continuation.resume()
             }
         }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import ServiceLifecycle
 import Postgres
 import ServiceRuntime
 import ZMQ
@@ -20,9 +21,34 @@ enum GatewayMain {
 
     static func run(_ configuration: Configuration) async throws {
         let logger = Logger(label: "tsunagu.gateway")
-        let signals = ShutdownSignal()
         let pool = PostgresPool(try configuration.databasePool(), logger: logger)
-        defer { pool.shutdown() }
+        do {
+            try await prepare(configuration, pool: pool, logger: logger)
+        } catch {
+            pool.shutdown()
+            throw error
+        }
+        if CommandLine.arguments.contains("--migrate-only") {
+            pool.shutdown()
+            return
+        }
+        let settings: Broker.Settings
+        do { settings = try brokerSettings(configuration, logger: logger) } catch {
+            pool.shutdown()
+            throw error
+        }
+        let context = try ZMQContext(ioThreads: Int32(try configuration.int("TSUNAGU_IO_THREADS", default: 1, range: 1...16)))
+        defer { context.terminate() }
+        let failed = Locked(false)
+        let broker = try Broker(settings: settings, context: context, tokens: TokenStore(database: pool), logger: logger,
+                                onFailure: { failed.withLock { $0 = true } })
+        // Started in this order, stopped in reverse: the pool outlives the broker's last lookup.
+        try await TsunaguLifecycle.run([PostgresPoolService(pool), BrokerService(broker: broker, failed: failed)], logger: logger)
+        logger.info("stopped")
+    }
+
+    /// Migrations and the first admin token, before anything listens.
+    static func prepare(_ configuration: Configuration, pool: PostgresPool, logger: Logger) async throws {
         let definition = ServiceDefinition(name: "gateway", version: gatewayVersion, schema: "gateway",
                                            migrations: try ServiceRunner.bundledMigrations(in: .module), operations: [])
         try await ServiceRunner.migrate(definition, pool: pool, logger: logger)
@@ -37,7 +63,9 @@ enum GatewayMain {
         } else {
             logger.notice("TSUNAGU_ADMIN_TOKEN is not set: no first admin token was installed")
         }
+    }
 
+    static func brokerSettings(_ configuration: Configuration, logger: Logger) throws -> Broker.Settings {
         let settings = Broker.Settings(
             clientEndpoint: configuration.clientEndpoint,
             workerEndpoint: configuration.workerEndpoint,
@@ -62,17 +90,28 @@ enum GatewayMain {
         if settings.curveSecretKey != nil && settings.zap == nil {
             logger.warning("CURVE is on without an allow-list (TSUNAGU_CURVE_ALLOWED_KEYS): any key may connect as a service; service credentials still apply")
         }
-        let context = try ZMQContext(ioThreads: Int32(try configuration.int("TSUNAGU_IO_THREADS", default: 1, range: 1...16)))
-        defer { context.terminate() }
-        let broker = try Broker(settings: settings, context: context, tokens: tokens, logger: logger,
-                                onFailure: { signals.fail() })
+        return settings
+    }
+}
+
+/// The broker as a lifecycle service: binds and starts at `run()`, stops on graceful shutdown, and
+/// ends the group with an error if its loop dies (the process exits with an error status).
+struct BrokerService: Service {
+    let broker: Broker
+    let failed: Locked<Bool>
+
+    func run() async throws {
         try broker.start()
-        logger.info("gateway listening", metadata: ["curve": "\(settings.curveSecretKey != nil)","clients": "\(settings.clientEndpoint)", "workers": "\(settings.workerEndpoint)",
-                                                    "events.in": "\(settings.eventsInEndpoint)", "events.out": "\(settings.eventsOutEndpoint)"])
-        let received = await signals.wait()
-        logger.info("stopping", metadata: ["signal": "\(received)"])
-        await broker.stopAndWait()
-        logger.info("stopped")
-        if received == ShutdownSignal.failure { throw MessageLoopFailure() }
+        let settings = broker.settings
+        broker.logger.info("gateway listening", metadata: [
+            "curve": "\(settings.curveSecretKey != nil)", "clients": "\(settings.clientEndpoint)", "workers": "\(settings.workerEndpoint)",
+            "events.in": "\(settings.eventsInEndpoint)", "events.out": "\(settings.eventsOutEndpoint)",
+        ])
+        await withGracefulShutdownHandler {
+            await broker.waitUntilStopped()
+        } onGracefulShutdown: {
+            broker.requestStop()
+        }
+        if failed.withLock({ $0 }) { throw MessageLoopFailure() }
     }
 }
