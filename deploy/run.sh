@@ -49,13 +49,15 @@ trap cleanup EXIT
 
 # With our own cluster each service connects as its own role; with TSUNAGU_DATABASE_URL given, as
 # that (see deploy/database-roles.sql to give each service its own role there too).
-TSUNAGU_DATABASE_URL=${TSUNAGU_GATEWAY_DATABASE_URL:-$TSUNAGU_DATABASE_URL} "$BIN/tsunagu-gateway" & pids+=($!); names+=(gateway)
+# Each process runs in a session of its own (setsid): Ctrl-C reaches only this script, which then
+# stops them one by one, services first, so none gets a second signal (which ends it at once).
+TSUNAGU_DATABASE_URL=${TSUNAGU_GATEWAY_DATABASE_URL:-$TSUNAGU_DATABASE_URL} setsid "$BIN/tsunagu-gateway" & pids+=($!); names+=(gateway)
 export TSUNAGU_TOKEN=$TSUNAGU_ADMIN_TOKEN
 wait_for_gateway || exit 1
 # Each service registers with the credential the operator issued for it (kept in .run/).
 TSUNAGU_SERVICE_TOKEN=$(service_token registry "$RUN_DIR/registry-service-token") || exit 1
 TSUNAGU_SERVICE_TOKEN=$TSUNAGU_SERVICE_TOKEN TSUNAGU_DATABASE_URL=${TSUNAGU_REGISTRY_DATABASE_URL:-$TSUNAGU_DATABASE_URL} \
-  "$BIN/tsunagu-registry" & pids+=($!); names+=(registry)
+  setsid "$BIN/tsunagu-registry" & pids+=($!); names+=(registry)
 wait_for registry area.get '{"code":"131016"}' || exit 1
 
 cat <<TXT
