@@ -15,11 +15,13 @@ bench_environment bench
 FRONT=tcp://127.0.0.1:$(free_port)
 BACK=tcp://127.0.0.1:$(free_port)
 
-TSUNAGU_DATABASE_URL=$TSUNAGU_GATEWAY_DATABASE_URL "$BIN/tsunagu-gateway" & pids+=($!)
+TSUNAGU_DATABASE_URL=$TSUNAGU_GATEWAY_DATABASE_URL "$BIN/tsunagu-gateway" & pids+=($!); gateway_pid=$!
 wait_for_gateway
-TSUNAGU_SERVICE_TOKEN=$(service_token bench) "$BIN/tsunagu-bench" echo-worker --endpoint "$TSUNAGU_WORKER_ENDPOINT" & pids+=($!)
-TSUNAGU_SERVICE_TOKEN=$(service_token minimal) "$BIN/tsunagu-bench" minimal-worker --endpoint "$TSUNAGU_WORKER_ENDPOINT" & pids+=($!)
-"$BIN/tsunagu-bench" forwarder --front "$FRONT" --back "$BACK" & pids+=($!)
+BENCH_TOKEN=$(service_token bench)
+MINIMAL_TOKEN=$(service_token minimal)
+TSUNAGU_SERVICE_TOKEN=$BENCH_TOKEN "$BIN/tsunagu-bench" echo-worker --endpoint "$TSUNAGU_WORKER_ENDPOINT" & pids+=($!)
+TSUNAGU_SERVICE_TOKEN=$MINIMAL_TOKEN "$BIN/tsunagu-bench" minimal-worker --endpoint "$TSUNAGU_WORKER_ENDPOINT" & pids+=($!)
+"$BIN/tsunagu-bench" forwarder --front "$FRONT" --back "$BACK" & pids+=($!); forwarder_pid=$!
 "$BIN/tsunagu-bench" bare-worker --endpoint "$BACK" & pids+=($!)
 for service in bench minimal; do wait_for "$service" echo '{"n":1}'; done
 
@@ -31,13 +33,30 @@ load() {  # path inflight seconds
   esac
 }
 
+# CPU time (user + system, in clock ticks) a process has used so far: the broker's (gateway or
+# bare forwarder) CPU per request is the steadier figure beside throughput, which swings with
+# the machine's load. (Instruction counts would be steadier still, but Debian 12's valgrind 3.19
+# crashes on any program with a Swift async main, and perf has no counters on this VM.)
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+TICKS_PER_SECOND=$(getconf CLK_TCK)
+
+measure() {  # path inflight seconds: prints the load line plus cpu_us_per_request=
+  local pid=$gateway_pid before after line answered
+  [ "$1" = bare ] && pid=$forwarder_pid
+  before=$(cpu_ticks "$pid")
+  line=$(load "$@")
+  after=$(cpu_ticks "$pid")
+  answered=$(sed -n 's/.* answered=\([0-9]*\).*/\1/p' <<<"$line")
+  echo "$line cpu_us_per_request=$(python3 -c "print(f'{($after - $before) / $TICKS_PER_SECOND * 1e6 / max(1, $answered):.1f}')")"
+}
+
 log "warming up"
 for path in bare gateway service; do load $path 8 1 >/dev/null; done
 
 results=()
 for inflight in 1 8 64; do
   for path in bare gateway service; do
-    line=$(load $path "$inflight" "$SECONDS_PER_ROW")
+    line=$(measure $path "$inflight" "$SECONDS_PER_ROW")
     log "$line"
     results+=("$line")
   done
@@ -51,11 +70,14 @@ for line in sys.argv[1:]:
     values = dict(p.split("=") for p in pairs)
     rows.setdefault(int(values["inflight"]), {})[mode] = values
 print()
-print("| in flight | path | req/s | ratio to bare | p50 µs | p99 µs |")
-print("|---:|---|---:|---:|---:|---:|")
+print("| in flight | path | req/s | ratio to bare | p50 µs | p99 µs | broker CPU µs/req | CPU ratio to bare |")
+print("|---:|---|---:|---:|---:|---:|---:|---:|")
 for inflight in sorted(rows):
     base = float(rows[inflight]["bare"]["throughput"])
     for path in ("bare", "gateway", "service"):
         r = rows[inflight][path]
-        print(f"| {inflight} | {path} | {r['throughput']} | {float(r['throughput']) / base:.2f} | {r['p50_us']} | {r['p99_us']} |")
+        cpu, base_cpu = float(r["cpu_us_per_request"]), float(rows[inflight]["bare"]["cpu_us_per_request"])
+        print(f"| {inflight} | {path} | {r['throughput']} | {float(r['throughput']) / base:.2f} | {r['p50_us']} | {r['p99_us']} | "
+              f"{cpu:.1f} | {cpu / base_cpu if base_cpu else float('nan'):.2f} |")
 PY
+

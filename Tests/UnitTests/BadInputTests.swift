@@ -72,3 +72,30 @@ import Testing
         #expect(try JSONSchema(jsonText: #"{"type":"object","additionalProperties":false}"#).unboundedPlaces().isEmpty)
     }
 }
+
+@Suite struct JSONValueEncoderTests {
+    struct Inner: Codable, Equatable { let name: String; let tags: [String]; let score: Double? }
+    struct Outer: Codable, Equatable {
+        let id: Int
+        let big: UInt64
+        let inner: Inner
+        let list: [Inner]
+        let nested: [[Int]]
+        let map: [String: Int]
+        let missing: String?
+        let flag: Bool
+    }
+
+    @Test func encodesWhatJSONEncoderEncodes() throws {
+        let value = Outer(id: -7, big: UInt64(Int64.max), inner: Inner(name: "千代田\"区\n", tags: ["a", "b/c"], score: 1.5),
+                          list: [Inner(name: "x", tags: [], score: nil)], nested: [[1, 2], []], map: ["k": 1], missing: nil, flag: true)
+        let ours = try JSONValueEncoder().encode(value)
+        let foundation = try JSONValue.parse(JSONEncoder().encode(value))
+        #expect(ours == foundation)
+        #expect(try JSONValueDecoder().decode(Outer.self, from: try JSONValue.parse(ours.serialized())) == value)
+    }
+
+    @Test func refusesNonFiniteNumbers() {
+        #expect(throws: EncodingError.self) { try JSONValueEncoder().encode(Inner(name: "", tags: [], score: .infinity)) }
+    }
+}
