@@ -33,6 +33,9 @@ import Wire
 /// area.
 enum AreaGroups {
     static let kinds = ["disability_area", "medical_area", "daily_life_area"]
+    /// The id of the nation, the last level of every chain (`chainJSON`): as a search or export
+    /// area it holds every municipality, so it filters nothing.
+    static let nationID = "national"
     /// At most this many affected resources are listed in a reply (`affected_count` has them all).
     static let maxAffectedListed = 1000
 
@@ -102,8 +105,7 @@ enum AreaGroups {
     // MARK: Import
 
     static func importCSV(_ input: ImportInput, context: RequestContext, on tx: PostgresConnection) throws -> JSONValue {
-        let principal = try Access.writer(context)
-        try Access.requireOwner(principal, owns: input.prefecture)
+        let principal = try context.requireOwner(of: input.prefecture)
         let table: [(line: Int, values: [String: String])]
         do {
             table = try CSVReader.table(input.csv, required: ["kind", "code", "name", "kana", "municipality"])

@@ -46,7 +46,7 @@ enum ResourceExport {
         return try await database.withConnection { connection in
             var municipalities: String?
             var dailyLife: String?
-            if let area = input.area, area != Access.national {
+            if let area = input.area, area != AreaGroups.nationID {
                 let resolved = try Search.resolveWithin(area: area, on: connection)
                 if let d = resolved.dailyLifeArea { dailyLife = d } else {
                     municipalities = JSONValue.array(resolved.municipalities.map { .string($0) }).jsonText

@@ -54,7 +54,7 @@ enum Resources {
                 "organization.create", summary: "Create an organisation owned by the caller's tenant.",
                 schema: Schemas.object(organizationFields, required: ["name"]), input: JSONValue.self
             ) { context, input, tx in
-                let principal = try Access.writer(context)
+                let principal = try context.writer()
                 let id: String = try tx.query("""
                     INSERT INTO registry.organizations (tenant, name, kana, description, url, email, phone)
                     SELECT \(principal.tenant), i->>'name', coalesce(i->>'kana', ''), coalesce(i->>'description', ''),
@@ -68,7 +68,7 @@ enum Resources {
                 "organization.update", summary: "Replace an organisation's fields at the version last read.",
                 schema: Schemas.object(versionFields + organizationFields, required: ["id", "version", "name"]), input: JSONValue.self
             ) { context, input, tx in
-                let principal = try Access.writer(context)
+                let principal = try context.writer()
                 let (id, version) = idAndVersion(input)
                 _ = try org.lockForChange(id: id, version: version, principal: principal, on: tx)
                 try tx.query("""
@@ -85,7 +85,7 @@ enum Resources {
                 "organization.retire", summary: "Retire an organisation (kept with its history, no longer listed).",
                 schema: Schemas.idAndVersion, input: VersionedID.self
             ) { context, input, tx in
-                let principal = try Access.writer(context)
+                let principal = try context.writer()
                 _ = try org.retire(id: input.id, version: input.version, principal: principal, on: tx)
                 return try org.fetch(id: input.id, on: tx)
             },
@@ -99,7 +99,7 @@ enum Resources {
                 schema: Schemas.object(resourceFields, required: ["organization_id", "name", "category_code", "municipality_code"]),
                 input: JSONValue.self
             ) { context, input, tx in
-                let principal = try Access.writer(context)
+                let principal = try context.writer()
                 try checkReferences(input, tenant: principal.tenant, principal: principal, on: tx)
                 let id: String = try tx.query(PostgresQuery(unsafeSQL: """
                     INSERT INTO registry.resources (tenant, \(writableColumns), search_text)
@@ -117,7 +117,7 @@ enum Resources {
                                        required: ["id", "version", "name", "category_code", "municipality_code"]),
                 input: JSONValue.self
             ) { context, input, tx in
-                let principal = try Access.writer(context)
+                let principal = try context.writer()
                 let (id, version) = idAndVersion(input)
                 // Areas before the resource row, in the order area.import locks them: no deadlock.
                 try lockReferencedAreas(input, on: tx)
@@ -152,7 +152,7 @@ enum Resources {
                     """,
                 input: VacanciesInput.self
             ) { context, input, tx in
-                let principal = try Access.writer(context)
+                let principal = try context.writer()
                 let owner = try res.lockForChange(id: input.id, version: nil, principal: principal, on: tx)
                 let updated = try tx.query("""
                     UPDATE registry.resources SET vacancies = \(input.vacancies), version = version + 1, updated_at = now()
@@ -169,7 +169,7 @@ enum Resources {
                 "resource.retire", summary: "Retire a resource: kept with its history, no longer found by search.",
                 schema: Schemas.idAndVersion, input: VersionedID.self
             ) { context, input, tx in
-                let principal = try Access.writer(context)
+                let principal = try context.writer()
                 let owner = try res.retire(id: input.id, version: input.version, principal: principal, on: tx)
                 let retired = try res.fetch(id: input.id, on: tx)
                 try registryEvents.append(on: tx, type: "resource.retired", subject: "resources/\(input.id)", tenant: owner,

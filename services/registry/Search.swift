@@ -171,7 +171,7 @@ enum Search {
         let filters = input.filters
         return try await database.withConnection { connection in
             var sql = SQLBuilder()
-            if let area, area != Access.national {
+            if let area, area != AreaGroups.nationID {
                 if scope == "chain" {
                     let chain = try chainIDs(municipality: area, on: connection)
                     sql.clauses.append("\(serviceArea) = ANY(\(sql.bind(postgresArray(chain)))::text[])")

@@ -27,7 +27,7 @@ struct VersionedTable: Sendable {
             bindings: [id]))
         guard let row = rows.first else { throw WireError(.notFound, "no \(noun) \(id)") }
         let owner: String = try row.decode("tenant")
-        try Access.requireOwner(principal, owns: owner)
+        try principal.requireOwner(of: owner)
         let current: Int = try row.decode("version")
         if try row.decode("retired", as: Bool.self) {
             throw WireError(.conflict, "the \(noun) is retired", details: .object(["version": .integer(Int64(current))]))
