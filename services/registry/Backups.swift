@@ -100,7 +100,7 @@ enum Backups {
     }
 
     /// SQL for the backers of resource `r`, transitively, nearest first, as a JSON array.
-    static let backersSQL = """
+    static let backersSQL: StaticString = """
         coalesce((WITH RECURSIVE up(id, depth, path) AS (
                 SELECT b.backer_id, 1, ARRAY[r.id, b.backer_id] FROM registry.backups b WHERE b.backed_id = r.id
                 UNION ALL

@@ -247,9 +247,9 @@ enum ResourceImport {
             """)
         guard !expired.isEmpty else { return }
         // Separate statements, after the marking: rows a chunk staged while we waited for its lock are seen.
-        let ids = JSONValue.array(try expired.map { .string(try $0.decode("id")) }).jsonText
-        try tx.query("DELETE FROM registry.import_rows WHERE import_id IN (SELECT jsonb_array_elements_text(\(ids)::jsonb)::uuid)")
-        try tx.query("DELETE FROM registry.import_errors WHERE import_id IN (SELECT jsonb_array_elements_text(\(ids)::jsonb)::uuid)")
+        let ids: [String] = try expired.map { try $0.decode("id") }
+        try tx.query("DELETE FROM registry.import_rows WHERE import_id = ANY(\(ids)::uuid[])")
+        try tx.query("DELETE FROM registry.import_errors WHERE import_id = ANY(\(ids)::uuid[])")
         logger.info("expired imports purged", metadata: ["import.count": "\(expired.count)"])
     }
 

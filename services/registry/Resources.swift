@@ -101,10 +101,11 @@ enum Resources {
             ) { context, input, tx in
                 let principal = try context.writer()
                 try checkReferences(input, tenant: principal.tenant, principal: principal, on: tx)
-                let id: String = try tx.query(PostgresQuery(unsafeSQL: """
-                    INSERT INTO registry.resources (tenant, \(writableColumns), search_text)
-                    SELECT $1, \(writableValues), $3 FROM (SELECT $2::jsonb AS i) s RETURNING id::text
-                    """, bindings: [principal.tenant, input.jsonText, searchText(input)]))[0].decode("id")
+                let id: String = try tx.query("""
+                    INSERT INTO registry.resources (tenant, organization_id, \(unsafeRaw: updatableColumns), search_text)
+                    SELECT \(principal.tenant), (i->>'organization_id')::uuid, \(unsafeRaw: updatableValues), \(searchText(input))
+                    FROM (SELECT \(input.jsonText)::jsonb AS i) s RETURNING id::text
+                    """)[0].decode("id")
                 try res.recordHistory(id: id, change: "created", by: principal, on: tx)
                 let created = try res.fetch(id: id, on: tx)
                 try registryEvents.append(on: tx, type: "resource.created", subject: "resources/\(id)", tenant: principal.tenant,
@@ -130,11 +131,12 @@ enum Resources {
                 }
                 try checkReferences(changes, tenant: owner, principal: principal, on: tx)
                 let before = try res.fetch(id: id, on: tx)
-                try tx.query(PostgresQuery(unsafeSQL: """
-                    UPDATE registry.resources r SET (\(updatableColumns), search_text, version, updated_at)
-                        = (SELECT \(updatableValues), $3, r.version + 1, now() FROM (SELECT $2::jsonb AS i) s)
-                    WHERE r.id = $1::uuid
-                    """, bindings: [id, input.jsonText, searchText(input)]))
+                try tx.query("""
+                    UPDATE registry.resources r SET (\(unsafeRaw: updatableColumns), search_text, version, updated_at)
+                        = (SELECT \(unsafeRaw: updatableValues), \(searchText(input)), r.version + 1, now()
+                           FROM (SELECT \(input.jsonText)::jsonb AS i) s)
+                    WHERE r.id = \(id)::uuid
+                    """)
                 try res.recordHistory(id: id, change: "updated", by: principal, on: tx)
                 let after = try res.fetch(id: id, on: tx)
                 try registryEvents.append(on: tx, type: "resource.changed", subject: "resources/\(id)", tenant: owner, data: eventData(after))
@@ -200,11 +202,13 @@ enum Resources {
 
     // MARK: SQL pieces (constants: the column lists are code, the values come from the bound JSON `i`)
 
-    static let updatableColumns = """
+    /// The columns an update replaces (every writable one but `organization_id`), in the order of `updatableValues`.
+    static let updatableColumns: StaticString = """
         external_id, name, kana, category_code, kinds, municipality_code, daily_life_area_id, serves_area, postal_code, address,
         latitude, longitude, phone, email, url, description, hours, access_modes, capacity, vacancies, consultation_types
         """
-    static let updatableValues = """
+    /// Their values, taken from the input object bound as `i`.
+    static let updatableValues: StaticString = """
         i->>'external_id', i->>'name', coalesce(i->>'kana', ''), i->>'category_code',
         ARRAY(SELECT jsonb_array_elements_text(coalesce(i->'kinds', '[]'))), i->>'municipality_code',
         i->>'daily_life_area_id', i->>'serves_area', coalesce(i->>'postal_code', ''), coalesce(i->>'address', ''),
@@ -214,8 +218,6 @@ enum Resources {
         (i->>'capacity')::numeric::int, (i->>'vacancies')::numeric::int,
         ARRAY(SELECT DISTINCT jsonb_array_elements_text(coalesce(i->'consultation_types', '[]')))
         """
-    static let writableColumns = "organization_id, " + updatableColumns
-    static let writableValues = "(i->>'organization_id')::uuid, " + updatableValues
 
     /// What free-text search matches: name, kana, address and description, folded.
     static func searchText(_ input: JSONValue) -> String {
@@ -272,7 +274,7 @@ enum Resources {
         let ids = ["daily_life_area_id", "serves_area"].compactMap { input[$0]?.stringValue }
         guard !ids.isEmpty else { return }
         try tx.query("""
-            SELECT id FROM registry.area_groups WHERE id IN (SELECT jsonb_array_elements_text(\(JSONValue.array(ids.map { .string($0) }).jsonText)::jsonb))
+            SELECT id FROM registry.area_groups WHERE id = ANY(\(ids)::text[])
             ORDER BY id FOR KEY SHARE
             """)
     }
