@@ -28,6 +28,10 @@ public struct EventOutbox: Sendable {
     public let source: String
     /// Prefix of every event type, e.g. `jp.tsunagu.registry.`.
     public let typePrefix: String
+    /// `<schema>.outbox` and `<schema>.outbox_cursor` as SQL text, spliced into the queries below:
+    /// table names cannot be bound, and these are made from the checked schema name only.
+    private let outbox: PostgresQuery
+    private let cursor: PostgresQuery
 
     /// - Parameter schema: a lower-case identifier (it names a table, so it cannot be bound).
     public init(schema: String, source: String, typePrefix: String) {
@@ -35,23 +39,28 @@ public struct EventOutbox: Sendable {
         self.schema = schema
         self.source = source
         self.typePrefix = typePrefix
+        self.outbox = PostgresQuery(unsafeSQL: "\(schema).outbox")
+        self.cursor = PostgresQuery(unsafeSQL: "\(schema).outbox_cursor")
     }
 
     /// Appends one event in the caller's transaction. Bulk writers may insert into
     /// `<schema>.outbox (type, subject, tenant, data)` with SQL of their own, in the same way:
     /// no lock, no sequence (the publisher numbers rows once they are committed).
     public func append(on tx: PostgresConnection, type: String, subject: String, tenant: String, data: JSONValue) throws {
-        try tx.query(PostgresQuery(unsafeSQL: """
-            INSERT INTO \(schema).outbox (type, subject, tenant, data) VALUES ($1, $2, $3, $4::jsonb)
-            """, bindings: [typePrefix + type, subject, tenant, String(decoding: data.serialized(), as: UTF8.self)]))
+        try tx.query("""
+            INSERT INTO \(outbox) (type, subject, tenant, data)
+            VALUES (\(typePrefix + type), \(subject), \(tenant), \(String(decoding: data.serialized(), as: UTF8.self))::jsonb)
+            """)
     }
 
-    /// The CloudEvent of outbox row `o`; `$1` is the source.
-    static let eventJSON = """
-        jsonb_build_object('specversion', '1.0', 'id', o.id, 'source', $1::text, 'type', o.type, 'subject', o.subject,
+    /// The CloudEvent of outbox row `o`, with `source` bound.
+    static func eventJSON(source: String) -> PostgresQuery {
+        """
+        jsonb_build_object('specversion', '1.0', 'id', o.id, 'source', \(source)::text, 'type', o.type, 'subject', o.subject,
             'time', to_char(o.time AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
             'datacontenttype', 'application/json', 'sequence', o.sequence, 'tenant', o.tenant, 'data', o.data)
         """
+    }
 
     /// Numbers committed events and pushes them to the gateway, oldest first, until the task is
     /// cancelled. The runtime runs it for every service that has an outbox, whether or not
@@ -72,34 +81,34 @@ public struct EventOutbox: Sendable {
         while !Task.isCancelled {
             var busy = false
             do {
-                let (numbered, batch) = try await database.withTransaction { [schema, source] tx -> (Int, [[Data]]) in
-                    guard let cursor = try tx.query(PostgresQuery(unsafeSQL: """
-                        SELECT sequence, assigned FROM \(schema).outbox_cursor WHERE id = 1 FOR UPDATE SKIP LOCKED
-                        """)).first else { return (0, []) }
-                    let pushed: Int64 = try cursor.decode("sequence")
-                    var assigned: Int64 = try cursor.decode("assigned")
+                let (numbered, batch) = try await database.withTransaction { [outbox, cursor, source] tx -> (Int, [[Data]]) in
+                    guard let position = try tx.query("""
+                        SELECT sequence, assigned FROM \(cursor) WHERE id = 1 FOR UPDATE SKIP LOCKED
+                        """).first else { return (0, []) }
+                    let pushed: Int64 = try position.decode("sequence")
+                    var assigned: Int64 = try position.decode("assigned")
                     // Rows of transactions still open are not visible here: they are numbered by
                     // a later poll, after whatever committed before them.
-                    let numbering = try tx.query(PostgresQuery(unsafeSQL: """
+                    let numbering = try tx.query("""
                         WITH next AS (
-                            SELECT insert_order, row_number() OVER (ORDER BY insert_order) AS n FROM \(schema).outbox
-                            WHERE sequence IS NULL ORDER BY insert_order LIMIT $2::int),
+                            SELECT insert_order, row_number() OVER (ORDER BY insert_order) AS n FROM \(outbox)
+                            WHERE sequence IS NULL ORDER BY insert_order LIMIT \(numberingBatch)::int),
                         numbered AS (
-                            UPDATE \(schema).outbox o SET sequence = $1::bigint + next.n FROM next
+                            UPDATE \(outbox) o SET sequence = \(assigned)::bigint + next.n FROM next
                             WHERE o.insert_order = next.insert_order RETURNING o.sequence)
-                        SELECT count(*) AS n, coalesce(max(sequence), $1::bigint) AS last FROM numbered
-                        """, bindings: [String(assigned), String(numberingBatch)]))[0]
+                        SELECT count(*) AS n, coalesce(max(sequence), \(assigned)::bigint) AS last FROM numbered
+                        """)[0]
                     let numbered: Int = try numbering.decode("n")
                     assigned = try numbering.decode("last")
-                    let rows = try tx.query(PostgresQuery(unsafeSQL: """
-                        SELECT o.sequence, o.type, o.tenant, \(Self.eventJSON)::text AS j FROM \(schema).outbox o
-                        WHERE o.sequence > $2::bigint ORDER BY o.sequence LIMIT $3::int
-                        """, bindings: [source, String(pushed), String(batchSize)]))
+                    let rows = try tx.query("""
+                        SELECT o.sequence, o.type, o.tenant, \(Self.eventJSON(source: source))::text AS j FROM \(outbox) o
+                        WHERE o.sequence > \(pushed)::bigint ORDER BY o.sequence LIMIT \(batchSize)::int
+                        """)
                     let last = try rows.last?.decode("sequence", as: Int64.self) ?? pushed
                     if numbered > 0 || last != pushed {
-                        try tx.query(PostgresQuery(unsafeSQL: """
-                            UPDATE \(schema).outbox_cursor SET sequence = $1::bigint, assigned = $2::bigint WHERE id = 1
-                            """, bindings: [String(last), String(assigned)]))
+                        try tx.query("""
+                            UPDATE \(cursor) SET sequence = \(last)::bigint, assigned = \(assigned)::bigint WHERE id = 1
+                            """)
                     }
                     let frames = try rows.map { row in
                         let topic = TsunaguWire.eventTopic(type: try row.decode("type"), tenant: try row.decode("tenant"))
@@ -124,7 +133,7 @@ public struct EventOutbox: Sendable {
 
     /// `events.read`: events after a sequence number, oldest first.
     public func operations() throws -> [ServiceOperation] {
-        let schema = self.schema
+        let outbox = self.outbox
         let source = self.source
         return [
             try .read(
@@ -141,18 +150,16 @@ public struct EventOutbox: Sendable {
                 let after = input.after ?? 0
                 let types = input.types ?? []
                 let text: String = try await context.database.withConnection { connection in
-                    // Unnumbered rows (sequence NULL) never match `sequence > $2`: only what the publisher numbered shows.
-                    try connection.query(PostgresQuery(unsafeSQL: """
+                    // Unnumbered rows (sequence NULL) never match `sequence > after`: only what the publisher numbered shows.
+                    try connection.query("""
                         WITH page AS (
-                            SELECT * FROM \(schema).outbox
-                            WHERE sequence > $2::bigint AND (cardinality($4::text[]) = 0 OR type = ANY($4::text[]))
-                            ORDER BY sequence LIMIT $3::int)
+                            SELECT * FROM \(outbox)
+                            WHERE sequence > \(after)::bigint AND (cardinality(\(types)::text[]) = 0 OR type = ANY(\(types)::text[]))
+                            ORDER BY sequence LIMIT \(input.limit ?? 100)::int)
                         SELECT jsonb_build_object(
-                            'events', coalesce((SELECT jsonb_agg(\(Self.eventJSON) ORDER BY o.sequence) FROM page o), '[]'),
-                            'last_sequence', coalesce((SELECT max(sequence) FROM page), $2::bigint))::text AS j
-                        """, bindings: [source, String(after), String(input.limit ?? 100),
-                                        // Types are letters, digits and ._- (schema): an array literal needs no quoting.
-                                        "{" + types.joined(separator: ",") + "}"]))[0].decode("j")
+                            'events', coalesce((SELECT jsonb_agg(\(Self.eventJSON(source: source)) ORDER BY o.sequence) FROM page o), '[]'),
+                            'last_sequence', coalesce((SELECT max(sequence) FROM page), \(after)::bigint))::text AS j
+                        """)[0].decode("j")
                 }
                 return RawJSON(text: text)
             },

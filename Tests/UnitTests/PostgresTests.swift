@@ -24,6 +24,64 @@ struct PostgresTests {
         #expect(try rows[0].decode("missing", as: String?.self) == nil)
     }
 
+    /// Strings that a naive array literal (joined by commas, unquoted or quoted without escapes) breaks.
+    static let awkwardStrings = [
+        "", "plain", "a,b", "say \"hi\"", "back\\slash", "\\\"", "{braces}", "}", "{", "{}", "\"", " spaces around ",
+        "NULL", "null", "'single'", "tab\tand\nnewline", "東京都千代田区", "ｶﾀｶﾅ　全角スペース", "emoji 🏥", "$1", "a\\,b\",c",
+    ]
+
+    @Test func stringArraysBindAsTextArraysAndEveryStringRoundTrips() throws {
+        let connection = try connect()
+        defer { connection.close() }
+        for values in [Self.awkwardStrings, [], [""], ["NULL"], Self.awkwardStrings.reversed()] {
+            let rows = try connection.query("""
+                SELECT t.n, t.e, cardinality(\(values)::text[]) AS count, array_position(\(values)::text[], NULL) AS null_at
+                FROM unnest(\(values)::text[]) WITH ORDINALITY AS t(e, n) ORDER BY t.n
+                """)
+            #expect(try rows.map { try $0.decode("e", as: String.self) } == values)
+            #expect(try rows.first?.decode("count", as: Int.self) ?? 0 == values.count)
+            #expect(try rows.allSatisfy { try $0.decode("null_at", as: Int?.self) == nil })
+        }
+        // The same through a prepared statement, and each string alone against its own binding.
+        for value in Self.awkwardStrings {
+            let row = try connection.query(prepared: "SELECT (\([value])::text[])[1] = \(value)::text AS same, cardinality(\([value])::text[]) AS n")[0]
+            #expect(try row.decode("same", as: Bool.self))
+            #expect(try row.decode("n", as: Int.self) == 1)
+        }
+        // Other element types read from text, and a missing array as NULL.
+        let codes = ["131016", "011002"]
+        let row = try connection.query("""
+            SELECT '131016'::char(6) = ANY(\(codes)::char(6)[]) AS hit, '130001'::char(6) = ANY(\(codes)::char(6)[]) AS miss,
+                   \(Optional<[String]>.none)::text[] IS NULL AS missing
+            """)[0]
+        #expect(try row.decode("hit", as: Bool.self))
+        #expect(try !row.decode("miss", as: Bool.self))
+        #expect(try row.decode("missing", as: Bool.self))
+        #expect(["a\"b", "c\\d"].postgresText == #"{"a\"b","c\\d"}"#)
+        #expect([String]().postgresText == "{}")
+    }
+
+    @Test func queriesSplicedIntoQueriesNumberTheirValuesWhereTheyLand() throws {
+        let connection = try connect()
+        defer { connection.close() }
+        let kinds = ["a", "b,c"]
+        var filters: [PostgresQuery] = ["TRUE"]
+        filters.append("\(kinds)::text[] && ARRAY['b,c']")
+        filters.append("\("x")::text || \("y")::text = 'xy'")
+        let query: PostgresQuery = "SELECT \(1)::int AS one WHERE \(filters, joinedBy: " AND ") AND \(2)::int = 2"
+        #expect(query.sql == "SELECT $1::int AS one WHERE TRUE AND $2::text[] && ARRAY['b,c'] AND $3::text || $4::text = 'xy' AND $5::int = 2")
+        #expect(query.bindings == ["1", #"{"a","b,c"}"#, "x", "y", "2"])
+        #expect(try connection.query(query)[0].decode("one", as: Int.self) == 1)
+        // A part with multi-byte text before its values, spliced twice.
+        let part: PostgresQuery = "'東京' || \("都")::text = '東京都'"
+        let twice: PostgresQuery = "SELECT \(part) AND \(part) AND \(unsafeRaw: "'千代田'") = \("千代田")::text AS ok"
+        #expect(twice.sql == "SELECT '東京' || $1::text = '東京都' AND '東京' || $2::text = '東京都' AND '千代田' = $3::text AS ok")
+        #expect(try connection.query(twice)[0].decode("ok", as: Bool.self))
+        let none: [PostgresQuery] = []
+        let bare: PostgresQuery = "SELECT 1 AS n\(none, joinedBy: " AND ")"
+        #expect(bare.sql == "SELECT 1 AS n" && bare.bindings.isEmpty)
+    }
+
     @Test func preparedStatementsAreReusedWithNewValues() throws {
         let connection = try connect()
         defer { connection.close() }

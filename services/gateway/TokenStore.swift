@@ -104,19 +104,18 @@ struct TokenStore: Sendable {
     }
 
     private func insert(id: String, token: String, tenant: String, roles: [String], label: String, replace: Bool) async throws {
-        let rolesText = roles.joined(separator: ",")
         _ = try await database.withConnection { connection in
             if replace {
                 try connection.query("""
                     INSERT INTO gateway.tokens (id, token_hash, tenant, roles, label)
-                    VALUES (\(id), sha256(convert_to(\(token), 'UTF8')), \(tenant), string_to_array(\(rolesText), ','), \(label))
+                    VALUES (\(id), sha256(convert_to(\(token), 'UTF8')), \(tenant), \(roles)::text[], \(label))
                     ON CONFLICT (id) DO UPDATE SET token_hash = EXCLUDED.token_hash,
                         revoked_at = CASE WHEN gateway.tokens.token_hash = EXCLUDED.token_hash THEN gateway.tokens.revoked_at END
                     """)
             } else {
                 try connection.query("""
                     INSERT INTO gateway.tokens (id, token_hash, tenant, roles, label)
-                    VALUES (\(id), sha256(convert_to(\(token), 'UTF8')), \(tenant), string_to_array(\(rolesText), ','), \(label))
+                    VALUES (\(id), sha256(convert_to(\(token), 'UTF8')), \(tenant), \(roles)::text[], \(label))
                     """)
             }
         }

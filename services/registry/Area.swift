@@ -16,7 +16,7 @@ struct Area: Codable, Sendable, Equatable {
     }
 
     /// Columns every area query selects, in the order `init(row:)` reads them.
-    static let columns = "code, level, name, kana, prefecture_code, parent_code"
+    static let columns: StaticString = "code, level, name, kana, prefecture_code, parent_code"
 
     init(row: PostgresRow) throws(PostgresError) {
         code = try row.decode("code")

@@ -33,6 +33,9 @@ import Wire
 /// area.
 enum AreaGroups {
     static let kinds = ["disability_area", "medical_area", "daily_life_area"]
+    /// The id of the nation, the last level of every chain (`chainJSON`): as a search or export
+    /// area it holds every municipality, so it filters nothing.
+    static let nationID = "national"
     /// At most this many affected resources are listed in a reply (`affected_count` has them all).
     static let maxAffectedListed = 1000
 
@@ -102,8 +105,7 @@ enum AreaGroups {
     // MARK: Import
 
     static func importCSV(_ input: ImportInput, context: RequestContext, on tx: PostgresConnection) throws -> JSONValue {
-        let principal = try Access.writer(context)
-        try Access.requireOwner(principal, owns: input.prefecture)
+        let principal = try context.requireOwner(of: input.prefecture)
         let table: [(line: Int, values: [String: String])]
         do {
             table = try CSVReader.table(input.csv, required: ["kind", "code", "name", "kana", "municipality"])
@@ -116,8 +118,8 @@ enum AreaGroups {
         let prefecture = input.prefecture
         try tx.query("SELECT pg_advisory_xact_lock(hashtextextended(\("registry.area_groups/" + prefecture), 0))")
         let known = try tx.query("""
-            SELECT code, level, prefecture_code FROM registry.areas WHERE prefecture_code = \(prefecture) OR code IN (
-                SELECT jsonb_array_elements_text(\(JSONValue.array(rows.map { .string($0.municipality) }).jsonText)::jsonb))
+            SELECT code, level, prefecture_code FROM registry.areas
+            WHERE prefecture_code = \(prefecture) OR code = ANY(\(rows.map(\.municipality))::text[])
             """)
         var municipalities: [String: String] = [:]  // code -> prefecture code
         var prefectureExists = false
@@ -225,14 +227,14 @@ enum AreaGroups {
         let memberJSON = JSONValue.array(members.map {
             .object(["group": .string($0.group), "kind": .string($0.kind), "municipality": .string($0.municipality)])
         }).jsonText
-        let kindsJSON = JSONValue.array(replaced.sorted().map { .string($0) }).jsonText
+        let replacedKinds = replaced.sorted()
         // Lock what goes (and the daily-life areas that move to another municipality) before
         // looking for its resources: a resource write referring to one of these areas holds a
         // key-share lock on it until it commits, so this waits for it (and then sees it), and any
         // later one waits for this import (and then finds the area gone or moved).
         let removed: [String] = try tx.query("""
             SELECT id FROM registry.area_groups
-            WHERE prefecture_code = \(prefecture) AND kind IN (SELECT jsonb_array_elements_text(\(kindsJSON)::jsonb))
+            WHERE prefecture_code = \(prefecture) AND kind = ANY(\(replacedKinds)::text[])
               AND id NOT IN (SELECT x->>'id' FROM jsonb_array_elements(\(groupJSON)::jsonb) x)
             ORDER BY id FOR UPDATE
             """).map { try $0.decode("id") }
@@ -246,9 +248,7 @@ enum AreaGroups {
             moved[try row.decode("id")] = try row.decode("municipality")
         }
         let affected = try detachResources(removed: removed, moved: moved, principal: principal, on: tx)
-        try tx.query("""
-            DELETE FROM registry.area_groups WHERE id IN (SELECT jsonb_array_elements_text(\(JSONValue.array(removed.map { .string($0) }).jsonText)::jsonb))
-            """)
+        try tx.query("DELETE FROM registry.area_groups WHERE id = ANY(\(removed)::text[])")
         try tx.query("""
             INSERT INTO registry.area_groups (id, kind, prefecture_code, local_code, name, kana, name_search, kana_search, municipality_code)
             SELECT x->>'id', x->>'kind', \(prefecture), x->>'local_code', x->>'name', x->>'kana',
@@ -260,7 +260,7 @@ enum AreaGroups {
         try tx.query("""
             DELETE FROM registry.area_group_members m USING registry.area_groups g
             WHERE m.group_id = g.id AND g.prefecture_code = \(prefecture)
-              AND g.kind IN (SELECT jsonb_array_elements_text(\(kindsJSON)::jsonb))
+              AND g.kind = ANY(\(replacedKinds)::text[])
             """)
         try tx.query("""
             INSERT INTO registry.area_group_members (group_id, kind, municipality_code)
@@ -286,12 +286,10 @@ enum AreaGroups {
                                 on tx: PostgresConnection) throws -> [JSONValue] {
         guard !removed.isEmpty || !moved.isEmpty else { return [] }
         let removedSet = Set(removed)
-        let removedJSON = JSONValue.array(removed.map { .string($0) }).jsonText
-        let referredJSON = JSONValue.array((removed + moved.keys.sorted()).map { .string($0) }).jsonText
         let candidates = try tx.query("""
             SELECT r.id::text AS id, r.municipality_code, r.daily_life_area_id, r.serves_area FROM registry.resources r
-            WHERE r.daily_life_area_id = ANY(ARRAY(SELECT jsonb_array_elements_text(\(referredJSON)::jsonb)))
-               OR r.serves_area = ANY(ARRAY(SELECT jsonb_array_elements_text(\(removedJSON)::jsonb)))
+            WHERE r.daily_life_area_id = ANY(\(removed + moved.keys.sorted())::text[])
+               OR r.serves_area = ANY(\(removed)::text[])
             ORDER BY r.id FOR UPDATE
             """)
         var affected: [JSONValue] = []

@@ -63,8 +63,7 @@ enum AreaOperations {
 
     static func get(code: String, database: PostgresPool) async throws -> Area {
         let rows = try await database.withConnection { connection in
-            try connection.query(PostgresQuery(unsafeSQL: "SELECT \(Area.columns) FROM registry.areas WHERE code = $1",
-                                               bindings: [code])).map(Area.init(row:))
+            try connection.query("SELECT \(unsafeRaw: Area.columns) FROM registry.areas WHERE code = \(code)").map(Area.init(row:))
         }
         guard let area = rows.first else { throw WireError(.notFound, "no area with code \(code)") }
         return area
@@ -74,18 +73,17 @@ enum AreaOperations {
         let limit = input.limit ?? 100
         let prefix = input.prefix.map { SearchText.likePrefix(SearchText.normalise($0)) }
         // Every filter is optional: a NULL binding switches it off, so one statement serves all.
-        let sql = """
-            SELECT \(Area.columns) FROM registry.areas
-            WHERE ($1::text IS NULL OR parent_code = $1)
-              AND ($2::text IS NULL OR level = $2)
-              AND ($3::text IS NULL OR name_search LIKE $3 ESCAPE '\\' OR kana_search LIKE $3 ESCAPE '\\')
-              AND ($4::text IS NULL OR code > $4)
-            ORDER BY code
-            LIMIT $5
-            """
-        let bindings: [String?] = [input.parent, input.level, prefix, input.after, String(limit + 1)]
+        let (parent, level, after) = (input.parent, input.level, input.after)
         var areas = try await database.withConnection { connection in
-            try connection.query(PostgresQuery(unsafeSQL: sql, bindings: bindings)).map(Area.init(row:))
+            try connection.query("""
+                SELECT \(unsafeRaw: Area.columns) FROM registry.areas
+                WHERE (\(parent)::text IS NULL OR parent_code = \(parent))
+                  AND (\(level)::text IS NULL OR level = \(level))
+                  AND (\(prefix)::text IS NULL OR name_search LIKE \(prefix) ESCAPE '\\' OR kana_search LIKE \(prefix) ESCAPE '\\')
+                  AND (\(after)::text IS NULL OR code > \(after))
+                ORDER BY code
+                LIMIT \(limit + 1)
+                """).map(Area.init(row:))
         }
         // An empty page may mean an unknown parent: only then is it worth asking.
         if areas.isEmpty, let parent = input.parent { _ = try await get(code: parent, database: database) }

@@ -39,7 +39,7 @@ enum Backups {
             try .write(
                 "backup.link", summary: "Record that backer_id backs up backed_id.", schema: linkSchema, input: LinkInput.self
             ) { context, input, tx in
-                let principal = try Access.writer(context)
+                let principal = try context.writer()
                 try requireEitherOwner(input, principal: principal, on: tx)
                 guard input.backerID != input.backedID else {
                     throw WireError(.invalidInput, "a resource cannot back up itself")
@@ -66,7 +66,7 @@ enum Backups {
             try .write(
                 "backup.unlink", summary: "Remove a backup link.", schema: linkSchema, input: LinkInput.self
             ) { context, input, tx in
-                let principal = try Access.writer(context)
+                let principal = try context.writer()
                 try requireEitherOwner(input, principal: principal, on: tx)
                 let removed = try tx.query("""
                     DELETE FROM registry.backups WHERE backer_id = \(input.backerID)::uuid AND backed_id = \(input.backedID)::uuid
@@ -81,7 +81,7 @@ enum Backups {
     /// Both resources must be active, and the caller must own one of them.
     private static func requireEitherOwner(_ input: LinkInput, principal: Principal, on tx: PostgresConnection) throws {
         let owners = try ownersOfBoth(input, on: tx)
-        guard owners.contains(principal.tenant) || Access.isNationalAdmin(principal) else {
+        guard owners.contains(where: principal.mayWrite(rowsOf:)) else {
             throw WireError(.forbidden, "only the tenant of either resource may change their backup link")
         }
     }
@@ -100,7 +100,7 @@ enum Backups {
     }
 
     /// SQL for the backers of resource `r`, transitively, nearest first, as a JSON array.
-    static let backersSQL = """
+    static let backersSQL: StaticString = """
         coalesce((WITH RECURSIVE up(id, depth, path) AS (
                 SELECT b.backer_id, 1, ARRAY[r.id, b.backer_id] FROM registry.backups b WHERE b.backed_id = r.id
                 UNION ALL

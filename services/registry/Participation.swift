@@ -66,8 +66,7 @@ enum Participation {
                     """,
                 input: SetInput.self
             ) { context, input, tx in
-                let principal = try Access.writer(context)
-                try Access.requireOwner(principal, owns: input.bodyCode)
+                try context.requireOwner(of: input.bodyCode)
                 let numbers = input.items.map(\.item)
                 guard Set(numbers).count == numbers.count else {
                     throw WireError(.invalidInput, "an item is listed twice")

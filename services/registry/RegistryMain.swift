@@ -1,7 +1,9 @@
 import Foundation
 import ServiceRuntime
 
-/// tsunagu-registry: the region's care resources. This first slice serves the area hierarchy.
+/// tsunagu-registry: the region's care resources (areas, taxonomy, organisations and resources,
+/// backups, participation, search, import and export, events; see README.md). Its `main` is the
+/// service's definition handed to `ServiceRunner.main`, which migrates, registers and serves.
 @main
 enum RegistryMain {
     static func main() async {

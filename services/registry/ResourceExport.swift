@@ -44,31 +44,27 @@ enum ResourceExport {
         let limit = input.limit ?? 1000
         let format = input.format ?? "csv"
         return try await database.withConnection { connection in
-            var municipalities: String?
-            var dailyLife: String?
-            if let area = input.area, area != Access.national {
+            // The active resources of the area: of its municipalities, or of one daily-life area.
+            var filter: PostgresQuery = "r.retired_at IS NULL"
+            if let area = input.area, area != AreaGroups.nationID {
                 let resolved = try Search.resolveWithin(area: area, on: connection)
-                if let d = resolved.dailyLifeArea { dailyLife = d } else {
-                    municipalities = JSONValue.array(resolved.municipalities.map { .string($0) }).jsonText
+                if let dailyLife = resolved.dailyLifeArea {
+                    filter = "\(filter) AND r.daily_life_area_id = \(dailyLife)::text"
+                } else {
+                    filter = "\(filter) AND r.municipality_code = ANY(\(resolved.municipalities)::char(6)[])"
                 }
             }
-            let filter = """
-                r.retired_at IS NULL
-                AND ($1::jsonb IS NULL OR r.municipality_code = ANY(ARRAY(SELECT jsonb_array_elements_text($1::jsonb))::char(6)[]))
-                AND ($2::text IS NULL OR r.daily_life_area_id = $2)
-                """
             var output: [String: JSONValue] = ["format": .string(format)]
             if input.after == nil {
-                let total: Int = try connection.query(PostgresQuery(unsafeSQL: "SELECT count(*) AS n FROM registry.resources r WHERE \(filter)",
-                                                                    bindings: [municipalities, dailyLife]))[0].decode("n")
+                let total: Int = try connection.query("SELECT count(*) AS n FROM registry.resources r WHERE \(filter)")[0].decode("n")
                 output["total"] = .integer(Int64(total))
             }
-            let rows = try connection.query(PostgresQuery(unsafeSQL: """
-                SELECT r.id::text AS id, \(format == "hsds" ? hsdsSQL : csvSQL) AS j
+            let rows = try connection.query("""
+                SELECT r.id::text AS id, \(unsafeRaw: format == "hsds" ? hsdsSQL : csvSQL) AS j
                 FROM registry.resources r JOIN registry.organizations o ON o.id = r.organization_id
-                WHERE \(filter) AND ($3::uuid IS NULL OR r.id > $3::uuid)
-                ORDER BY r.id LIMIT $4
-                """, bindings: [municipalities, dailyLife, input.after, String(limit + 1)]))
+                WHERE \(filter) AND (\(input.after)::uuid IS NULL OR r.id > \(input.after)::uuid)
+                ORDER BY r.id LIMIT \(limit + 1)
+                """)
             let page = rows.prefix(limit)
             let records = try page.map { try JSONValue.parse(Data((try $0.decode("j", as: String.self)).utf8)) }
             if format == "hsds" {
@@ -94,7 +90,7 @@ enum ResourceExport {
         }
     }
 
-    static let csvSQL = """
+    static let csvSQL: StaticString = """
         jsonb_build_object('id', r.id, 'external_id', r.external_id, 'organization', o.name, 'name', r.name, 'kana', r.kana,
             'category_code', r.category_code, 'kinds', r.kinds, 'municipality_code', r.municipality_code,
             'daily_life_area_id', r.daily_life_area_id, 'serves_area', r.serves_area, 'postal_code', r.postal_code,
@@ -105,7 +101,7 @@ enum ResourceExport {
 
     /// One HSDS 3.0 service (compiled form). Location, address and service-at-location ids are
     /// derived from the resource id so they are stable across exports.
-    static let hsdsSQL = """
+    static let hsdsSQL: StaticString = """
         jsonb_build_object(
             'id', r.id, 'organization_id', o.id, 'name', r.name, 'alternate_name', r.kana, 'description', r.description,
             'url', nullif(r.url, ''), 'email', nullif(r.email, ''), 'status', 'active',

@@ -58,7 +58,7 @@ enum ResourceImport {
                 "resource.import.begin", summary: "Start a CSV import; send the file in chunks, then commit.",
                 schema: #"{"type":"object","additionalProperties":false}"#, input: Taxonomy.Empty.self
             ) { context, _, tx in
-                let principal = try Access.writer(context)
+                let principal = try context.writer()
                 try purgeExpired(on: tx, logger: context.logger)
                 return try tx.jsonRow("""
                     INSERT INTO registry.imports (tenant, created_by) VALUES (\(principal.tenant), \(principal.tokenID))
@@ -78,7 +78,7 @@ enum ResourceImport {
                     """,
                 input: ChunkInput.self
             ) { context, input, tx in
-                let principal = try Access.writer(context)
+                let principal = try context.writer()
                 let staged = stage(csv: input.csv, firstLine: input.firstLine ?? 2)
                 _ = try lockOpenImport(input.importID, principal: principal, on: tx)
                 try store(staged, importID: input.importID, on: tx)
@@ -89,7 +89,7 @@ enum ResourceImport {
                 summary: "Validate every staged row and apply the file in one transaction, or reject it whole with a line-numbered report.",
                 schema: importIDSchema, input: ImportID.self
             ) { context, input, tx in
-                let principal = try Access.writer(context)
+                let principal = try context.writer()
                 let started = ContinuousClock.now
                 let result = try commit(input.importID, principal: principal, on: tx)
                 let applied = ContinuousClock.now
@@ -105,7 +105,7 @@ enum ResourceImport {
                 schema: #"{"type":"object","additionalProperties":false,"required":["csv"],"properties":{"csv":{"type":"string","maxLength":8000000}}}"#,
                 input: CSVInput.self
             ) { context, input, tx in
-                let principal = try Access.writer(context)
+                let principal = try context.writer()
                 let staged = stage(csv: input.csv, firstLine: 2)
                 try purgeExpired(on: tx, logger: context.logger)
                 let id: String = try tx.query("""
@@ -222,7 +222,7 @@ enum ResourceImport {
             FROM registry.imports WHERE id = \(id)::uuid FOR UPDATE
             """).first else { throw WireError(.notFound, "no import \(id)") }
         let tenant: String = try row.decode("tenant")
-        try Access.requireOwner(principal, owns: tenant)
+        try principal.requireOwner(of: tenant)
         if try row.decode("committed", as: Bool.self) {
             let result = try row.decode("result", as: String?.self).map { try JSONValue.parse(Data($0.utf8)) } ?? .null
             throw WireError(.conflict, "import \(id) is already committed; begin a new import to send another file",
@@ -247,9 +247,9 @@ enum ResourceImport {
             """)
         guard !expired.isEmpty else { return }
         // Separate statements, after the marking: rows a chunk staged while we waited for its lock are seen.
-        let ids = JSONValue.array(try expired.map { .string(try $0.decode("id")) }).jsonText
-        try tx.query("DELETE FROM registry.import_rows WHERE import_id IN (SELECT jsonb_array_elements_text(\(ids)::jsonb)::uuid)")
-        try tx.query("DELETE FROM registry.import_errors WHERE import_id IN (SELECT jsonb_array_elements_text(\(ids)::jsonb)::uuid)")
+        let ids: [String] = try expired.map { try $0.decode("id") }
+        try tx.query("DELETE FROM registry.import_rows WHERE import_id = ANY(\(ids)::uuid[])")
+        try tx.query("DELETE FROM registry.import_errors WHERE import_id = ANY(\(ids)::uuid[])")
         logger.info("expired imports purged", metadata: ["import.count": "\(expired.count)"])
     }
 

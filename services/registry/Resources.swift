@@ -54,7 +54,7 @@ enum Resources {
                 "organization.create", summary: "Create an organisation owned by the caller's tenant.",
                 schema: Schemas.object(organizationFields, required: ["name"]), input: JSONValue.self
             ) { context, input, tx in
-                let principal = try Access.writer(context)
+                let principal = try context.writer()
                 let id: String = try tx.query("""
                     INSERT INTO registry.organizations (tenant, name, kana, description, url, email, phone)
                     SELECT \(principal.tenant), i->>'name', coalesce(i->>'kana', ''), coalesce(i->>'description', ''),
@@ -68,7 +68,7 @@ enum Resources {
                 "organization.update", summary: "Replace an organisation's fields at the version last read.",
                 schema: Schemas.object(versionFields + organizationFields, required: ["id", "version", "name"]), input: JSONValue.self
             ) { context, input, tx in
-                let principal = try Access.writer(context)
+                let principal = try context.writer()
                 let (id, version) = idAndVersion(input)
                 _ = try org.lockForChange(id: id, version: version, principal: principal, on: tx)
                 try tx.query("""
@@ -85,7 +85,7 @@ enum Resources {
                 "organization.retire", summary: "Retire an organisation (kept with its history, no longer listed).",
                 schema: Schemas.idAndVersion, input: VersionedID.self
             ) { context, input, tx in
-                let principal = try Access.writer(context)
+                let principal = try context.writer()
                 _ = try org.retire(id: input.id, version: input.version, principal: principal, on: tx)
                 return try org.fetch(id: input.id, on: tx)
             },
@@ -99,12 +99,13 @@ enum Resources {
                 schema: Schemas.object(resourceFields, required: ["organization_id", "name", "category_code", "municipality_code"]),
                 input: JSONValue.self
             ) { context, input, tx in
-                let principal = try Access.writer(context)
+                let principal = try context.writer()
                 try checkReferences(input, tenant: principal.tenant, principal: principal, on: tx)
-                let id: String = try tx.query(PostgresQuery(unsafeSQL: """
-                    INSERT INTO registry.resources (tenant, \(writableColumns), search_text)
-                    SELECT $1, \(writableValues), $3 FROM (SELECT $2::jsonb AS i) s RETURNING id::text
-                    """, bindings: [principal.tenant, input.jsonText, searchText(input)]))[0].decode("id")
+                let id: String = try tx.query("""
+                    INSERT INTO registry.resources (tenant, organization_id, \(unsafeRaw: updatableColumns), search_text)
+                    SELECT \(principal.tenant), (i->>'organization_id')::uuid, \(unsafeRaw: updatableValues), \(searchText(input))
+                    FROM (SELECT \(input.jsonText)::jsonb AS i) s RETURNING id::text
+                    """)[0].decode("id")
                 try res.recordHistory(id: id, change: "created", by: principal, on: tx)
                 let created = try res.fetch(id: id, on: tx)
                 try registryEvents.append(on: tx, type: "resource.created", subject: "resources/\(id)", tenant: principal.tenant,
@@ -117,7 +118,7 @@ enum Resources {
                                        required: ["id", "version", "name", "category_code", "municipality_code"]),
                 input: JSONValue.self
             ) { context, input, tx in
-                let principal = try Access.writer(context)
+                let principal = try context.writer()
                 let (id, version) = idAndVersion(input)
                 // Areas before the resource row, in the order area.import locks them: no deadlock.
                 try lockReferencedAreas(input, on: tx)
@@ -130,11 +131,12 @@ enum Resources {
                 }
                 try checkReferences(changes, tenant: owner, principal: principal, on: tx)
                 let before = try res.fetch(id: id, on: tx)
-                try tx.query(PostgresQuery(unsafeSQL: """
-                    UPDATE registry.resources r SET (\(updatableColumns), search_text, version, updated_at)
-                        = (SELECT \(updatableValues), $3, r.version + 1, now() FROM (SELECT $2::jsonb AS i) s)
-                    WHERE r.id = $1::uuid
-                    """, bindings: [id, input.jsonText, searchText(input)]))
+                try tx.query("""
+                    UPDATE registry.resources r SET (\(unsafeRaw: updatableColumns), search_text, version, updated_at)
+                        = (SELECT \(unsafeRaw: updatableValues), \(searchText(input)), r.version + 1, now()
+                           FROM (SELECT \(input.jsonText)::jsonb AS i) s)
+                    WHERE r.id = \(id)::uuid
+                    """)
                 try res.recordHistory(id: id, change: "updated", by: principal, on: tx)
                 let after = try res.fetch(id: id, on: tx)
                 try registryEvents.append(on: tx, type: "resource.changed", subject: "resources/\(id)", tenant: owner, data: eventData(after))
@@ -152,7 +154,7 @@ enum Resources {
                     """,
                 input: VacanciesInput.self
             ) { context, input, tx in
-                let principal = try Access.writer(context)
+                let principal = try context.writer()
                 let owner = try res.lockForChange(id: input.id, version: nil, principal: principal, on: tx)
                 let updated = try tx.query("""
                     UPDATE registry.resources SET vacancies = \(input.vacancies), version = version + 1, updated_at = now()
@@ -169,7 +171,7 @@ enum Resources {
                 "resource.retire", summary: "Retire a resource: kept with its history, no longer found by search.",
                 schema: Schemas.idAndVersion, input: VersionedID.self
             ) { context, input, tx in
-                let principal = try Access.writer(context)
+                let principal = try context.writer()
                 let owner = try res.retire(id: input.id, version: input.version, principal: principal, on: tx)
                 let retired = try res.fetch(id: input.id, on: tx)
                 try registryEvents.append(on: tx, type: "resource.retired", subject: "resources/\(input.id)", tenant: owner,
@@ -200,11 +202,13 @@ enum Resources {
 
     // MARK: SQL pieces (constants: the column lists are code, the values come from the bound JSON `i`)
 
-    static let updatableColumns = """
+    /// The columns an update replaces (every writable one but `organization_id`), in the order of `updatableValues`.
+    static let updatableColumns: StaticString = """
         external_id, name, kana, category_code, kinds, municipality_code, daily_life_area_id, serves_area, postal_code, address,
         latitude, longitude, phone, email, url, description, hours, access_modes, capacity, vacancies, consultation_types
         """
-    static let updatableValues = """
+    /// Their values, taken from the input object bound as `i`.
+    static let updatableValues: StaticString = """
         i->>'external_id', i->>'name', coalesce(i->>'kana', ''), i->>'category_code',
         ARRAY(SELECT jsonb_array_elements_text(coalesce(i->'kinds', '[]'))), i->>'municipality_code',
         i->>'daily_life_area_id', i->>'serves_area', coalesce(i->>'postal_code', ''), coalesce(i->>'address', ''),
@@ -214,8 +218,6 @@ enum Resources {
         (i->>'capacity')::numeric::int, (i->>'vacancies')::numeric::int,
         ARRAY(SELECT DISTINCT jsonb_array_elements_text(coalesce(i->'consultation_types', '[]')))
         """
-    static let writableColumns = "organization_id, " + updatableColumns
-    static let writableValues = "(i->>'organization_id')::uuid, " + updatableValues
 
     /// What free-text search matches: name, kana, address and description, folded.
     static func searchText(_ input: JSONValue) -> String {
@@ -272,7 +274,7 @@ enum Resources {
         let ids = ["daily_life_area_id", "serves_area"].compactMap { input[$0]?.stringValue }
         guard !ids.isEmpty else { return }
         try tx.query("""
-            SELECT id FROM registry.area_groups WHERE id IN (SELECT jsonb_array_elements_text(\(JSONValue.array(ids.map { .string($0) }).jsonText)::jsonb))
+            SELECT id FROM registry.area_groups WHERE id = ANY(\(ids)::text[])
             ORDER BY id FOR KEY SHARE
             """)
     }

@@ -9,9 +9,10 @@ import Wire
 /// first, and who backs them up"). `backup.chain` is `resource.serve` for consultation windows.
 enum Search {
     /// The area a resource is responsible for (indexed in 0007_search.sql).
-    static let serviceArea = "coalesce(r.serves_area, r.daily_life_area_id, r.municipality_code::text)"
+    static let serviceArea: StaticString = "coalesce(r.serves_area, r.daily_life_area_id, r.municipality_code::text)"
 
-    static let summaryColumns = """
+    /// The fields of a resource in search results, as `jsonb_build_object` arguments for resource row `r`.
+    static let summaryColumns: StaticString = """
         'id', r.id, 'tenant', r.tenant, 'name', r.name, 'kana', r.kana, 'category_code', r.category_code, 'kinds', r.kinds,
         'municipality_code', r.municipality_code, 'daily_life_area_id', r.daily_life_area_id, 'serves_area', r.serves_area,
         'address', r.address, 'phone', r.phone, 'url', r.url, 'access_modes', r.access_modes, 'capacity', r.capacity,
@@ -35,33 +36,21 @@ enum Search {
             case accessMode = "access_mode"
         }
 
-        /// Adds a clause for each filter that is set, binding its value as the next parameter.
+        /// A clause for active resources and one for each filter that is set, its value bound.
         /// Only set filters appear, so the SQL has few shapes and each plans simply (and is
         /// prepared once per connection).
-        func apply(to sql: inout SQLBuilder) {
-            sql.clauses.append("r.retired_at IS NULL")
-            if let categoryCode { sql.clauses.append("r.category_code = \(sql.bind(categoryCode))::text") }
-            if let kinds { sql.clauses.append("r.kinds && \(sql.bind(Search.postgresArray(kinds)))::text[]") }
-            if let consultationType { sql.clauses.append("\(sql.bind(consultationType))::text = ANY(r.consultation_types)") }
-            if hasVacancy == true { sql.clauses.append("r.vacancies > 0") }
-            if let accessMode { sql.clauses.append("\(sql.bind(accessMode))::text = ANY(r.access_modes)") }
+        var clauses: [PostgresQuery] {
+            var clauses: [PostgresQuery] = ["r.retired_at IS NULL"]
+            if let categoryCode { clauses.append("r.category_code = \(categoryCode)::text") }
+            if let kinds { clauses.append("r.kinds && \(kinds)::text[]") }
+            if let consultationType { clauses.append("\(consultationType)::text = ANY(r.consultation_types)") }
+            if hasVacancy == true { clauses.append("r.vacancies > 0") }
+            if let accessMode { clauses.append("\(accessMode)::text = ANY(r.access_modes)") }
             if let text {
-                sql.clauses.append("r.search_text LIKE \(sql.bind(SearchText.likeContains(SearchText.normalise(text))))::text ESCAPE '\\'")
+                clauses.append("r.search_text LIKE \(SearchText.likeContains(SearchText.normalise(text)))::text ESCAPE '\\'")
             }
+            return clauses
         }
-    }
-
-    /// WHERE clauses and their bound values, numbered in the order they are added.
-    struct SQLBuilder {
-        var clauses: [String] = []
-        var bindings: [String?] = []
-
-        mutating func bind(_ value: String?) -> String {
-            bindings.append(value)
-            return "$\(bindings.count)"
-        }
-
-        var whereClause: String { clauses.isEmpty ? "TRUE" : clauses.joined(separator: " AND ") }
     }
 
     static let filterProperties: [(String, String)] = [
@@ -170,45 +159,39 @@ enum Search {
         let area = input.area
         let filters = input.filters
         return try await database.withConnection { connection in
-            var sql = SQLBuilder()
-            if let area, area != Access.national {
+            var clauses: [PostgresQuery] = []
+            if let area, area != AreaGroups.nationID {
                 if scope == "chain" {
                     let chain = try chainIDs(municipality: area, on: connection)
-                    sql.clauses.append("\(serviceArea) = ANY(\(sql.bind(postgresArray(chain)))::text[])")
+                    clauses.append("\(unsafeRaw: serviceArea) = ANY(\(chain)::text[])")
                 } else {
                     let resolved = try AreaCache.shared.within(area: area) { try resolveWithin(area: area, on: connection) }
                     if let dailyLife = resolved.dailyLifeArea {
-                        sql.clauses.append("r.daily_life_area_id = \(sql.bind(dailyLife))::text")
+                        clauses.append("r.daily_life_area_id = \(dailyLife)::text")
                     } else {
-                        sql.clauses.append("r.municipality_code = ANY(\(sql.bind(postgresArray(resolved.municipalities)))::char(6)[])")
+                        clauses.append("r.municipality_code = ANY(\(resolved.municipalities)::char(6)[])")
                     }
                 }
             }
-            filters.apply(to: &sql)
+            clauses += filters.clauses
             if let cursor {
-                sql.clauses.append("(r.municipality_code, r.id) > (\(sql.bind(cursor.municipality))::char(6), \(sql.bind(cursor.id))::uuid)")
+                clauses.append("(r.municipality_code, r.id) > (\(cursor.municipality)::char(6), \(cursor.id)::uuid)")
             }
-            let limitParameter = sql.bind(String(limit))
             // One round trip: the page is built as JSON by PostgreSQL and sent on as it is.
-            let text: String = try connection.query(prepared: PostgresQuery(unsafeSQL: """
+            let text: String = try connection.query(prepared: """
                 WITH page AS (
                     SELECT r.*, row_number() OVER (ORDER BY r.municipality_code, r.id) AS n
-                    FROM (SELECT r.* FROM registry.resources r WHERE \(sql.whereClause)
-                          ORDER BY r.municipality_code, r.id LIMIT \(limitParameter)::int + 1) r)
+                    FROM (SELECT r.* FROM registry.resources r WHERE \(clauses, joinedBy: " AND ")
+                          ORDER BY r.municipality_code, r.id LIMIT \(limit + 1)::int) r)
                 SELECT jsonb_build_object(
-                    'resources', coalesce((SELECT jsonb_agg(jsonb_build_object(\(summaryColumns)) ORDER BY r.n)
-                                           FROM page r WHERE r.n <= \(limitParameter)::int), '[]'),
+                    'resources', coalesce((SELECT jsonb_agg(jsonb_build_object(\(unsafeRaw: summaryColumns)) ORDER BY r.n)
+                                           FROM page r WHERE r.n <= \(limit)::int), '[]'),
                     'next_after', (SELECT p.municipality_code || ':' || p.id FROM page p
-                                   WHERE p.n = \(limitParameter)::int AND EXISTS (SELECT 1 FROM page q WHERE q.n > \(limitParameter)::int))
+                                   WHERE p.n = \(limit)::int AND EXISTS (SELECT 1 FROM page q WHERE q.n > \(limit)::int))
                 )::text AS j
-                """, bindings: sql.bindings))[0].decode("j")
+                """)[0].decode("j")
             return RawJSON(text: text)
         }
-    }
-
-    /// A PostgreSQL array literal of simple tokens (area codes and ids: no quotes, commas or braces).
-    static func postgresArray(_ items: [String]) -> String {
-        "{" + items.map { "\"\($0)\"" }.joined(separator: ",") + "}"
     }
 
     /// The municipalities inside an area (prefecture, municipality, disability or medical area),
@@ -250,17 +233,15 @@ enum Search {
                 }
                 levels.removeAll { $0["level"]?.stringValue == "daily_life_area" && $0["id"]?.stringValue != dailyLife }
             }
-            var sql = SQLBuilder()
-            let levelIDs = postgresArray(levels.compactMap { $0["id"]?.stringValue })
-            sql.clauses.append("\(serviceArea) = ANY(\(sql.bind(levelIDs))::text[])")
-            input.filters.apply(to: &sql)
-            let rows = try connection.query(PostgresQuery(unsafeSQL: """
-                SELECT \(serviceArea) AS area,
-                       jsonb_build_object(\(summaryColumns), 'backed_up_by', \(Backups.backersSQL)) AS j
+            let levelIDs = levels.compactMap { $0["id"]?.stringValue }
+            let clauses: [PostgresQuery] = ["\(unsafeRaw: serviceArea) = ANY(\(levelIDs)::text[])"] + input.filters.clauses
+            let rows = try connection.query("""
+                SELECT \(unsafeRaw: serviceArea) AS area,
+                       jsonb_build_object(\(unsafeRaw: summaryColumns), 'backed_up_by', \(unsafeRaw: Backups.backersSQL)) AS j
                 FROM registry.resources r
-                WHERE \(sql.whereClause)
+                WHERE \(clauses, joinedBy: " AND ")
                 ORDER BY r.kana, r.name, r.id
-                """, bindings: sql.bindings))
+                """)
             var byArea: [String: [JSONValue]] = [:]
             for row in rows {
                 byArea[try row.decode("area"), default: []].append(try JSONValue.parse(Data((try row.decode("j", as: String.self)).utf8)))

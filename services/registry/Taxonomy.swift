@@ -47,7 +47,7 @@ enum Taxonomy {
                     """,
                 input: KindInput.self
             ) { context, input, tx in
-                let principal = try Access.writer(context)
+                let principal = try context.writer()
                 guard try !tx.query("SELECT 1 FROM registry.categories WHERE code = \(input.categoryCode)").isEmpty else {
                     throw WireError.invalidInput("no category \(input.categoryCode)",
                                                    violations: [.init(path: "/category_code", message: "unknown category")])

@@ -8,10 +8,10 @@ import Wire
 /// only at the version the writer last read (optimistic concurrency), is retired rather than
 /// deleted, and every version is kept in a history table with the token that wrote it.
 struct VersionedTable: Sendable {
-    /// Table names are constants of this file, never input.
-    let table: String
-    let historyTable: String
-    let historyKey: String
+    /// Table and column names: constants of this file, spliced into the SQL (names cannot be bound).
+    let table: StaticString
+    let historyTable: StaticString
+    let historyKey: StaticString
     let noun: String
 
     static let organizations = VersionedTable(table: "registry.organizations", historyTable: "registry.organization_history",
@@ -22,12 +22,12 @@ struct VersionedTable: Sendable {
     /// Locks the row and checks that `principal` may change it at `version`.
     /// Returns the owner tenant.
     func lockForChange(id: String, version: Int?, principal: Principal, on tx: PostgresConnection) throws -> String {
-        let rows = try tx.query(PostgresQuery(
-            unsafeSQL: "SELECT tenant, version, retired_at IS NOT NULL AS retired FROM \(table) WHERE id = $1::uuid FOR UPDATE",
-            bindings: [id]))
+        let rows = try tx.query("""
+            SELECT tenant, version, retired_at IS NOT NULL AS retired FROM \(unsafeRaw: table) WHERE id = \(id)::uuid FOR UPDATE
+            """)
         guard let row = rows.first else { throw WireError(.notFound, "no \(noun) \(id)") }
         let owner: String = try row.decode("tenant")
-        try Access.requireOwner(principal, owns: owner)
+        try principal.requireOwner(of: owner)
         let current: Int = try row.decode("version")
         if try row.decode("retired", as: Bool.self) {
             throw WireError(.conflict, "the \(noun) is retired", details: .object(["version": .integer(Int64(current))]))
@@ -41,34 +41,34 @@ struct VersionedTable: Sendable {
 
     /// Records the row as it is now under its current version.
     func recordHistory(id: String, change: String, by principal: Principal, on tx: PostgresConnection) throws {
-        try tx.query(PostgresQuery(unsafeSQL: """
-            INSERT INTO \(historyTable) (\(historyKey), version, changed_by, change, snapshot)
-            SELECT id, version, $2, $3, to_jsonb(t) - 'search_text' FROM \(table) t WHERE id = $1::uuid
-            """, bindings: [id, principal.tokenID, change]))
+        try tx.query("""
+            INSERT INTO \(unsafeRaw: historyTable) (\(unsafeRaw: historyKey), version, changed_by, change, snapshot)
+            SELECT id, version, \(principal.tokenID), \(change), to_jsonb(t) - 'search_text' FROM \(unsafeRaw: table) t WHERE id = \(id)::uuid
+            """)
     }
 
     /// The row as the API shows it.
     func fetch(id: String, on connection: PostgresConnection) throws -> JSONValue {
-        try connection.jsonRow(PostgresQuery(unsafeSQL: "SELECT to_jsonb(t) - 'search_text' AS j FROM \(table) t WHERE id = $1::uuid",
-                                             bindings: [id]), notFound: "no \(noun) \(id)")
+        try connection.jsonRow("SELECT to_jsonb(t) - 'search_text' AS j FROM \(unsafeRaw: table) t WHERE id = \(id)::uuid",
+                               notFound: "no \(noun) \(id)")
     }
 
     func retire(id: String, version: Int, principal: Principal, on tx: PostgresConnection) throws -> String {
         let owner = try lockForChange(id: id, version: version, principal: principal, on: tx)
-        try tx.query(PostgresQuery(unsafeSQL: """
-            UPDATE \(table) SET retired_at = now(), updated_at = now(), version = version + 1 WHERE id = $1::uuid
-            """, bindings: [id]))
+        try tx.query("""
+            UPDATE \(unsafeRaw: table) SET retired_at = now(), updated_at = now(), version = version + 1 WHERE id = \(id)::uuid
+            """)
         try recordHistory(id: id, change: "retired", by: principal, on: tx)
         return owner
     }
 
     func history(id: String, on connection: PostgresConnection) throws -> JSONValue {
-        let versions = try connection.jsonRows(PostgresQuery(unsafeSQL: """
+        let versions = try connection.jsonRows("""
             SELECT jsonb_build_object('version', version, 'change', change, 'changed_by', changed_by,
                                       'changed_at', to_char(changed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
                                       'snapshot', snapshot) AS j
-            FROM \(historyTable) WHERE \(historyKey) = $1::uuid ORDER BY version
-            """, bindings: [id]))
+            FROM \(unsafeRaw: historyTable) WHERE \(unsafeRaw: historyKey) = \(id)::uuid ORDER BY version
+            """)
         guard !versions.isEmpty else { throw WireError(.notFound, "no \(noun) \(id)") }
         return .object(["id": .string(id), "versions": .array(versions)])
     }
