@@ -6,7 +6,7 @@ import Wire
 import ZMQ
 
 /// Runs a service: migrate its schema, register with the gateway, serve until SIGTERM/SIGINT,
-/// then drain and stop. `main.swift` of every service is one call to `ServiceRunner.main`.
+/// then drain and stop. Every service's `@main` is one call to `ServiceRunner.main`.
 public enum ServiceRunner {
     public static func main(_ makeDefinition: @Sendable () throws -> ServiceDefinition) async {
         do {
