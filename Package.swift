@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "tsunagu", targets: ["TsunaguCLI"]),
         .executable(name: "tsunagu-bench", targets: ["Bench"]),
         .library(name: "ServiceRuntime", targets: ["ServiceRuntime"]),
+        .library(name: "TsunaguTesting", targets: ["TsunaguTesting"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
@@ -42,6 +43,11 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(name: "TsunaguClient", dependencies: ["ZMQ", "Wire"], swiftSettings: swiftSettings),
+        .target(
+            name: "TsunaguTesting",
+            dependencies: ["ServiceRuntime", "Postgres", "Wire", "JSONSchema", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
         .executableTarget(
             name: "Gateway",
             dependencies: [
@@ -79,7 +85,8 @@ let package = Package(
         ),
         .testTarget(
             name: "UnitTests",
-            dependencies: ["ZMQ", "Postgres", "Wire", "JSONSchema", "ServiceRuntime", "TsunaguClient", "CSV", "Gateway", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["ZMQ", "Postgres", "Wire", "JSONSchema", "ServiceRuntime", "TsunaguClient", "CSV", "Gateway", "TsunaguTesting",
+                           .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
     ],
