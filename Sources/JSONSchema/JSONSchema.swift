@@ -12,6 +12,8 @@ import Foundation
 public struct JSONSchema: Sendable {
     public let json: JSONValue
     private let patterns: [String: NSRegularExpressionBox]
+    /// The schema as a tree of checks, made once: validating a request looks up no keyword by name.
+    private let compiled: CompiledSchema
 
     static let validationKeywords: Set<String> = [
         "type", "properties", "required", "additionalProperties", "items", "enum", "const",
@@ -25,6 +27,7 @@ public struct JSONSchema: Sendable {
         var patterns: [String: NSRegularExpressionBox] = [:]
         try Self.checkAndCompile(json, at: "", into: &patterns)
         self.patterns = patterns
+        self.compiled = CompiledSchema(json, patterns: patterns)
     }
 
     /// Parses a schema written as JSON text.
@@ -164,81 +167,14 @@ public struct JSONSchema: Sendable {
         if let items = s["items"] { findUnbounded(items, at: "\(path)/items", into: &found) }
     }
 
-    /// Every way `value` breaks the schema, each with a JSON Pointer to the place; empty when valid.
+    /// Every way `value` breaks the schema, each with a JSON Pointer to the place (sorted by
+    /// place); empty when valid.
     public func violations(of value: JSONValue) -> [JSONSchemaViolation] {
         var found: [JSONSchemaViolation] = []
-        check(value, against: json, at: "", into: &found)
+        var path: [PathSegment] = []
+        compiled.check(value, at: &path, into: &found)
+        if found.count > 1 { found.sort { $0.path < $1.path } }
         return found
-    }
-
-    private func check(_ value: JSONValue, against schema: JSONValue, at path: String, into found: inout [JSONSchemaViolation]) {
-        guard case .object(let s) = schema else {
-            if case .bool(false) = schema { found.append(.init(path: path, message: "no value is allowed here")) }
-            return
-        }
-        func fail(_ message: String) { found.append(.init(path: path, message: message)) }
-
-        if let type = s["type"] {
-            let allowed: [String]
-            switch type {
-            case .string(let one): allowed = [one]
-            case .array(let many): allowed = many.compactMap(\.stringValue)
-            default: allowed = []
-            }
-            if !allowed.isEmpty && !allowed.contains(where: { Self.matches(value, type: $0) }) {
-                fail("expected \(allowed.joined(separator: " or ")), got \(value.typeName)")
-                return
-            }
-        }
-        if case .array(let options)? = s["enum"], !options.contains(value) {
-            fail("must be one of the allowed values")
-        }
-        if let constant = s["const"], constant != value { fail("must equal the fixed value") }
-
-        switch value {
-        case .string(let string):
-            // JSON Schema counts code points; Swift's `count` counts grapheme clusters, and one
-            // cluster can hold any number of combining marks.
-            let length = string.unicodeScalars.count
-            if case .integer(let min)? = s["minLength"], length < min { fail("shorter than \(min) characters") }
-            if case .integer(let max)? = s["maxLength"], length > max { fail("longer than \(max) characters") }
-            if case .string(let pattern)? = s["pattern"], let regex = patterns[pattern]?.regex {
-                let range = NSRange(string.startIndex..., in: string)
-                if regex.firstMatch(in: string, range: range) == nil { fail("does not match \(pattern)") }
-            }
-        case .integer, .number:
-            let number: Double = if case .integer(let i) = value { Double(i) } else if case .number(let d) = value { d } else { 0 }
-            if let min = Self.double(s["minimum"]), number < min { fail("less than \(min)") }
-            if let max = Self.double(s["maximum"]), number > max { fail("greater than \(max)") }
-        case .array(let items):
-            if case .integer(let min)? = s["minItems"], items.count < min { fail("fewer than \(min) items") }
-            if case .integer(let max)? = s["maxItems"], items.count > max { fail("more than \(max) items") }
-            if let itemSchema = s["items"] {
-                for (index, item) in items.enumerated() {
-                    check(item, against: itemSchema, at: "\(path)/\(index)", into: &found)
-                }
-            }
-        case .object(let object):
-            if case .array(let required)? = s["required"] {
-                for case .string(let key) in required where object[key] == nil {
-                    found.append(.init(path: "\(path)/\(Self.escape(key))", message: "is required"))
-                }
-            }
-            var properties: [String: JSONValue] = [:]
-            if case .object(let p)? = s["properties"] { properties = p }
-            for (key, child) in object.sorted(by: { $0.key < $1.key }) {
-                let childPath = "\(path)/\(Self.escape(key))"
-                if let childSchema = properties[key] {
-                    check(child, against: childSchema, at: childPath, into: &found)
-                } else if case .bool(false)? = s["additionalProperties"] {
-                    found.append(.init(path: childPath, message: "is not an allowed property"))
-                } else if let extra = s["additionalProperties"], case .object = extra {
-                    check(child, against: extra, at: childPath, into: &found)
-                }
-            }
-        default:
-            break
-        }
     }
 
     private static func matches(_ value: JSONValue, type: String) -> Bool {
@@ -262,6 +198,191 @@ public struct JSONSchema: Sendable {
     private static func escape(_ key: String) -> String {
         guard key.utf8.contains(where: { $0 == UInt8(ascii: "~") || $0 == UInt8(ascii: "/") }) else { return key }
         return key.replacingOccurrences(of: "~", with: "~0").replacingOccurrences(of: "/", with: "~1")
+    }
+}
+
+/// One step of a JSON Pointer, kept as it is until a violation needs the text.
+enum PathSegment {
+    case key(String)
+    case index(Int)
+}
+
+/// A schema's checks with its keywords read once. Immutable.
+final class CompiledSchema: Sendable {
+    private struct Types: OptionSet, Sendable {
+        let rawValue: UInt8
+        static let null = Types(rawValue: 1), boolean = Types(rawValue: 2), integer = Types(rawValue: 4)
+        static let number = Types(rawValue: 8), string = Types(rawValue: 16), array = Types(rawValue: 32)
+        static let object = Types(rawValue: 64)
+
+        init(rawValue: UInt8) { self.rawValue = rawValue }
+
+        init?(name: String) {
+            switch name {
+            case "null": self = .null
+            case "boolean": self = .boolean
+            case "integer": self = .integer
+            case "number": self = .number
+            case "string": self = .string
+            case "array": self = .array
+            case "object": self = .object
+            default: return nil
+            }
+        }
+    }
+
+    private enum Extra: Sendable {
+        case allowed
+        case forbidden
+        case schema(CompiledSchema)
+    }
+
+    private let allowsNothing: Bool
+    private let types: Types?
+    private let typeNames: String
+    private let options: [JSONValue]?
+    private let constant: JSONValue?
+    private let minLength: Int64?, maxLength: Int64?
+    private let pattern: (text: String, regex: NSRegularExpressionBox)?
+    private let minimum: Double?, maximum: Double?
+    private let minItems: Int64?, maxItems: Int64?
+    private let items: CompiledSchema?
+    private let required: [String]
+    private let properties: [String: CompiledSchema]
+    private let extra: Extra
+
+    init(_ schema: JSONValue, patterns: [String: NSRegularExpressionBox]) {
+        guard case .object(let s) = schema else {
+            allowsNothing = schema == .bool(false)
+            types = nil; typeNames = ""; options = nil; constant = nil; minLength = nil; maxLength = nil; pattern = nil
+            minimum = nil; maximum = nil; minItems = nil; maxItems = nil; items = nil; required = []; properties = [:]
+            extra = .allowed
+            return
+        }
+        allowsNothing = false
+        let names: [String] = switch s["type"] {
+        case .string(let one)?: [one]
+        case .array(let many)?: many.compactMap(\.stringValue)
+        default: []
+        }
+        types = names.isEmpty ? nil : names.compactMap(Types.init(name:)).reduce(into: Types()) { $0.formUnion($1) }
+        typeNames = names.joined(separator: " or ")
+        if case .array(let list)? = s["enum"] { options = list } else { options = nil }
+        constant = s["const"]
+        func integer(_ key: String) -> Int64? { if case .integer(let n)? = s[key] { n } else { nil } }
+        func double(_ key: String) -> Double? {
+            switch s[key] {
+            case .integer(let i)?: Double(i)
+            case .number(let d)?: d
+            default: nil
+            }
+        }
+        minLength = integer("minLength"); maxLength = integer("maxLength")
+        minItems = integer("minItems"); maxItems = integer("maxItems")
+        minimum = double("minimum"); maximum = double("maximum")
+        if case .string(let text)? = s["pattern"], let regex = patterns[text] { pattern = (text, regex) } else { pattern = nil }
+        items = s["items"].map { CompiledSchema($0, patterns: patterns) }
+        if case .array(let names)? = s["required"] { required = names.compactMap(\.stringValue) } else { required = [] }
+        if case .object(let p)? = s["properties"] {
+            properties = p.mapValues { CompiledSchema($0, patterns: patterns) }
+        } else {
+            properties = [:]
+        }
+        switch s["additionalProperties"] {
+        case .bool(false)?: extra = .forbidden
+        case .object(let o)?: extra = .schema(CompiledSchema(.object(o), patterns: patterns))
+        default: extra = .allowed
+        }
+    }
+
+    private static func pointer(_ path: [PathSegment]) -> String {
+        var out = ""
+        for segment in path {
+            out += "/"
+            switch segment {
+            case .index(let i): out += String(i)
+            case .key(let key):
+                out += key.utf8.contains(where: { $0 == UInt8(ascii: "~") || $0 == UInt8(ascii: "/") })
+                    ? key.replacingOccurrences(of: "~", with: "~0").replacingOccurrences(of: "/", with: "~1") : key
+            }
+        }
+        return out
+    }
+
+    private func matches(_ value: JSONValue, _ types: Types) -> Bool {
+        switch value {
+        case .null: types.contains(.null)
+        case .bool: types.contains(.boolean)
+        case .integer: types.contains(.integer) || types.contains(.number)
+        case .number(let d): types.contains(.number) || (types.contains(.integer) && d.rounded() == d)
+        case .string: types.contains(.string)
+        case .array: types.contains(.array)
+        case .object: types.contains(.object)
+        }
+    }
+
+    func check(_ value: JSONValue, at path: inout [PathSegment], into found: inout [JSONSchemaViolation]) {
+        func fail(_ message: String) { found.append(.init(path: Self.pointer(path), message: message)) }
+        if allowsNothing {
+            fail("no value is allowed here")
+            return
+        }
+        if let types, !matches(value, types) {
+            fail("expected \(typeNames), got \(value.typeName)")
+            return
+        }
+        if let options, !options.contains(value) { fail("must be one of the allowed values") }
+        if let constant, constant != value { fail("must equal the fixed value") }
+
+        switch value {
+        case .string(let string):
+            if minLength != nil || maxLength != nil {
+                // JSON Schema counts code points; Swift's `count` counts grapheme clusters, and one
+                // cluster can hold any number of combining marks.
+                let length = Int64(string.unicodeScalars.count)
+                if let minLength, length < minLength { fail("shorter than \(minLength) characters") }
+                if let maxLength, length > maxLength { fail("longer than \(maxLength) characters") }
+            }
+            if let pattern {
+                let range = NSRange(string.startIndex..., in: string)
+                if pattern.regex.regex.firstMatch(in: string, range: range) == nil { fail("does not match \(pattern.text)") }
+            }
+        case .integer, .number:
+            let number: Double = if case .integer(let i) = value { Double(i) } else if case .number(let d) = value { d } else { 0 }
+            if let minimum, number < minimum { fail("less than \(minimum)") }
+            if let maximum, number > maximum { fail("greater than \(maximum)") }
+        case .array(let list):
+            if let minItems, Int64(list.count) < minItems { fail("fewer than \(minItems) items") }
+            if let maxItems, Int64(list.count) > maxItems { fail("more than \(maxItems) items") }
+            if let items {
+                for (index, item) in list.enumerated() {
+                    path.append(.index(index))
+                    items.check(item, at: &path, into: &found)
+                    path.removeLast()
+                }
+            }
+        case .object(let object):
+            for key in required where object[key] == nil {
+                path.append(.key(key))
+                fail("is required")
+                path.removeLast()
+            }
+            for (key, child) in object {
+                path.append(.key(key))
+                if let schema = properties[key] {
+                    schema.check(child, at: &path, into: &found)
+                } else {
+                    switch extra {
+                    case .allowed: break
+                    case .forbidden: fail("is not an allowed property")
+                    case .schema(let schema): schema.check(child, at: &path, into: &found)
+                    }
+                }
+                path.removeLast()
+            }
+        default:
+            break
+        }
     }
 }
 
