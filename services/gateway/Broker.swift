@@ -834,25 +834,3 @@ final class Broker: @unchecked Sendable {
         serviceCredentials.forgetUnknown()
     }
 }
-
-/// A client request waiting for its token to be looked up.
-struct AuthWaiter {
-    let identity: Data
-    let service: String
-    let envelope: RequestEnvelope
-    let payload: [Data]
-    let received: ContinuousClock.Instant
-}
-
-/// Work waiting for a service credential to be looked up: an instance's READY, or an event.
-enum CredentialWaiter {
-    case registration(identity: Data, service: String, manifest: Manifest)
-    case event([Data])
-
-    var isEvent: Bool { if case .event = self { true } else { false } }
-}
-
-extension Data {
-    var hexString: String { map { String(format: "%02x", $0) }.joined() }
-}
-
