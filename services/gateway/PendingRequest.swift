@@ -1,8 +1,8 @@
 import Foundation
 
-/// A request the gateway accepted and has not answered yet (a class: it is updated in place as it
-/// moves from queue to instance to retry).
-final class PendingRequest {
+/// A request the gateway accepted and has not answered yet. A value inside `RoutingCore.pending`,
+/// updated in place as it moves from queue to instance to retry.
+struct PendingRequest {
     let clientIdentity: Data
     let service: String
     let requestID: String
@@ -14,6 +14,7 @@ final class PendingRequest {
     /// May be sent again to another instance when the first dies: the operation is read-only, or
     /// the request carries an idempotency key.
     let retryable: Bool
+    /// The instance holding it; nil while it waits in its service's queue.
     var worker: Data?
     /// Sent again once already after an instance died; a second loss is answered `unavailable`.
     var retried = false

@@ -3,8 +3,9 @@ import Wire
 
 /// A service as the gateway knows it: the instances that announced it and the requests waiting.
 /// A service stays known after its last instance leaves, so callers get `unavailable`, not `unknown_service`.
-/// A class so its queue is mutated in place, never copied on the per-request path.
-final class ServiceState {
+/// A value inside `RoutingCore.services`, always mutated in place through the dictionary
+/// (`services[name]?.enqueue(…)`), so its queue is never copied on the per-request path.
+struct ServiceState {
     let name: String
     /// The manifest the newest instance announced; nil for plain 7/MDP workers (opaque services).
     var manifest: Manifest?
@@ -24,21 +25,21 @@ final class ServiceState {
 
     init(name: String) { self.name = name }
 
-    func enqueue(_ id: UInt64, client: Data) {
+    mutating func enqueue(_ id: UInt64, client: Data) {
         if waiting[client] == nil { rotation.append(client) }
         waiting[client, default: []].append(id)
         queued += 1
     }
 
     /// First in its client's line (a retry, or a request that could not be sent: it waited longest).
-    func enqueueFirst(_ id: UInt64, client: Data) {
+    mutating func enqueueFirst(_ id: UInt64, client: Data) {
         if waiting[client] == nil { rotation.append(client) }
         waiting[client, default: []].insert(id, at: 0)
         queued += 1
     }
 
     /// The next waiting request, taking clients in turn.
-    func popQueued() -> UInt64? {
+    mutating func popQueued() -> UInt64? {
         guard !rotation.isEmpty else { return nil }
         if nextTurn >= rotation.count { nextTurn = 0 }
         let client = rotation[nextTurn]
@@ -55,7 +56,7 @@ final class ServiceState {
     }
 
     /// Takes out of the queue every waiting request for which `gone` holds (answered meanwhile).
-    func dropQueued(where gone: (UInt64) -> Bool) {
+    mutating func dropQueued(where gone: (UInt64) -> Bool) {
         for (client, line) in waiting {
             let kept = line.filter { !gone($0) }
             queued -= line.count - kept.count

@@ -1,8 +1,8 @@
 import Foundation
 
 /// One connected worker instance (one DEALER socket on the worker endpoint).
-/// A class so its in-flight set is mutated in place.
-final class WorkerState {
+/// A value inside `RoutingCore.workers`, mutated in place through the dictionary.
+struct WorkerState {
     let identity: Data
     let service: String
     /// Requests it may hold at once: the manifest's `concurrency`, 1 for plain 7/MDP workers.
