@@ -562,15 +562,22 @@ struct RoutingCore {
 
     private mutating func completeRequest(_ id: UInt64, from identity: Data, body: [Data], now: Instant,
                                           _ actions: inout RoutingActions) {
+        var freedSlot: String?  // the service of the instance whose slot this reply frees
         if workers[identity] != nil {
-            workers[identity]!.inFlight.remove(id)
+            let held = workers[identity]!.inFlight.remove(id) != nil
             workers[identity]!.served += 1
             if workers[identity]!.draining && workers[identity]!.inFlight.isEmpty {
                 removeWorker(identity, reason: "drained", now: now, &actions)
+            } else if held {
+                freedSlot = workers[identity]!.service
             }
         }
         // A late reply from an instance we gave up on is dropped: the retry or the timeout answers.
-        guard pending[id]?.worker == identity, let request = forgetPending(id) else { return }
+        // The slot it frees takes the next waiting request at once.
+        guard pending[id]?.worker == identity, let request = forgetPending(id) else {
+            if let freedSlot { dispatchQueued(service: freedSlot, &actions) }
+            return
+        }
         var replyBody = body
         if request.wrapReply {
             replyBody = [TsunaguWire.marker, ReplyEnvelope(id: request.requestID, status: .ok).encoded()] + body
