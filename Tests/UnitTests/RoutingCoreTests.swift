@@ -72,7 +72,7 @@ import Wire
         #expect(gateway.request(from: alice, "echo", op: "get", id: "r1").errors == [.init(client: alice, requestID: "r1", code: .unknownService)])
         _ = gateway.join(a)
         let left = gateway.worker(a, .disconnect)  // nothing in flight: it leaves at once
-        #expect(left.logs == ["instance left"] && gateway.core.workers.isEmpty)
+        #expect(left.logs == ["instance left"] && gateway.core.workers.isEmpty && gateway.core.services["echo"]?.liveInstances == 0)
         let refused = gateway.request(from: alice, "echo", op: "get", id: "r2")
         #expect(refused.errors == [.init(client: alice, requestID: "r2", code: .unavailable)])
         #expect(refused.errorMessages == ["no instance of echo is up"])
@@ -237,7 +237,7 @@ import Wire
         #expect(gateway.request(from: alice, "echo", op: "get", id: "r1").requests == [.init(worker: a, correlation: 1)])
         #expect(gateway.request(from: alice, "echo", op: "get", id: "r2").requests == [.init(worker: b, correlation: 2)])
         #expect(gateway.worker(a, .disconnect).isEmpty)
-        #expect(gateway.core.workers[a]?.draining == true)
+        #expect(gateway.core.workers[a]?.draining == true && gateway.core.services["echo"]?.liveInstances == 1)
         #expect(gateway.mmi("echo") == MDP.mmiFound)  // B is still up
         // A holds r1 and gets nothing new: r3 waits for B.
         #expect(gateway.request(from: alice, "echo", op: "get", id: "r3").isEmpty)
@@ -245,9 +245,11 @@ import Wire
         #expect(drained.clientReplies.map(\.client) == [alice] && drained.requests.isEmpty)
         #expect(drained.logs == ["instance left"] && drained.logMetadata.first?["reason"] == "drained")
         #expect(gateway.core.workers[a] == nil && gateway.core.services["echo"]?.workers == [b])
+        #expect(gateway.core.services["echo"]?.liveInstances == 1)
         #expect(gateway.reply(from: b, to: 2).requests == [.init(worker: b, correlation: 3)])
         // With its only instance draining, the service takes no new request.
-        #expect(gateway.worker(b, .disconnect).isEmpty)
+        #expect(gateway.worker(b, .disconnect).isEmpty && gateway.worker(b, .disconnect).isEmpty)  // twice: still one instance
+        #expect(gateway.core.services["echo"]?.liveInstances == 0 && gateway.core.services["echo"]?.workers == [b])
         #expect(gateway.request(from: alice, "echo", op: "get", id: "r4").errorMessages == ["no instance of echo is up"])
         #expect(gateway.mmi("echo") == MDP.mmiNotFound)
     }

@@ -47,6 +47,8 @@ struct RoutingCore {
     }
 
     typealias Instant = ContinuousClock.Instant
+    typealias ServiceIndex = Dictionary<String, ServiceState>.Index
+    typealias WorkerIndex = Dictionary<Data, WorkerState>.Index
     typealias ClientLookups = TokenLookups<Principal, AuthWaiter>
     typealias CredentialLookups = TokenLookups<ServiceCredential, CredentialWaiter>
 
@@ -259,7 +261,7 @@ struct RoutingCore {
             replyError(to: identity, service: service, requestID: "", WireError(.unknownService, "no service named \(service)"), &actions)
             return
         }
-        guard services.values[index].manifest == nil else {
+        guard withService(index, { $0.manifest == nil }) else {
             replyError(to: identity, service: service, requestID: "",
                        WireError(.badRequest, "\(service) needs the Tsunagu envelope (TSUNAGU/1 frame, then envelope JSON)"), &actions)
             return
@@ -270,7 +272,7 @@ struct RoutingCore {
             return
         }
         admit(PendingRequest(clientIdentity: identity, service: service, requestID: "", workerBody: body,
-                             wrapReply: false, deadline: now + configuration.defaultDeadline, retryable: false), &actions)
+                             wrapReply: false, deadline: now + configuration.defaultDeadline, retryable: false), at: index, &actions)
     }
 
     private mutating func acceptEnvelopeRequest(identity: Data, service: String, body: [Data], now: Instant,
@@ -342,9 +344,12 @@ struct RoutingCore {
                        WireError(.unknownService, "no service named \(service)"), &actions)
             return
         }
-        let isTsunagu = services.values[index].manifest != nil
-        if isTsunagu, !services.values[index].operations.contains(envelope.op) {
-            let operations = services.values[index].operations.sorted()
+        let op = envelope.op
+        let (isTsunagu, hasOperation, isReadOnly) = withService(index) {
+            ($0.manifest != nil, $0.operations.contains(op), $0.readOnly.contains(op))
+        }
+        if isTsunagu, !hasOperation {
+            let operations = withService(index) { $0.operations.sorted() }
             replyError(to: identity, service: service, requestID: envelope.id,
                        WireError(.unknownOperation, "\(service) has no operation \(envelope.op)",
                                  details: .object(["operations": .array(operations.map { .string($0) })])), &actions)
@@ -360,19 +365,20 @@ struct RoutingCore {
             workerBody = waiter.payload.isEmpty ? [Data()] : waiter.payload
         }
         // Sent again after an instance dies only when that cannot apply a change twice.
-        let retryable = isTsunagu && (services.values[index].readOnly.contains(envelope.op) || envelope.idempotencyKey != nil)
+        let retryable = isTsunagu && (isReadOnly || envelope.idempotencyKey != nil)
         admit(PendingRequest(clientIdentity: identity, service: service, requestID: envelope.id, workerBody: workerBody,
-                             wrapReply: !isTsunagu, deadline: deadline, retryable: retryable), &actions)
+                             wrapReply: !isTsunagu, deadline: deadline, retryable: retryable), at: index, &actions)
     }
 
     /// Takes a request into `pending` and sends it to an instance, or queues it, or refuses it.
-    private mutating func admit(_ request: PendingRequest, _ actions: inout RoutingActions) {
-        guard hasLiveInstance(request.service) else {
+    private mutating func admit(_ request: PendingRequest, at serviceIndex: ServiceIndex, _ actions: inout RoutingActions) {
+        let (live, queued) = withService(serviceIndex) { ($0.liveInstances > 0, $0.queued) }
+        guard live else {
             replyError(to: request.clientIdentity, service: request.service, requestID: request.requestID,
                        WireError(.unavailable, "no instance of \(request.service) is up"), &actions)
             return
         }
-        guard services[request.service]!.queued < configuration.maxQueuedPerService else {
+        guard queued < configuration.maxQueuedPerService else {
             replyError(to: request.clientIdentity, service: request.service, requestID: request.requestID,
                        WireError(.unavailable, "\(request.service) is overloaded; retry later"), &actions)
             return
@@ -388,20 +394,31 @@ struct RoutingCore {
         let id = nextCorrelation
         nextCorrelation &+= 1
         pending[id] = request
-        services[request.service]!.enqueue(id, client: request.clientIdentity)
-        dispatchQueued(service: request.service, &actions)
+        services.values[serviceIndex].enqueue(id, client: request.clientIdentity)
+        dispatchQueued(at: serviceIndex, &actions)
     }
 
     /// Whether the service has an instance that takes new work (known, not draining).
-    private func hasLiveInstance(_ service: String) -> Bool {
-        services[service]?.workers.contains { workers[$0]?.draining == false } ?? false
+    private mutating func hasLiveInstance(_ service: String) -> Bool {
+        guard let index = services.index(forKey: service) else { return false }
+        return withService(index) { $0.liveInstances > 0 }
+    }
+
+    /// Reads (or changes) one service's state in place. Reading through the dictionary's getter
+    /// would copy the whole state out (retaining each of its collections) on every request.
+    private mutating func withService<R>(_ index: ServiceIndex, _ body: (inout ServiceState) -> R) -> R {
+        body(&services.values[index])
     }
 
     /// Sends waiting requests to instances with free slots, round-robin. A request counts as held
     /// by its instance from here on; a send that fails comes back through `workerSendsFailed`.
     private mutating func dispatchQueued(service name: String, _ actions: inout RoutingActions) {
         guard let serviceIndex = services.index(forKey: name) else { return }
-        while services.values[serviceIndex].queued > 0 {
+        dispatchQueued(at: serviceIndex, &actions)
+    }
+
+    private mutating func dispatchQueued(at serviceIndex: ServiceIndex, _ actions: inout RoutingActions) {
+        while withService(serviceIndex, { $0.queued > 0 }) {
             guard let worker = nextFreeWorker(serviceIndex) else { return }
             guard let id = services.values[serviceIndex].popQueued() else { return }
             guard let index = pending.index(forKey: id) else { continue }  // answered (timed out) while queued
@@ -412,10 +429,9 @@ struct RoutingCore {
     }
 
     /// The next instance of the service, round-robin from the last one chosen, with a free slot.
-    private mutating func nextFreeWorker(_ serviceIndex: Dictionary<String, ServiceState>.Index) -> Data? {
-        let instances = services.values[serviceIndex].workers
+    private mutating func nextFreeWorker(_ serviceIndex: ServiceIndex) -> Data? {
+        let (instances, start) = withService(serviceIndex) { ($0.workers, $0.nextWorker) }
         let count = instances.count
-        let start = services.values[serviceIndex].nextWorker
         for step in 0..<count {
             let candidate = instances[(start + step) % count]
             if workers[candidate]?.hasFreeSlot == true {
@@ -436,8 +452,9 @@ struct RoutingCore {
             return
         }
         let identity = frames[0]
-        let known = workers[identity] != nil
-        if known { workers[identity]!.expiry = now + configuration.heartbeatInterval * MDP.liveness }
+        let index = workers.index(forKey: identity)
+        let known = index != nil
+        if let index { workers.values[index].expiry = now + configuration.heartbeatInterval * MDP.liveness }
         switch command {
         case .ready:
             if known || registering.contains(identity) {
@@ -456,13 +473,16 @@ struct RoutingCore {
                 return
             }
             let id = frames[4].withUnsafeBytes { UInt64(bigEndian: $0.loadUnaligned(as: UInt64.self)) }
-            completeRequest(id, from: identity, body: Array(frames[6...]), now: now, &actions)
+            completeRequest(id, from: identity, at: index, body: Array(frames[6...]), now: now, &actions)
         case .heartbeat:
             if !known && !registering.contains(identity) { actions.append(.sendToWorker(identity: identity, .disconnect)) }
         case .disconnect:
-            guard known else { return }
-            workers[identity]!.draining = true
-            if workers[identity]!.inFlight.isEmpty { removeWorker(identity, reason: "disconnected", now: now, &actions) }
+            guard let index else { return }
+            if !workers.values[index].draining {
+                workers.values[index].draining = true
+                services[workers.values[index].service]?.instanceStartedDraining()
+            }
+            if workers.values[index].inFlight.isEmpty { removeWorker(identity, reason: "disconnected", now: now, &actions) }
         case .request:
             actions.append(.log(.warning, "dropped a REQUEST sent by a worker"))
         }
@@ -552,7 +572,7 @@ struct RoutingCore {
             services[name]!.operations = []
             services[name]!.readOnly = []
         }
-        services[name]!.workers.append(identity)
+        services[name]!.instanceJoined(identity)
         workers[identity] = WorkerState(identity: identity, service: name, capacity: max(1, manifest?.concurrency ?? 1),
                                         expiry: now + configuration.heartbeatInterval * MDP.liveness, tokenID: tokenID)
         actions.append(.log(.info, "instance joined", [LogKey.service: "\(name)", LogKey.worker: "\(identity.hexString)",
@@ -560,16 +580,17 @@ struct RoutingCore {
         dispatchQueued(service: name, &actions)
     }
 
-    private mutating func completeRequest(_ id: UInt64, from identity: Data, body: [Data], now: Instant,
+    /// - Parameter index: where the sender is in `workers` (nil: an instance no longer known).
+    private mutating func completeRequest(_ id: UInt64, from identity: Data, at index: WorkerIndex?, body: [Data], now: Instant,
                                           _ actions: inout RoutingActions) {
         var freedSlot: String?  // the service of the instance whose slot this reply frees
-        if workers[identity] != nil {
-            let held = workers[identity]!.inFlight.remove(id) != nil
-            workers[identity]!.served += 1
-            if workers[identity]!.draining && workers[identity]!.inFlight.isEmpty {
+        if let index {
+            let held = workers.values[index].inFlight.remove(id) != nil
+            workers.values[index].served += 1
+            if workers.values[index].draining && workers.values[index].inFlight.isEmpty {
                 removeWorker(identity, reason: "drained", now: now, &actions)
             } else if held {
-                freedSlot = workers[identity]!.service
+                freedSlot = workers.values[index].service
             }
         }
         // A late reply from an instance we gave up on is dropped: the retry or the timeout answers.
@@ -598,10 +619,7 @@ struct RoutingCore {
         guard let worker = workers.removeValue(forKey: identity) else { return }
         actions.append(.log(.info, "instance left", [LogKey.service: "\(worker.service)", LogKey.worker: "\(identity.hexString)",
                                                      "reason": "\(reason)", "in_flight": "\(worker.inFlight.count)"]))
-        if services[worker.service] != nil {
-            services[worker.service]!.workers.removeAll { $0 == identity }
-            services[worker.service]!.nextWorker = 0
-        }
+        services[worker.service]?.instanceLeft(identity, wasDraining: worker.draining)
         var retry: [UInt64] = []
         for id in worker.inFlight.sorted() {
             guard let index = pending.index(forKey: id), pending.values[index].worker == identity else { continue }
@@ -692,7 +710,7 @@ struct RoutingCore {
 
     // MARK: MMI
 
-    private func handleMMI(identity: Data, service: String, body: [Data], _ actions: inout RoutingActions) {
+    private mutating func handleMMI(identity: Data, service: String, body: [Data], _ actions: inout RoutingActions) {
         let answer: Data
         if service == "mmi.service" {
             let asked = body.first.flatMap { String(data: $0, encoding: .utf8) } ?? ""

@@ -12,9 +12,12 @@ struct ServiceState {
     var operations: Set<String> = []
     /// Operations the manifest marks read-only: the ones sent again to another instance when one dies.
     var readOnly: Set<String> = []
-    /// Live instances in the order they joined; dispatch walks it round-robin.
-    var workers: [Data] = []
+    /// Instances in the order they joined (draining ones too, until they leave); dispatch walks
+    /// it round-robin.
+    private(set) var workers: [Data] = []
     var nextWorker = 0
+    /// Instances that take new work: joined and not draining.
+    private(set) var liveInstances = 0
     /// Requests waiting for an instance with a free slot, per client connection, oldest first.
     /// Clients take turns (`rotation`), so one client's burst waits behind itself, not in front
     /// of everybody else.
@@ -24,6 +27,22 @@ struct ServiceState {
     private(set) var queued = 0
 
     init(name: String) { self.name = name }
+
+    mutating func instanceJoined(_ identity: Data) {
+        workers.append(identity)
+        liveInstances += 1
+    }
+
+    /// An instance sent DISCONNECT: it takes nothing new, and leaves once its replies are in.
+    mutating func instanceStartedDraining() {
+        liveInstances -= 1
+    }
+
+    mutating func instanceLeft(_ identity: Data, wasDraining: Bool) {
+        workers.removeAll { $0 == identity }
+        nextWorker = 0
+        if !wasDraining { liveInstances -= 1 }
+    }
 
     mutating func enqueue(_ id: UInt64, client: Data) {
         if waiting[client] == nil { rotation.append(client) }
