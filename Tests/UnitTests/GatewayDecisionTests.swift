@@ -69,10 +69,10 @@ import ZMQ
     }
 
     @Test func theWorkerGetsLessTimeThanTheClientWaits() {
-        #expect(Broker.workerDeadlineMs(left: .seconds(30)) == 29_500)
-        #expect(Broker.workerDeadlineMs(left: .milliseconds(1000)) == 930)
-        #expect(Broker.workerDeadlineMs(left: .milliseconds(10)) == 1)
-        #expect(Broker.workerDeadlineMs(left: .milliseconds(-5)) == 1)
+        #expect(RoutingCore.workerDeadlineMs(left: .seconds(30)) == 29_500)
+        #expect(RoutingCore.workerDeadlineMs(left: .milliseconds(1000)) == 930)
+        #expect(RoutingCore.workerDeadlineMs(left: .milliseconds(10)) == 1)
+        #expect(RoutingCore.workerDeadlineMs(left: .milliseconds(-5)) == 1)
     }
 
     @Test func zapAdmitsOnlyListedServiceKeys() throws {
@@ -110,7 +110,7 @@ import ZMQ
 
 @Suite struct ServiceQueueTests {
     @Test func clientsTakeTurnsSoABurstWaitsBehindItself() {
-        let state = ServiceState(name: "registry")
+        var state = ServiceState(name: "registry")
         let flooder = Data([1]), honest = Data([2])
         for id in 1...100 { state.enqueue(UInt64(id), client: flooder) }
         state.enqueue(1000, client: honest)
@@ -121,7 +121,7 @@ import ZMQ
     }
 
     @Test func retriesGoFirstInTheirLineAndAnsweredOnesLeave() {
-        let state = ServiceState(name: "registry")
+        var state = ServiceState(name: "registry")
         let a = Data([1])
         state.enqueue(1, client: a)
         state.enqueue(2, client: a)

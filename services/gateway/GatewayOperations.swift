@@ -127,13 +127,13 @@ struct GatewayOperations {
 
     /// Instance ids are routing identities: shown to administrators only.
     private func catalogue(showInstanceIDs: Bool) -> CatalogueReply {
-        var entries = broker.services.values.sorted { $0.name < $1.name }.map { state in
+        var entries = broker.core.services.values.sorted { $0.name < $1.name }.map { state in
             CatalogueReply.Service(
                 name: state.name,
                 version: state.manifest?.version,
                 kind: state.manifest == nil ? "opaque" : "tsunagu",
                 operations: state.manifest?.operations ?? [],
-                instances: state.workers.compactMap { broker.workers[$0] }.map {
+                instances: state.workers.compactMap { broker.core.workers[$0] }.map {
                     .init(id: showInstanceIDs ? $0.identity.hexString : nil, inFlight: $0.inFlight.count, capacity: $0.capacity,
                           draining: $0.draining, served: $0.served)
                 },
