@@ -421,6 +421,19 @@ import Wire
         #expect(gateway.core.workerSendsFailed([.init(worker: a, request: nil, unreachable: true)], now: gateway.now).isEmpty)
     }
 
+    @Test func aGracefulStopRefusesNewRequestsAndAnswersAcceptedOnes() {
+        var gateway = Harness()
+        _ = gateway.join(a)
+        #expect(gateway.request(from: alice, "echo", op: "get", id: "held").requests == [.init(worker: a, correlation: 1)])
+        gateway.core.beginDraining()
+        #expect(!gateway.core.isDrained)
+        let refused = gateway.request(from: bob, "echo", op: "get", id: "new")
+        #expect(refused.errors.map(\.code) == [.unavailable] && refused.requests.isEmpty)
+        #expect(gateway.reply(from: a, to: 1).clientReplies.map(\.client) == [alice])
+        #expect(gateway.core.isDrained)
+        #expect(gateway.core.stop().disconnects == [a])
+    }
+
     @Test func actionsBeyondTwoSpillIntoAnArrayInOrder() {
         var actions = RoutingActions()
         for n in 0..<5 { actions.append(.lookUpToken("t\(n)")) }

@@ -40,3 +40,26 @@ def test_sigterm_answers_what_is_in_flight_then_exits_cleanly(make_suite):
 
 def test_the_gateway_exits_cleanly_on_sigterm(suite):
     assert suite.gateway.terminate() == 0
+
+
+def test_the_gateway_answers_what_is_in_flight_when_stopped_gracefully(make_suite):
+    """SIGTERM to the gateway: the requests it already accepted get their real answers (no reply
+    is lost to closing), new ones are refused with `unavailable`, and it exits 0."""
+    suite = make_suite()
+    suite.start_gateway()
+    suite.start_slowpoke("slow")
+    suite.wait_for_instances("slowpoke", 1)
+    with Closing(suite.client()) as client:
+        ids = [client.send("slowpoke", "sleep", {"ms": 1500}, deadline_ms=20000) for _ in range(3)]
+        time.sleep(0.3)
+        suite.gateway.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        late = client.send("slowpoke", "sleep", {"ms": 1}, deadline_ms=5000)
+        replies = {}
+        for _ in range(4):
+            envelope, payload = client.receive(timeout_ms=10000)
+            replies[envelope["id"]] = envelope
+    assert all(replies[i]["status"] == "ok" for i in ids), replies
+    assert replies[late]["error"]["code"] == "unavailable" and "stopping" in replies[late]["error"]["message"]
+    suite.gateway.proc.wait(timeout=15)
+    assert suite.gateway.proc.returncode == 0

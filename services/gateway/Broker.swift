@@ -46,6 +46,8 @@ final class Broker: @unchecked Sendable {
         /// Requests one client connection may have waiting for answers: one client cannot fill a
         /// service's queue for everybody.
         var maxPendingPerClient: Int
+        /// How long a graceful stop waits for accepted requests to be answered.
+        var drainTimeout: Duration = .seconds(10)
 
         /// The settings the routing core uses.
         var routing: RoutingCore.Configuration {
@@ -196,8 +198,19 @@ final class Broker: @unchecked Sendable {
         var items: [ZMQPollItem] = [.socket(frontend), .socket(backend), .fileDescriptor(wakeup.readDescriptor), .socket(eventsIn)]
         if let zapSocket { items.append(.socket(zapSocket)) }
 
-        while !stopRequested.withLock({ $0 }) {
-            let ready = try zmqPoll(items, timeoutMs: max(0, (core.nextTick - clock.now).milliseconds))
+        var drainDeadline: ContinuousClock.Instant?
+        while true {
+            // A graceful stop drains: new requests are refused, accepted ones get their answers
+            // (up to the drain timeout), and only then are the workers told and the sockets closed.
+            if drainDeadline == nil, stopRequested.withLock({ $0 }) {
+                core.beginDraining()
+                drainDeadline = clock.now + settings.drainTimeout
+                logger.info("draining", metadata: ["in_flight": "\(core.pending.count)"])
+            }
+            if let drainDeadline, core.isDrained || clock.now >= drainDeadline { break }
+            var timeout = max(0, (core.nextTick - clock.now).milliseconds)
+            if drainDeadline != nil { timeout = min(timeout, 50) }
+            let ready = try zmqPoll(items, timeoutMs: timeout)
             // Drain each socket in bounded batches so neither side can starve the other.
             if ready[1] {
                 var count = 0
@@ -240,6 +253,9 @@ final class Broker: @unchecked Sendable {
             perform(core.tick(now: clock.now))
         }
         perform(core.stop())
+        // The last answers (and the DISCONNECTs) are still queued: give them time to leave.
+        try? frontend.setLinger(milliseconds: 2000)
+        try? backend.setLinger(milliseconds: 1000)
     }
 
     // MARK: Performing the core's actions

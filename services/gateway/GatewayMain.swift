@@ -85,7 +85,8 @@ enum GatewayMain {
             zap: try configuration.curveAllowedKeys().map { ZAPHandler(allowedServiceKeys: $0) },
             maxReplyBytes: try configuration.maxReplyBytes(),
             clientHighWaterMark: Int32(try configuration.int("TSUNAGU_CLIENT_HWM", default: 1000, range: 1...1_000_000)),
-            maxPendingPerClient: try configuration.int("TSUNAGU_MAX_PENDING_PER_CLIENT", default: 256, range: 1...1_000_000)
+            maxPendingPerClient: try configuration.int("TSUNAGU_MAX_PENDING_PER_CLIENT", default: 256, range: 1...1_000_000),
+            drainTimeout: .milliseconds(try configuration.int("TSUNAGU_DRAIN_TIMEOUT_MS", default: 10_000, range: 0...600_000))
         )
         if settings.curveSecretKey != nil && settings.zap == nil {
             logger.warning("CURVE is on without an allow-list (TSUNAGU_CURVE_ALLOWED_KEYS): any key may connect as a service; service credentials still apply")

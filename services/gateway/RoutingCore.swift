@@ -67,6 +67,7 @@ struct RoutingCore {
     private(set) var nextHeartbeat: Instant
     private(set) var nextSweep: Instant
     private(set) var isStopped = false
+    private(set) var isDraining = false
 
     init(configuration: Configuration, now: Instant) {
         self.configuration = configuration
@@ -195,6 +196,14 @@ struct RoutingCore {
         clientTokens.forgetUnknown()
         serviceCredentials.forgetUnknown()
     }
+
+    /// A graceful stop begins: from now on new requests are refused (`unavailable`), while the
+    /// ones already accepted are answered as their instances reply (or expire). The shell keeps
+    /// the loop running until `isDrained` (or its drain timeout), then calls `stop()`.
+    mutating func beginDraining() { isDraining = true }
+
+    /// Draining, and no accepted request is still waiting for its answer.
+    var isDrained: Bool { isDraining && pending.isEmpty }
 
     /// The gateway stops: workers are told (DISCONNECT) and every pending request is answered
     /// `unavailable`. Later events change nothing.
@@ -372,6 +381,11 @@ struct RoutingCore {
 
     /// Takes a request into `pending` and sends it to an instance, or queues it, or refuses it.
     private mutating func admit(_ request: PendingRequest, at serviceIndex: ServiceIndex, _ actions: inout RoutingActions) {
+        guard !isDraining else {
+            replyError(to: request.clientIdentity, service: request.service, requestID: request.requestID,
+                       WireError(.unavailable, "the gateway is stopping; retry (another gateway, or this one once it is back)"), &actions)
+            return
+        }
         let (live, queued) = withService(serviceIndex) { ($0.liveInstances > 0, $0.queued) }
         guard live else {
             replyError(to: request.clientIdentity, service: request.service, requestID: request.requestID,
