@@ -34,3 +34,20 @@ import Wire
         #expect(definition.schema == nil)
     }
 }
+
+@Suite struct EchoShapeTests {
+    struct Echo: Codable, Sendable { let n: Int? }
+
+    @Test func anOptionalFieldRoundTrips() async throws {
+        let definition = ServiceDefinition(name: "bench", version: "1", operations: [
+            try .read("echo", summary: "Returns its input.",
+                      schema: #"{"type":"object","additionalProperties":false,"properties":{"n":{"type":"integer","minimum":-9007199254740991,"maximum":9007199254740991}}}"#,
+                      input: Echo.self) { _, input in input },
+        ])
+        let harness = ServiceHarness(definition, logger: InMemoryLogHandler.logger(store: .init()))
+        let (envelope, payload) = try await harness.call("echo", #"{"n":1}"#)
+        #expect(envelope.status == .ok && payload == .object(["n": .integer(1)]))
+        let (keyed, _) = try await harness.call("echo", #"{"n":2}"#, idempotencyKey: "k", deadlineMs: 5000)
+        #expect(keyed.status == .ok)
+    }
+}
