@@ -193,6 +193,17 @@ def load_and_interrupt(suite, interrupt, total=600, in_flight_max=16, interrupt_
     assert interrupted and answered == total, (answered, total)
 
 
+def holder_of(suite, request_id, processes, timeout=10):
+    """The slowpoke process among `processes` that holds `request_id` (it prints `got <id>`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        holder = next((p for p in processes if f"got {request_id}" in p.output()), None)
+        if holder is not None:
+            return holder
+        time.sleep(0.02)
+    raise AssertionError(f"no instance got {request_id}\n" + suite.logs())
+
+
 class Closing:
     def __init__(self, client):
         self.client = client

@@ -1,7 +1,7 @@
 """Several instances share the work; an instance killed with a request in flight loses nothing."""
 import time
 
-from conftest import Closing, load_and_interrupt
+from conftest import Closing, holder_of, load_and_interrupt
 from tsunagu_peer import ok
 
 
@@ -28,14 +28,7 @@ def test_kill9_with_request_in_flight_is_answered_by_the_other_instance(make_sui
     suite.wait_for_instances("slowpoke", 2)
     with Closing(suite.client()) as client:
         request_id = client.send("slowpoke", "sleep", {"ms": 1500}, deadline_ms=20000)
-        deadline = time.monotonic() + 10
-        holder = None
-        while holder is None and time.monotonic() < deadline:
-            for process in (first, second):
-                if f"got {request_id}" in process.output():
-                    holder = process
-            time.sleep(0.02)
-        assert holder is not None, suite.logs()
+        holder = holder_of(suite, request_id, (first, second))
         holder.kill9()
         survivor = second if holder is first else first
         envelope, payload = client.receive(timeout_ms=15000)

@@ -6,7 +6,7 @@ import time
 
 import zmq
 
-from conftest import Closing, free_port
+from conftest import Closing, free_port, holder_of
 from tsunagu_peer import MARKER, ok
 
 
@@ -80,11 +80,7 @@ def test_a_vanished_instance_is_noticed_on_the_next_send(make_suite):
     suite.wait_for_instances("slowpoke", 2)
     with Closing(suite.client()) as client:
         request_id = client.send("slowpoke", "sleep", {"ms": 1000}, deadline_ms=8000)
-        deadline = time.monotonic() + 5
-        holder = None
-        while holder is None and time.monotonic() < deadline:
-            holder = next((p for p in (first, second) if f"got {request_id}" in p.output()), None)
-            time.sleep(0.02)
+        holder = holder_of(suite, request_id, (first, second), timeout=5)
         holder.kill9()
         for _ in range(3):  # more traffic: some of it is routed to the dead instance first
             client.send("slowpoke", "sleep", {"ms": 1}, deadline_ms=8000)

@@ -9,7 +9,7 @@ import uuid
 
 import psycopg
 
-from conftest import DATABASE_URL, Closing
+from conftest import DATABASE_URL, Closing, holder_of
 from tsunagu_peer import error_code, ok
 
 
@@ -102,12 +102,7 @@ def test_a_write_without_a_key_whose_instance_dies_is_unavailable_and_not_run_tw
     suite.wait_for_instances("slowpoke", 2)
     with Closing(suite.client()) as client:
         request_id = client.send("slowpoke", "write", {"ms": 3000}, deadline_ms=20000)
-        deadline = time.monotonic() + 10
-        holder = None
-        while holder is None and time.monotonic() < deadline:
-            holder = next((p for p in (first, second) if f"got {request_id}" in p.output()), None)
-            time.sleep(0.02)
-        assert holder is not None, suite.logs()
+        holder = holder_of(suite, request_id, (first, second))
         holder.kill9()
         envelope, _ = client.receive(timeout_ms=15000)
     survivor = second if holder is first else first
@@ -124,11 +119,7 @@ def test_a_keyed_write_to_a_dying_instance_is_sent_again(make_suite):
     suite.wait_for_instances("slowpoke", 2)
     with Closing(suite.client()) as client:
         request_id = client.send("slowpoke", "write", {"ms": 1500}, deadline_ms=20000, idempotency_key="k-" + uuid.uuid4().hex)
-        deadline = time.monotonic() + 10
-        holder = None
-        while holder is None and time.monotonic() < deadline:
-            holder = next((p for p in (first, second) if f"got {request_id}" in p.output()), None)
-            time.sleep(0.02)
+        holder = holder_of(suite, request_id, (first, second))
         holder.kill9()
         envelope, payload = client.receive(timeout_ms=15000)
     assert envelope["status"] == "ok" and envelope["id"] == request_id, envelope
