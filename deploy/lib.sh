@@ -116,29 +116,24 @@ bench_cleanup() {
   rm -rf "$WORK"
 }
 
-# wait_for SERVICE OPERATION BODY: until a call through the gateway answers (about 30 s at most),
-# giving up at once if a process in `pids` has exited.
-wait_for() {
+# wait_until WHAT COMMAND...: runs COMMAND until it succeeds (60 tries, about 30 s at most),
+# giving up at once if a process in `pids` has exited. Needs BIN and TSUNAGU_TOKEN.
+wait_until() {
+  local what=$1; shift
   for _ in $(seq 1 60); do
-    "$BIN/tsunagu" call "$1" "$2" "$3" --timeout-ms 500 >/dev/null 2>&1 && return 0
+    "$@" >/dev/null 2>&1 && return 0
     for pid in "${pids[@]}"; do
       kill -0 "$pid" 2>/dev/null || { log "a process exited while starting (see its log above)"; return 1; }
     done
   done
-  log "$1 did not answer"; return 1
+  log "$what did not answer"; return 1
 }
 
-# wait_for_gateway: until the gateway answers (about 30 s at most), giving up at once if a process
-# in `pids` has exited. Needs BIN and TSUNAGU_TOKEN.
-wait_for_gateway() {
-  for _ in $(seq 1 60); do
-    "$BIN/tsunagu" services --timeout-ms 500 >/dev/null 2>&1 && return 0
-    for pid in "${pids[@]}"; do
-      kill -0 "$pid" 2>/dev/null || { log "a process exited while starting (see its log above)"; return 1; }
-    done
-  done
-  log "the gateway did not answer"; return 1
-}
+# wait_for SERVICE OPERATION BODY: until a call through the gateway answers.
+wait_for() { wait_until "$1" "$BIN/tsunagu" call "$1" "$2" "$3" --timeout-ms 500; }
+
+# wait_for_gateway: until the gateway answers.
+wait_for_gateway() { wait_until "the gateway" "$BIN/tsunagu" services --timeout-ms 500; }
 
 # service_token NAME [FILE]: prints a service credential for NAME, issued with the admin token in
 # TSUNAGU_TOKEN (`tsunagu token create --service NAME`). With FILE, it is kept there (mode 600)

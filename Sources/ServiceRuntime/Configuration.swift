@@ -90,7 +90,8 @@ public struct Configuration: Sendable {
 
     /// The public keys that may connect to the gateway's service endpoints (worker, events-in),
     /// from `TSUNAGU_CURVE_ALLOWED_KEYS` (comma-separated) and `TSUNAGU_CURVE_ALLOWED_KEYS_FILE`
-    /// (one per line, `#` comments); nil when neither is set. Read by the gateway only.
+    /// (one key per line; lines starting with `#` are comments); nil when neither is set. Read by
+    /// the gateway only.
     public func curveAllowedKeys() throws(ConfigurationError) -> Set<String>? {
         var keys = Set(list("TSUNAGU_CURVE_ALLOWED_KEYS"))
         let fileKey = "TSUNAGU_CURVE_ALLOWED_KEYS_FILE"
@@ -98,9 +99,12 @@ public struct Configuration: Sendable {
             guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
                 throw ConfigurationError(key: fileKey, message: "cannot read \(path)")
             }
+            // `#` is also a Z85 digit: a line of exactly one 40-character word is a key (even if it
+            // starts with `#`), any other line starting with `#` a comment.
             for line in text.split(separator: "\n") {
-                let key = line.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false)[0].trimmingCharacters(in: .whitespaces)
-                if !key.isEmpty { keys.insert(key) }
+                let trimmed = line.trimmingCharacters(in: .whitespaces)
+                if trimmed.isEmpty || (trimmed.hasPrefix("#") && (trimmed.utf8.count != 40 || trimmed.contains(" "))) { continue }
+                keys.insert(trimmed)
             }
         } else if optionalString("TSUNAGU_CURVE_ALLOWED_KEYS") == nil {
             return nil

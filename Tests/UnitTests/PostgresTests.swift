@@ -237,6 +237,33 @@ struct PostgresTests {
         #expect(newPid != nil && newPid != pid)
     }
 
+    @Test func poolWaitersAreBoundedAndTimeOut() async throws {
+        let pool = PostgresPool(.init(conninfo: testDatabaseURL!, size: 1, maxWaiting: 1, waitTimeout: .milliseconds(300)),
+                                logger: logger)
+        defer { pool.shutdown() }
+        // One job holds the only connection for a second.
+        let holder = Task { try await pool.withConnection { try $0.query("SELECT pg_sleep(1)") } }
+        try await Task.sleep(for: .milliseconds(200))
+        // One more may wait; it gives up at its wait timeout without running.
+        let waiter = Task { try await pool.withConnection { _ in "ran" } }
+        try await Task.sleep(for: .milliseconds(50))
+        // A third finds the queue full at once.
+        do {
+            _ = try await pool.withConnection { _ in "ran" }
+            Issue.record("expected poolBusy")
+        } catch let error as PostgresError {
+            #expect(error.code == .poolBusy)
+        }
+        do {
+            _ = try await waiter.value
+            Issue.record("expected waitTimedOut")
+        } catch let error as PostgresError {
+            #expect(error.code == .waitTimedOut)
+        }
+        _ = try await holder.value
+        #expect(try await pool.withConnection { _ in "ran" } == "ran")
+    }
+
     @Test func poolFailsFastWhenTheServerIsUnreachable() async throws {
         let pool = PostgresPool(.init(conninfo: "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2", size: 1), logger: logger)
         defer { pool.shutdown() }

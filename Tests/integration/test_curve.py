@@ -97,10 +97,17 @@ def test_with_an_allow_list_only_listed_service_keys_connect(make_suite):
             assert client.call("registry", "area.get", {"code": "131016"})[0]["status"] == "ok"
 
 
-def test_with_an_allow_list_a_service_without_its_own_key_is_refused(make_suite):
-    """A service that does not present a listed key (here: a throwaway pair) never registers."""
+def test_with_an_allow_list_a_service_without_its_own_key_is_refused(make_suite, tmp_path):
+    """A service that does not present a listed key (here: a throwaway pair) never registers.
+    The allow-list comes from a file this time (TSUNAGU_CURVE_ALLOWED_KEYS_FILE)."""
     listed_public, _ = zmq.curve_keypair()
-    suite, _ = curve_suite(make_suite, [listed_public])
+    keys_file = tmp_path / "service-keys"
+    keys_file.write_text("# service hosts, one key per line\n\n  " + listed_public.decode() + "  \n")
+    pair = keys()
+    suite = make_suite({"TSUNAGU_GATEWAY_CURVE_SECRET_KEY": pair["TSUNAGU_GATEWAY_CURVE_SECRET_KEY"],
+                        "TSUNAGU_GATEWAY_CURVE_PUBLIC_KEY": pair["TSUNAGU_GATEWAY_CURVE_PUBLIC_KEY"],
+                        "TSUNAGU_CURVE_ALLOWED_KEYS_FILE": str(keys_file)})
+    suite.start_gateway()
     suite.service_token("registry")
     registry = suite.start_registry()  # no TSUNAGU_CURVE_SECRET_KEY: a throwaway key pair
     time.sleep(2.0)

@@ -63,3 +63,18 @@ def test_the_gateway_answers_what_is_in_flight_when_stopped_gracefully(make_suit
     assert replies[late]["error"]["code"] == "unavailable" and "stopping" in replies[late]["error"]["message"]
     suite.gateway.proc.wait(timeout=15)
     assert suite.gateway.proc.returncode == 0
+
+
+def test_the_gateway_stops_after_its_drain_timeout_even_with_work_in_flight(make_suite):
+    suite = make_suite({"TSUNAGU_DRAIN_TIMEOUT_MS": "500"})
+    suite.start_gateway()
+    suite.start_slowpoke("slow")
+    suite.wait_for_instances("slowpoke", 1)
+    with Closing(suite.client()) as client:
+        request_id = client.send("slowpoke", "sleep", {"ms": 5000}, deadline_ms=20000)
+        time.sleep(0.3)
+        suite.gateway.proc.send_signal(signal.SIGTERM)
+        envelope, _ = client.receive(timeout_ms=4000)  # well before the 5 s the work takes
+    assert envelope["id"] == request_id and envelope["error"]["code"] == "unavailable", envelope
+    suite.gateway.proc.wait(timeout=10)
+    assert suite.gateway.proc.returncode == 0

@@ -84,7 +84,7 @@ struct GatewayOperations {
         }
 
         // A national admin administers every tenant's tokens; another tenant's admin only its own.
-        let scope: String? = principal.tenant == TsunaguWire.nationalTenant ? nil : principal.tenant
+        let scope: String? = principal.isNationalAdmin ? nil : principal.tenant
         switch envelope.op {
         case "services.list":
             broker.replyOK(to: identity, service: TsunaguWire.gatewayService, requestID: id,
