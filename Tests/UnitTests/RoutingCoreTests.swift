@@ -163,6 +163,7 @@ import Wire
         #expect(lost.errors == [.init(client: alice, requestID: "read", code: .unavailable)])
         #expect(lost.errorMessages == ["no instance of echo is up"])
         #expect(gateway.core.pending.isEmpty)
+        #expect(gateway.core.services["echo"]?.queued == 0, "an answered retry does not count as waiting")
     }
 
     // MARK: Deadlines

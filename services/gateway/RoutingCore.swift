@@ -656,11 +656,13 @@ struct RoutingCore {
             }
         }
         if !retry.isEmpty, services[worker.service] != nil {
-            // Retries go to the front: they have waited longest.
-            for id in retry.reversed() {
-                if let client = pending[id]?.clientIdentity { services[worker.service]!.enqueueFirst(id, client: client) }
-            }
-            if !hasLiveInstance(worker.service) {
+            if hasLiveInstance(worker.service) {
+                // Retries go to the front: they have waited longest.
+                for id in retry.reversed() {
+                    if let client = pending[id]?.clientIdentity { services[worker.service]!.enqueueFirst(id, client: client) }
+                }
+            } else {
+                // Answered at once, and never queued: they must not count as waiting.
                 for id in retry { failPending(id, WireError(.unavailable, "no instance of \(worker.service) is up"), &actions) }
             }
         }
