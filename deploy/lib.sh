@@ -136,16 +136,24 @@ wait_for() { wait_until "$1" "$BIN/tsunagu" call "$1" "$2" "$3" --timeout-ms 500
 wait_for_gateway() { wait_until "the gateway" "$BIN/tsunagu" services --timeout-ms 500; }
 
 # service_token NAME [FILE]: prints a service credential for NAME, issued with the admin token in
-# TSUNAGU_TOKEN (`tsunagu token create --service NAME`). With FILE, it is kept there (mode 600)
-# and reused on the next run.
+# TSUNAGU_TOKEN (`tsunagu token create --service NAME`). With FILE, it is kept there (mode 600,
+# its id beside it) and reused on the next run while the gateway still knows it un-revoked.
 service_token() {
-  local name=$1 file=${2:-}
-  if [ -n "$file" ] && [ -s "$file" ]; then cat "$file"; return 0; fi
-  local token
-  token=$("$BIN/tsunagu" token create --service "$name" --label "$name instances (deploy)" |
-    python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])') || return 1
-  if [ -n "$file" ]; then
-    (umask 077; printf '%s\n' "$token" > "$file")
+  local name=$1 file=${2:-} issued
+  if [ -n "$file" ] && [ -s "$file" ] && [ -s "$file.id" ] &&
+     "$BIN/tsunagu" token list | python3 -c '
+import json, sys
+wanted = open(sys.argv[1]).read().strip()
+tokens = json.load(sys.stdin)["tokens"]
+sys.exit(0 if any(t["id"] == wanted and not t.get("revoked_at") for t in tokens) else 1)' "$file.id"; then
+    cat "$file"
+    return 0
   fi
-  printf '%s\n' "$token"
+  issued=$("$BIN/tsunagu" token create --service "$name" --label "$name instances (deploy)") || return 1
+  if [ -n "$file" ]; then
+    (umask 077
+     python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])' <<<"$issued" > "$file"
+     python3 -c 'import json, sys; print(json.load(sys.stdin)["id"])' <<<"$issued" > "$file.id")
+  fi
+  python3 -c 'import json, sys; print(json.load(sys.stdin)["token"])' <<<"$issued"
 }
