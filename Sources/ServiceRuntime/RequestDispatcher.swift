@@ -103,20 +103,7 @@ public struct RequestDispatcher: Sendable {
                 throw WireError(.forbidden, "this operation needs one of the roles \(operation.roles.joined(separator: ", "))")
             }
         }
-        let input: JSONValue
-        do {
-            input = try JSONValue.parse(payload.isEmpty ? Data("{}".utf8) : payload)
-        } catch {
-            throw WireError(.badRequest, "the body is not valid JSON (\(error.message))")
-        }
-        let violations = operation.inputSchema.violations(of: input)
-        if !violations.isEmpty {
-            throw WireError.invalidInput("the input breaks the schema of \(envelope.op)", violations: violations)
-        }
-        if input.containsNUL, let place = input.firstNULPlace() {
-            throw WireError.invalidInput("text may not hold NUL characters",
-                                         violations: [.init(path: place, message: "holds a NUL (\\u0000) character")])
-        }
+        let input = try operation.inputSchema.checkedInput(payload, operation: envelope.op)
         let context = RequestContext(
             requestID: envelope.id, operation: envelope.op, principal: envelope.principal,
             idempotencyKey: envelope.idempotencyKey,

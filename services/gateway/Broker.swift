@@ -292,29 +292,31 @@ final class Broker: @unchecked Sendable {
     /// through the mailbox.
     private func startClientLookup(_ token: String) {
         let tokens = self.tokens
-        Task {
-            let outcome: RoutingCore.ClientLookups.Outcome
-            do { outcome = try await tokens.principal(for: token).map { .found($0) } ?? .unknown } catch {
-                outcome = .failed
-                self.logger.warning("token lookup failed", metadata: ["error": "\(error)"])
-            }
-            self.post { broker in
-                broker.perform(broker.core.tokenLookupFinished(token, outcome: outcome, now: broker.clock.now))
-            }
+        lookUp("token lookup failed", { try await tokens.principal(for: token) }) { broker, outcome in
+            broker.core.tokenLookupFinished(token, outcome: outcome, now: broker.clock.now)
         }
     }
 
     private func startCredentialLookup(_ credential: String) {
         let tokens = self.tokens
+        lookUp("service credential lookup failed", { try await tokens.serviceCredential(for: credential) }) { broker, outcome in
+            broker.core.credentialLookupFinished(credential, outcome: outcome, now: broker.clock.now)
+        }
+    }
+
+    /// Runs `query` off the loop thread and hands its outcome (found, unknown, or failed: logged)
+    /// to `finish` on the loop thread, whose actions are then performed.
+    private func lookUp<Value: Sendable, Waiter>(
+        _ failure: Logger.Message, _ query: @escaping @Sendable () async throws -> Value?,
+        finish: @escaping @Sendable (Broker, TokenLookups<Value, Waiter>.Outcome) -> RoutingActions
+    ) {
         Task {
-            let outcome: RoutingCore.CredentialLookups.Outcome
-            do { outcome = try await tokens.serviceCredential(for: credential).map { .found($0) } ?? .unknown } catch {
+            let outcome: TokenLookups<Value, Waiter>.Outcome
+            do { outcome = try await query().map { .found($0) } ?? .unknown } catch {
                 outcome = .failed
-                self.logger.warning("service credential lookup failed", metadata: ["error": "\(error)"])
+                self.logger.warning(failure, metadata: ["error": "\(error)"])
             }
-            self.post { broker in
-                broker.perform(broker.core.credentialLookupFinished(credential, outcome: outcome, now: broker.clock.now))
-            }
+            self.post { broker in broker.perform(finish(broker, outcome)) }
         }
     }
 

@@ -66,20 +66,8 @@ struct GatewayOperations {
             return
         }
         let input: JSONValue
-        do { input = try JSONValue.parse(payload.isEmpty ? Data("{}".utf8) : payload) } catch {
-            broker.replyError(to: identity, service: service, requestID: id, WireError(.badRequest, "the body is not valid JSON (\(error.message))"))
-            return
-        }
-        let violations = operation.schema.violations(of: input)
-        guard violations.isEmpty else {
-            broker.replyError(to: identity, service: service, requestID: id,
-                              WireError.invalidInput("the input breaks the schema of \(envelope.op)", violations: violations))
-            return
-        }
-        if input.containsNUL, let place = input.firstNULPlace() {
-            broker.replyError(to: identity, service: service, requestID: id,
-                              WireError.invalidInput("text may not hold NUL characters",
-                                                     violations: [.init(path: place, message: "holds a NUL (\\u0000) character")]))
+        do { input = try operation.schema.checkedInput(payload, operation: envelope.op) } catch {
+            broker.replyError(to: identity, service: service, requestID: id, error)
             return
         }
 
