@@ -5,13 +5,18 @@
 #              token check, principal, deadline, routing, balancing; the worker does nothing)
 #   service  - through tsunagu-gateway to a service built on ServiceRuntime (envelope, schema
 #              validation, Codable input/output, async handler; no database work)
-# Prints a table with each path's throughput as a ratio of the bare baseline. Release build.
-#   deploy/bench.sh [SECONDS]        (default 5 seconds of traffic per row)
+# Prints a table with each path's throughput as a ratio of the bare baseline, then a second table
+# of CPU instructions per request in the broker process (gateway, or the bare forwarder), counted
+# by valgrind's callgrind: a figure that does not drift with the machine's load. Release build.
+#   deploy/bench.sh [SECONDS [REQUESTS]]   (default 5 seconds of traffic per row; 5,000 requests
+#                                           per path under callgrind; REQUESTS=0 skips that table)
+# With TSUNAGU_BENCH_CALLGRIND_DIR=DIR the callgrind dumps are kept there (callgrind_annotate FILE).
 source "$(dirname "$0")/lib.sh"
 cd "$TSUNAGU_ROOT"
 SECONDS_PER_ROW=${1:-5}
+COUNTED_REQUESTS=${2:-5000}
 
-bench_environment bench
+bench_environment bench valgrind
 FRONT=tcp://127.0.0.1:$(free_port)
 BACK=tcp://127.0.0.1:$(free_port)
 
@@ -34,9 +39,7 @@ load() {  # path inflight seconds
 }
 
 # CPU time (user + system, in clock ticks) a process has used so far: the broker's (gateway or
-# bare forwarder) CPU per request is the steadier figure beside throughput, which swings with
-# the machine's load. (Instruction counts would be steadier still, but Debian 12's valgrind 3.19
-# crashes on any program with a Swift async main, and perf has no counters on this VM.)
+# bare forwarder) CPU per request, beside throughput; the instruction counts below are steadier.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 TICKS_PER_SECOND=$(getconf CLK_TCK)
 
@@ -81,3 +84,58 @@ for inflight in sorted(rows):
               f"{cpu:.1f} | {cpu / base_cpu if base_cpu else float('nan'):.2f} |")
 PY
 
+
+[ "$COUNTED_REQUESTS" -gt 0 ] || exit 0
+
+# Instructions per request: a second gateway and forwarder run under callgrind (each with fresh
+# workers on endpoints of their own); counters are zeroed after a warm-up, COUNTED_REQUESTS are
+# sent at 8 in flight, and the counts are dumped. Every thread of the process is counted
+# (the broker loop and libzmq's I/O thread), the kernel is not.
+log "counting instructions per request under callgrind ($COUNTED_REQUESTS requests per path)"
+CG=$WORK/callgrind
+mkdir -p "$CG"
+CG_CLIENT=tcp://127.0.0.1:$(free_port) CG_WORKER=tcp://127.0.0.1:$(free_port)
+CG_FRONT=tcp://127.0.0.1:$(free_port) CG_BACK=tcp://127.0.0.1:$(free_port)
+under_callgrind() {  # NAME COMMAND...: runs COMMAND under callgrind in the background; sets cg_pid
+  local name=$1; shift
+  (cd "$CG" && exec valgrind --tool=callgrind --callgrind-out-file="$CG/$name.%p" "$@" 2>"$CG/$name.log") & pids+=($!); cg_pid=$!
+}
+TSUNAGU_DATABASE_URL=$TSUNAGU_GATEWAY_DATABASE_URL TSUNAGU_CLIENT_ENDPOINT=$CG_CLIENT TSUNAGU_WORKER_ENDPOINT=$CG_WORKER \
+  TSUNAGU_EVENTS_IN_ENDPOINT=tcp://127.0.0.1:$(free_port) TSUNAGU_EVENTS_OUT_ENDPOINT=tcp://127.0.0.1:$(free_port) \
+  under_callgrind gateway "$BIN/tsunagu-gateway"; counted_gateway=$cg_pid
+under_callgrind forwarder "$BIN/tsunagu-bench" forwarder --front "$CG_FRONT" --back "$CG_BACK"; counted_forwarder=$cg_pid
+TSUNAGU_SERVICE_TOKEN=$BENCH_TOKEN "$BIN/tsunagu-bench" echo-worker --endpoint "$CG_WORKER" & pids+=($!)
+TSUNAGU_SERVICE_TOKEN=$MINIMAL_TOKEN "$BIN/tsunagu-bench" minimal-worker --endpoint "$CG_WORKER" & pids+=($!)
+"$BIN/tsunagu-bench" bare-worker --endpoint "$CG_BACK" & pids+=($!)
+for service in bench minimal; do  # valgrind starts slowly: up to two minutes
+  for try in $(seq 1 120); do
+    TSUNAGU_CLIENT_ENDPOINT=$CG_CLIENT "$BIN/tsunagu" call "$service" echo '{"n":1}' --timeout-ms 1000 >/dev/null 2>&1 && break
+    [ "$try" -lt 120 ] || { log "the gateway under callgrind did not answer"; cat "$CG/gateway.log" >&2; exit 1; }
+  done
+done
+
+count() {  # path: instructions per request in the broker process
+  local pid=$counted_gateway endpoint=$CG_CLIENT mode=gateway service=minimal dump
+  case $1 in
+    bare) pid=$counted_forwarder endpoint=$CG_FRONT mode=bare ;;
+    service) service=bench ;;
+  esac
+  "$BIN/tsunagu-bench" load --mode $mode --service $service --endpoint "$endpoint" --inflight 8 --requests 200 --seconds 60 >/dev/null
+  (cd "$CG" && callgrind_control --zero "$pid" >/dev/null 2>&1)
+  "$BIN/tsunagu-bench" load --mode $mode --service $service --endpoint "$endpoint" --inflight 8 --requests "$COUNTED_REQUESTS" --seconds 600 >/dev/null
+  (cd "$CG" && callgrind_control --dump="$1" "$pid" >/dev/null 2>&1)
+  dump=$(grep -l "^desc: Trigger: .*$1" "$CG"/*."$pid".* | tail -n 1)
+  python3 -c "import sys; print(f'{int(sys.argv[1]) / int(sys.argv[2]):.0f}')" "$(sed -n 's/^summary: //p' "$dump")" "$COUNTED_REQUESTS"
+}
+bare_ir=$(count bare); gateway_ir=$(count gateway); service_ir=$(count service)
+if [ -n "${TSUNAGU_BENCH_CALLGRIND_DIR:-}" ]; then
+  mkdir -p "$TSUNAGU_BENCH_CALLGRIND_DIR"
+  cp "$CG"/gateway.*.* "$CG"/forwarder.*.* "$TSUNAGU_BENCH_CALLGRIND_DIR/"
+fi
+echo
+echo "| path | broker instructions per request | ratio to bare |"
+echo "|---|---:|---:|"
+for row in "bare $bare_ir" "gateway $gateway_ir" "service $service_ir"; do
+  set -- $row
+  python3 -c "import sys; print(f'| {sys.argv[1]} | {int(sys.argv[2]):,} | {int(sys.argv[2]) / int(sys.argv[3]):.2f} |')" "$1" "$2" "$bare_ir"
+done

@@ -88,11 +88,12 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
-# bench_environment NAME: what both benchmarks share. Builds a release (sets BIN), makes a work
+# bench_environment NAME [PACKAGE...]: what both benchmarks share. Installs the packages named
+# beside the suite's own, builds a release (sets BIN), makes a work
 # folder (WORK) removed on exit with every process in `pids` and the PostgreSQL started in it,
 # and exports loopback endpoints and an admin token (also as TSUNAGU_TOKEN for the client).
 bench_environment() {
-  ensure_packages
+  ensure_packages "${@:2}"
   log "building (release)"
   swift build -c release >/dev/null 2>&1 || swift build -c release
   BIN=$(swift build -c release --show-bin-path)

@@ -12,11 +12,24 @@ struct JSONParser {
     private init(bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
 
     static func parse(_ data: Data) throws(JSONParseError) -> JSONValue {
-        let result: Result<JSONValue, JSONParseError> = data.withUnsafeBytes { raw in
+        try parseWhole(data) { (parser) throws(JSONParseError) in try parser.parseValue(depth: 0) }
+    }
+
+    /// The members of the object `data` holds, in the order written; anything else is an error.
+    static func parseMembers(_ data: Data) throws(JSONParseError) -> [(name: String, value: JSONValue)] {
+        try parseWhole(data) { (parser) throws(JSONParseError) in
+            guard parser.current == UInt8(ascii: "{") else { throw parser.failure("expected an object") }
+            return try parser.parseMembers(depth: 0)
+        }
+    }
+
+    /// Runs `read` over all of `data`: whitespace around the value is allowed, anything else after it is not.
+    private static func parseWhole<T>(_ data: Data, _ read: (inout JSONParser) throws(JSONParseError) -> T) throws(JSONParseError) -> T {
+        let result: Result<T, JSONParseError> = data.withUnsafeBytes { raw in
             var parser = JSONParser(bytes: raw)
-            return Result { () throws(JSONParseError) -> JSONValue in
+            return Result { () throws(JSONParseError) -> T in
                 parser.skipWhitespace()
-                let value = try parser.parseValue(depth: 0)
+                let value = try read(&parser)
                 parser.skipWhitespace()
                 guard parser.index == raw.count else { throw parser.failure("unexpected text after the value") }
                 return value
@@ -66,12 +79,38 @@ struct JSONParser {
     }
 
     private mutating func parseObject(depth: Int) throws(JSONParseError) -> JSONValue {
-        index += 1
         var object: [String: JSONValue] = [:]
+        try forEachMember(depth: depth) { key, value in object.updateValue(value, forKey: key) == nil }
+        return .object(object)
+    }
+
+    /// An object's members in the order written, without building a dictionary (the envelopes on
+    /// every request's path have a handful of members, read once each). Duplicates are refused.
+    private mutating func parseMembers(depth: Int) throws(JSONParseError) -> [(name: String, value: JSONValue)] {
+        var members: [(name: String, value: JSONValue)] = []
+        var names: Set<String> = []  // used past a few members, where the linear check would cost
+        try forEachMember(depth: depth) { key, value in
+            if members.count < 16 {
+                guard !members.contains(where: { $0.name == key }) else { return false }
+                if members.count == 15 { names = Set(members.map(\.name) + [key]) }
+            } else {
+                guard names.insert(key).inserted else { return false }
+            }
+            members.append((key, value))
+            return true
+        }
+        return members
+    }
+
+    /// Reads `{ "name": value, ... }` from the current `{`, handing each member to `body`, which
+    /// says whether it was new. Duplicate names are refused: parsers disagree on which one wins
+    /// (Foundation keeps the first, many keep the last), so a checked value and a used value could differ.
+    private mutating func forEachMember(depth: Int, _ body: (String, JSONValue) -> Bool) throws(JSONParseError) {
+        index += 1
         skipWhitespace()
         if current == UInt8(ascii: "}") {
             index += 1
-            return .object(object)
+            return
         }
         while true {
             skipWhitespace()
@@ -81,15 +120,13 @@ struct JSONParser {
             guard current == UInt8(ascii: ":") else { throw failure("expected ':'") }
             index += 1
             skipWhitespace()
-            // Duplicate names are refused: parsers disagree on which one wins (Foundation keeps the
-            // first, many keep the last), so a checked value and a used value could differ.
-            guard object.updateValue(try parseValue(depth: depth + 1), forKey: key) == nil else {
+            guard body(key, try parseValue(depth: depth + 1)) else {
                 throw failure("duplicate member name \"\(key.prefix(64))\"")
             }
             skipWhitespace()
             switch current {
             case UInt8(ascii: ","): index += 1
-            case UInt8(ascii: "}"): index += 1; return .object(object)
+            case UInt8(ascii: "}"): index += 1; return
             default: throw failure("expected ',' or '}'")
             }
         }
@@ -118,11 +155,14 @@ struct JSONParser {
     private mutating func parseString() throws(JSONParseError) -> String {
         index += 1  // opening quote
         let start = index
+        var seen: UInt8 = 0  // every byte OR-ed: below 0x80, the text is ASCII and needs no UTF-8 check
         // Fast path: no escapes.
         while index < bytes.count {
             let byte = bytes[index]
+            seen |= byte
             if byte == UInt8(ascii: "\"") {
-                let text = String(validating: UnsafeRawBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
+                let raw = UnsafeRawBufferPointer(rebasing: bytes[start..<index])
+                let text = seen < 0x80 ? String(decoding: raw, as: UTF8.self) : String(validating: raw, as: UTF8.self)
                 index += 1
                 guard let text else { throw failure("string is not UTF-8") }
                 return text
@@ -215,6 +255,14 @@ struct JSONParser {
             guard let byte = current, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) else { throw failure("bad exponent") }
             while let byte = current, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) { index += 1 }
         }
+        // Integers of up to 18 digits (every one the suite's schemas allow) fit in Int64 without
+        // a check; longer ones go through the text.
+        let digits = index - start - (bytes[start] == UInt8(ascii: "-") ? 1 : 0)
+        if isInteger, digits <= 18 {
+            var value: Int64 = 0
+            for position in (index - digits)..<index { value = value * 10 + Int64(bytes[position] &- UInt8(ascii: "0")) }
+            return .integer(bytes[start] == UInt8(ascii: "-") ? -value : value)
+        }
         let text = String(decoding: UnsafeRawBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
         if isInteger, let integer = Int64(text) { return .integer(integer) }
         guard let double = Double(text), double.isFinite else { throw failure("number out of range") }
@@ -260,20 +308,30 @@ extension JSONValue {
     /// Appends `text` as a JSON string literal, escaping what RFC 8259 requires.
     public static func appendQuoted(_ text: String, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
-        for byte in text.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\"")])
-            case UInt8(ascii: "\\"): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])
-            case 0x0A: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "n")])
-            case 0x0D: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
-            case 0x09: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "t")])
-            case 0..<0x20:
-                let hex = Array("0123456789abcdef".utf8)
-                out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"),
-                                        hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
-            default: out.append(byte)
+        var text = text
+        text.withUTF8 { bytes in
+            // Most text needs no escape: copied in one go.
+            if !bytes.contains(where: { $0 < 0x20 || $0 == UInt8(ascii: "\"") || $0 == UInt8(ascii: "\\") }) {
+                out.append(contentsOf: bytes)
+                return
             }
+            for byte in bytes { appendEscaped(byte, to: &out) }
         }
         out.append(UInt8(ascii: "\""))
+    }
+
+    private static func appendEscaped(_ byte: UInt8, to out: inout [UInt8]) {
+        switch byte {
+        case UInt8(ascii: "\""): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\"")])
+        case UInt8(ascii: "\\"): out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "\\")])
+        case 0x0A: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "n")])
+        case 0x0D: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "r")])
+        case 0x09: out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "t")])
+        case 0..<0x20:
+            let hex = Array("0123456789abcdef".utf8)
+            out.append(contentsOf: [UInt8(ascii: "\\"), UInt8(ascii: "u"), UInt8(ascii: "0"), UInt8(ascii: "0"),
+                                    hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
+        default: out.append(byte)
+        }
     }
 }

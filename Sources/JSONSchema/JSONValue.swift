@@ -48,6 +48,12 @@ public enum JSONValue: Sendable, Hashable, Codable {
         try JSONParser.parse(data)
     }
 
+    /// The members of the JSON object in `data`, in the order written (duplicates refused, like
+    /// `parse`); for small objects read once, where building a dictionary would cost more than it saves.
+    public static func parseMembers(_ data: Data) throws(JSONParseError) -> [(name: String, value: JSONValue)] {
+        try JSONParser.parseMembers(data)
+    }
+
     public subscript(key: String) -> JSONValue? {
         if case .object(let object) = self { return object[key] }
         return nil

@@ -9,6 +9,26 @@ import UnixSignals
 /// A second SIGTERM or SIGINT while stopping ends the process at once (exit status 130), for a
 /// stop that hangs.
 public enum TsunaguLifecycle {
+    /// Every Tsunagu `@main`: runs `body` in a task while the main thread waits, then exits with
+    /// status 0, or 1 after printing the error as `program: error`.
+    ///
+    /// A synchronous main instead of `static func main() async`: Swift's async main parks the
+    /// main thread in libdispatch's signal thread (`sigsuspend`), which Valgrind 3.19 (Debian 12)
+    /// cannot run; with this entry, `valgrind --tool=callgrind` runs the gateway, and
+    /// `deploy/bench.sh` counts its instructions per request.
+    public static func main(_ program: String, _ body: @escaping @Sendable () async throws -> Void) -> Never {
+        let finished = DispatchSemaphore(value: 0)
+        Task {
+            do { try await body() } catch {
+                FileHandle.standardError.write(Data("\(program): \(error)\n".utf8))
+                exit(1)
+            }
+            finished.signal()
+        }
+        finished.wait()
+        exit(0)
+    }
+
     public static func run(_ services: [any Service], logger: Logger) async throws {
         let group = ServiceGroup(configuration: .init(
             services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },

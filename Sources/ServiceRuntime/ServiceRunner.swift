@@ -8,8 +8,8 @@ import ZMQ
 /// Runs a service: migrate its schema, register with the gateway, serve until SIGTERM/SIGINT,
 /// then drain and stop. Every service's `@main` is one call to `ServiceRunner.main`.
 public enum ServiceRunner {
-    public static func main(_ makeDefinition: @Sendable () throws -> ServiceDefinition) async {
-        do {
+    public static func main(_ makeDefinition: @escaping @Sendable () throws -> ServiceDefinition) -> Never {
+        TsunaguLifecycle.main("tsunagu") {
             let definition = try makeDefinition()
             let unbounded = definition.unboundedInputs()
             guard unbounded.isEmpty else {
@@ -19,9 +19,6 @@ public enum ServiceRunner {
             LoggingBootstrap.bootstrap(level: configuration.logLevel)
             let migrateOnly = CommandLine.arguments.contains("--migrate-only")
             try await run(definition, configuration: configuration, migrateOnly: migrateOnly)
-        } catch {
-            FileHandle.standardError.write(Data("tsunagu: \(error)\n".utf8))
-            exit(1)
         }
     }
 

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Logging
 import Wire
 import ZMQ
@@ -65,7 +66,7 @@ public final class WorkerConnection: @unchecked Sendable {
     private let logger: Logger
     private let onRequests: @Sendable (WorkerConnection, [WorkerRequest]) -> Void
     private let wakeup: WakeupPipe
-    private let shared = Locked(Shared())
+    private let shared = Mutex(Shared())
     private let finished = DispatchSemaphore(value: 0)
 
     private let onFailure: @Sendable () -> Void

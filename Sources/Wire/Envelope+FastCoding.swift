@@ -8,33 +8,48 @@ import JSONSchema
 extension RequestEnvelope {
     /// Reads an envelope; a malformed one is a `bad_request` naming the field.
     public static func decode(_ data: Data) throws(WireError) -> RequestEnvelope {
-        let value: JSONValue
-        do { value = try JSONValue.parse(data) } catch {
+        let members: [(name: String, value: JSONValue)]
+        do { members = try JSONValue.parseMembers(data) } catch {
+            guard (try? JSONValue.parse(data)) == nil else {
+                throw WireError(.badRequest, "the request envelope must be a JSON object")
+            }
             throw WireError(.badRequest, "the request envelope is not valid JSON")
         }
-        guard case .object(let fields) = value else { throw WireError(.badRequest, "the request envelope must be a JSON object") }
+        var v, op, id, deadline, key, token, principal: JSONValue?
+        for (name, value) in members {
+            switch name {
+            case "v": v = value
+            case "op": op = value
+            case "id": id = value
+            case "deadline_ms": deadline = value
+            case "idempotency_key": key = value
+            case "token": token = value
+            case "principal": principal = value
+            default: break  // fields of later versions are ignored
+            }
+        }
         func bad(_ field: String, _ expected: String) -> WireError {
             WireError(.badRequest, "envelope field \"\(field)\" must be \(expected)")
         }
-        guard let version = fields["v"]?.integerValue else { throw bad("v", "an integer") }
-        guard let op = fields["op"]?.stringValue, !op.isEmpty else { throw bad("op", "a non-empty string") }
-        guard let id = fields["id"]?.stringValue, id.utf8.count <= 128 else { throw bad("id", "a string of at most 128 bytes") }
+        guard let version = v?.integerValue else { throw bad("v", "an integer") }
+        guard let op = op?.stringValue, !op.isEmpty else { throw bad("op", "a non-empty string") }
+        guard let id = id?.stringValue, id.utf8.count <= 128 else { throw bad("id", "a string of at most 128 bytes") }
         var envelope = RequestEnvelope(op: op, id: id)
         envelope.v = Int(clamping: version)
-        if let deadline = fields["deadline_ms"], deadline != .null {
+        if let deadline, deadline != .null {
             guard let ms = deadline.integerValue else { throw bad("deadline_ms", "an integer") }
             // Clamped to a day: the value is added to clock instants, whose arithmetic traps on overflow.
             envelope.deadlineMs = Int(clamping: min(max(ms, -1), TsunaguWire.maxDeadlineMs))
         }
-        if let key = fields["idempotency_key"], key != .null {
+        if let key, key != .null {
             guard let text = key.stringValue, text.utf8.count <= 200 else { throw bad("idempotency_key", "a string of at most 200 bytes") }
             envelope.idempotencyKey = text
         }
-        if let token = fields["token"], token != .null {
+        if let token, token != .null {
             guard let text = token.stringValue else { throw bad("token", "a string") }
             envelope.token = text
         }
-        if let principal = fields["principal"], principal != .null {
+        if let principal, principal != .null {
             guard let tenant = principal["tenant"]?.stringValue,
                   case .array(let roles)? = principal["roles"] else { throw bad("principal", "an object with tenant and roles") }
             envelope.principal = Principal(tenant: tenant, roles: roles.compactMap(\.stringValue),
@@ -44,34 +59,70 @@ extension RequestEnvelope {
     }
 
     /// Written field by field in sorted key order, with no intermediate dictionary.
-    public func encoded() -> Data {
+    public func encoded() -> Data { encoded(principalJSON: nil) }
+
+    /// The envelope with `principalJSON` (`principal.encodedJSON()`, written once by a caller that
+    /// sends many envelopes for one principal) in place of writing the principal again.
+    public func encoded(principalJSON: [UInt8]?) -> Data {
         var out: [UInt8] = []
         out.reserveCapacity(160 + (token?.utf8.count ?? 0))
         var writer = ObjectWriter()
         writer.begin(&out)
-        if let deadlineMs { writer.key("deadline_ms", &out); out.append(contentsOf: String(deadlineMs).utf8) }
+        if let deadlineMs { writer.key("deadline_ms", &out); appendInteger(deadlineMs, to: &out) }
         writer.key("id", &out); JSONValue.appendQuoted(id, to: &out)
         if let idempotencyKey { writer.key("idempotency_key", &out); JSONValue.appendQuoted(idempotencyKey, to: &out) }
         writer.key("op", &out); JSONValue.appendQuoted(op, to: &out)
         if let principal {
             writer.key("principal", &out)
-            var inner = ObjectWriter()
-            inner.begin(&out)
-            inner.key("roles", &out)
-            out.append(UInt8(ascii: "["))
-            for (index, role) in principal.roles.enumerated() {
-                if index > 0 { out.append(UInt8(ascii: ",")) }
-                JSONValue.appendQuoted(role, to: &out)
-            }
-            out.append(UInt8(ascii: "]"))
-            inner.key("tenant", &out); JSONValue.appendQuoted(principal.tenant, to: &out)
-            if let tokenID = principal.tokenID { inner.key("token_id", &out); JSONValue.appendQuoted(tokenID, to: &out) }
-            out.append(UInt8(ascii: "}"))
+            if let principalJSON { out.append(contentsOf: principalJSON) } else { principal.write(to: &out) }
         }
         if let token { writer.key("token", &out); JSONValue.appendQuoted(token, to: &out) }
-        writer.key("v", &out); out.append(contentsOf: String(v).utf8)
+        writer.key("v", &out); appendInteger(v, to: &out)
         out.append(UInt8(ascii: "}"))
         return Data(out)
+    }
+}
+
+extension Principal {
+    /// `{"roles":[...],"tenant":...,"token_id":...}`, as the envelope carries it.
+    public func encodedJSON() -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(96)
+        write(to: &out)
+        return out
+    }
+
+    fileprivate func write(to out: inout [UInt8]) {
+        var writer = ObjectWriter()
+        writer.begin(&out)
+        writer.key("roles", &out)
+        out.append(UInt8(ascii: "["))
+        for (index, role) in roles.enumerated() {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            JSONValue.appendQuoted(role, to: &out)
+        }
+        out.append(UInt8(ascii: "]"))
+        writer.key("tenant", &out); JSONValue.appendQuoted(tenant, to: &out)
+        if let tokenID { writer.key("token_id", &out); JSONValue.appendQuoted(tokenID, to: &out) }
+        out.append(UInt8(ascii: "}"))
+    }
+}
+
+/// Decimal digits of `value` without making a String.
+private func appendInteger(_ value: Int, to out: inout [UInt8]) {
+    if value < 0 { out.append(UInt8(ascii: "-")) }
+    var magnitude = value.magnitude
+    var digits: (UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8,
+                 UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8, UInt8) =
+        (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+    var count = 0
+    withUnsafeMutableBytes(of: &digits) { buffer in
+        repeat {
+            buffer[19 - count] = UInt8(ascii: "0") + UInt8(magnitude % 10)
+            magnitude /= 10
+            count += 1
+        } while magnitude > 0
+        out.append(contentsOf: buffer[(20 - count)...])
     }
 }
 
@@ -86,7 +137,8 @@ private struct ObjectWriter {
         first = false
         out.append(UInt8(ascii: "\""))
         out.append(contentsOf: UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount))
-        out.append(contentsOf: [UInt8(ascii: "\""), UInt8(ascii: ":")])
+        out.append(UInt8(ascii: "\""))
+        out.append(UInt8(ascii: ":"))
     }
 }
 
@@ -97,7 +149,7 @@ extension ReplyEnvelope {
             var out: [UInt8] = Array(#"{"id":"#.utf8)
             JSONValue.appendQuoted(id, to: &out)
             out.append(contentsOf: #","status":"ok","v":"#.utf8)
-            out.append(contentsOf: String(v).utf8)
+            appendInteger(v, to: &out)
             out.append(UInt8(ascii: "}"))
             return Data(out)
         }

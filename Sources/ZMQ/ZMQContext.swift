@@ -1,3 +1,4 @@
+import Synchronization
 internal import CLibZMQ
 
 /// The libzmq context: the I/O threads every socket of a process shares.
@@ -6,7 +7,7 @@ internal import CLibZMQ
 public final class ZMQContext: @unchecked Sendable {
     // Invariant: the handle is set once in init and freed once, by whoever flips `terminated` first.
     private let handle: UnsafeMutableRawPointer
-    private let terminated = Locked(false)
+    private let terminated = Mutex(false)
 
     public init(ioThreads: Int32 = 1) throws(ZMQError) {
         guard let handle = zmq_ctx_new() else { throw ZMQError.fromErrno(tsunagu_errno()) }

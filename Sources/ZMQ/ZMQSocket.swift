@@ -82,6 +82,7 @@ public final class ZMQSocket {
     public func receive(dontWait: Bool = false, maxFrames: Int) throws(ZMQError) -> (frames: [Data], truncated: Bool) {
         try withUnsafeHandle { h throws(ZMQError) in
             var frames: [Data] = []
+            frames.reserveCapacity(8)  // a 7/MDP message through the gateway has 6 to 9
             var truncated = false
             var message = zmq_msg_t()
             var first = true

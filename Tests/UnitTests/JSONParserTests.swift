@@ -31,6 +31,27 @@ import Testing
         #expect(throws: JSONParseError.self) { try JSONValue.parse(Data([0x22, 0xFF, 0x22])) }
     }
 
+    @Test func membersComeInOrderAndDuplicatesAreRefusedAtAnyCount() throws {
+        let members = try JSONValue.parseMembers(Data(#" {"b":1,"a":{"x":[2]},"c":"é"} "#.utf8))
+        #expect(members.map(\.name) == ["b", "a", "c"])
+        #expect(members.map(\.value) == [.integer(1), .object(["x": .array([.integer(2)])]), .string("é")])
+        #expect(throws: JSONParseError.self) { try JSONValue.parseMembers(Data("[1]".utf8)) }
+        // Past 16 members the check switches from a scan to a set: a duplicate is refused either way.
+        for count in [3, 16, 17, 40] {
+            let names = (0..<count).map { "\"k\($0)\":\($0)" }
+            let text = "{" + (names + [#""k1":0"#]).joined(separator: ",") + "}"
+            #expect(throws: JSONParseError.self) { try JSONValue.parseMembers(Data(text.utf8)) }
+            #expect(try JSONValue.parseMembers(Data(("{" + names.joined(separator: ",") + "}").utf8)).count == count)
+        }
+    }
+
+    @Test(arguments: ["0", "-0", "7", "-42", "999999999999999999", "-999999999999999999", "9223372036854775807",
+                      "-9223372036854775808", "9223372036854775808", "123456789012345678901"])
+    func integersAgreeWithTheirText(_ text: String) throws {
+        let value = try JSONValue.parse(Data(text.utf8))
+        if let exact = Int64(text) { #expect(value == .integer(exact)) } else { #expect(value == .number(Double(text)!)) }
+    }
+
     @Test func serialisesWithSortedKeysAndEscapes() throws {
         let value = JSONValue.object(["b": .string("a\"\n\u{01}"), "a": .array([.integer(1), .null])])
         #expect(String(decoding: value.serialized(), as: UTF8.self) == #"{"a":[1,null],"b":"a\"\n\u0001"}"#)

@@ -43,11 +43,24 @@ import Wire
         #expect(okReply.encoded() == (try WireCoding.encoder().encode(okReply)))
         let bare = RequestEnvelope(op: "x", id: "")
         #expect(bare.encoded() == (try WireCoding.encoder().encode(bare)))
+        for (v, deadline) in [(0, 0), (-3, -1), (Int.max, Int.min), (10, 86_400_000)] {
+            var numbers = RequestEnvelope(op: "x", id: "1", deadlineMs: deadline)
+            numbers.v = v
+            #expect(numbers.encoded() == (try WireCoding.encoder().encode(numbers)))
+        }
+    }
+
+    @Test func aSplicedPrincipalIsTheSameTextAsAWrittenOne() throws {
+        let principal = Principal(tenant: "pref-01", roles: ["prefecture_staff", "x\"y"], tokenID: "tok_1")
+        let envelope = RequestEnvelope(op: "area.get", id: "7", deadlineMs: 100, principal: principal)
+        #expect(envelope.encoded(principalJSON: principal.encodedJSON()) == envelope.encoded())
+        #expect(try RequestEnvelope.decode(envelope.encoded(principalJSON: principal.encodedJSON())) == envelope)
     }
 
     @Test(arguments: [
         #"[]"#, #"{"v":"1","op":"a","id":"x"}"#, #"{"v":1,"id":"x"}"#, #"{"v":1,"op":"","id":"x"}"#,
         #"{"v":1,"op":"a"}"#, #"{"v":1,"op":"a","id":"x","deadline_ms":"soon"}"#, #"{"v":1,"op":"a","id":"x","token":5}"#,
+        #"{"v":1,"op":"a","id":"x","token":"t","token":"u"}"#, #"{"v":1,"op":"a","id":"x"} x"#, "",
     ])
     func malformedEnvelopesAreBadRequests(_ text: String) {
         #expect(throws: WireError.self) { try RequestEnvelope.decode(Data(text.utf8)) }

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Logging
 import ServiceRuntime
 import Wire
@@ -64,8 +65,8 @@ final class Broker: @unchecked Sendable {
     private let context: ZMQContext
     private let tokens: TokenStore
     private let wakeup: WakeupPipe
-    private let mailbox = Locked<[@Sendable (Broker) -> Void]>([])
-    private let stopRequested = Locked(false)
+    private let mailbox = Mutex<[@Sendable (Broker) -> Void]>([])
+    private let stopRequested = Mutex(false)
     private let finished = DispatchSemaphore(value: 0)
     private let clock = ContinuousClock()
 
@@ -80,12 +81,9 @@ final class Broker: @unchecked Sendable {
     private let encoder = WireCoding.encoder()
     private lazy var builtins = GatewayOperations(broker: self, tokens: tokens)
 
-    private let onFailure: @Sendable () -> Void
+    private let loopFailed = Mutex(false)
 
-    /// - Parameter onFailure: called (on the loop thread) if the loop dies of a libzmq error.
-    init(settings: Settings, context: ZMQContext, tokens: TokenStore, logger: Logger,
-         onFailure: @escaping @Sendable () -> Void) throws(ZMQError) {
-        self.onFailure = onFailure
+    init(settings: Settings, context: ZMQContext, tokens: TokenStore, logger: Logger) throws(ZMQError) {
         self.settings = settings
         self.context = context
         self.tokens = tokens
@@ -148,7 +146,7 @@ final class Broker: @unchecked Sendable {
         let thread = Thread { [self] in
             do { try self.run() } catch {
                 self.logger.critical("broker loop failed", metadata: ["error": "\(error)"])
-                self.onFailure()
+                self.loopFailed.withLock { $0 = true }
             }
             for socket in [self.frontend, self.backend, self.eventsIn, self.eventsOut, self.zapSocket] { try? socket?.close() }
             self.zapSocket = nil
@@ -167,6 +165,9 @@ final class Broker: @unchecked Sendable {
         requestStop()
         await waitUntilStopped()
     }
+
+    /// Whether the loop ended because of a libzmq error (rather than a requested stop).
+    var hasFailed: Bool { loopFailed.withLock { $0 } }
 
     /// Asks the loop to stop; returns at once.
     func requestStop() {

@@ -8,14 +8,11 @@ import ZMQ
 /// tsunagu-gateway: binds the client and worker endpoints, authenticates, routes, balances.
 @main
 enum GatewayMain {
-    static func main() async {
-        do {
+    static func main() {
+        TsunaguLifecycle.main("tsunagu-gateway") {
             let configuration = try Configuration()
             LoggingBootstrap.bootstrap(level: configuration.logLevel)
             try await run(configuration)
-        } catch {
-            FileHandle.standardError.write(Data("tsunagu-gateway: \(error)\n".utf8))
-            exit(1)
         }
     }
 
@@ -39,11 +36,9 @@ enum GatewayMain {
         }
         let context = try ZMQContext(ioThreads: Int32(try configuration.int("TSUNAGU_IO_THREADS", default: 1, range: 1...16)))
         defer { context.terminate() }
-        let failed = Locked(false)
-        let broker = try Broker(settings: settings, context: context, tokens: TokenStore(database: pool), logger: logger,
-                                onFailure: { failed.withLock { $0 = true } })
+        let broker = try Broker(settings: settings, context: context, tokens: TokenStore(database: pool), logger: logger)
         // Started in this order, stopped in reverse: the pool outlives the broker's last lookup.
-        try await TsunaguLifecycle.run([PostgresPoolService(pool), BrokerService(broker: broker, failed: failed)], logger: logger)
+        try await TsunaguLifecycle.run([PostgresPoolService(pool), BrokerService(broker: broker)], logger: logger)
         logger.info("stopped")
     }
 
@@ -99,7 +94,6 @@ enum GatewayMain {
 /// ends the group with an error if its loop dies (the process exits with an error status).
 struct BrokerService: Service {
     let broker: Broker
-    let failed: Locked<Bool>
 
     func run() async throws {
         try broker.start()
@@ -113,6 +107,6 @@ struct BrokerService: Service {
         } onGracefulShutdown: {
             broker.requestStop()
         }
-        if failed.withLock({ $0 }) { throw MessageLoopFailure() }
+        if broker.hasFailed { throw MessageLoopFailure() }
     }
 }

@@ -49,7 +49,7 @@ struct RoutingCore {
     typealias Instant = ContinuousClock.Instant
     typealias ServiceIndex = Dictionary<String, ServiceState>.Index
     typealias WorkerIndex = Dictionary<Data, WorkerState>.Index
-    typealias ClientLookups = TokenLookups<Principal, AuthWaiter>
+    typealias ClientLookups = TokenLookups<CachedPrincipal, AuthWaiter>
     typealias CredentialLookups = TokenLookups<ServiceCredential, CredentialWaiter>
 
     let configuration: Configuration
@@ -120,8 +120,10 @@ struct RoutingCore {
     }
 
     /// The outcome of a `lookUpToken` action: every request that waited for this token goes on.
-    mutating func tokenLookupFinished(_ token: String, outcome: ClientLookups.Outcome, now: Instant) -> RoutingActions {
+    mutating func tokenLookupFinished(_ token: String, outcome: TokenLookups<Principal, AuthWaiter>.Outcome,
+                                      now: Instant) -> RoutingActions {
         var actions = RoutingActions()
+        let outcome = outcome.map(CachedPrincipal.init)
         let (waiters, next) = clientTokens.finish(token, outcome: outcome, now: now)
         for waiter in waiters { answer(waiter, outcome, now: now, &actions) }
         if let next { actions.append(.lookUpToken(next)) }
@@ -181,7 +183,7 @@ struct RoutingCore {
     /// dropped, and instances registered with it (a service credential) are disconnected.
     mutating func tokenRevoked(id: String, now: Instant) -> RoutingActions {
         var actions = RoutingActions()
-        clientTokens.forget { $0.tokenID == id }
+        clientTokens.forget { $0.principal.tokenID == id }
         serviceCredentials.forget { $0.tokenID == id }
         let registered = workers.values.filter { $0.tokenID == id }.map(\.identity)
         for identity in registered {
@@ -240,7 +242,7 @@ struct RoutingCore {
             return
         }
         let size = frames.dropFirst(3).reduce(0) { $0 + $1.count }
-        guard frames.count >= 4, let service = String(data: frames[3], encoding: .utf8), !service.isEmpty else {
+        guard frames.count >= 4, let service = String(validating: frames[3], as: UTF8.self), !service.isEmpty else {
             replyError(to: identity, service: "", requestID: "",
                        WireError(.badRequest, "the service name frame is missing or not UTF-8"), &actions)
             return
@@ -338,8 +340,9 @@ struct RoutingCore {
         }
     }
 
-    private mutating func route(_ waiter: AuthWaiter, principal: Principal, now: Instant, _ actions: inout RoutingActions) {
-        let (identity, service) = (waiter.identity, waiter.service)
+    private mutating func route(_ waiter: AuthWaiter, principal cached: CachedPrincipal, now: Instant,
+                                _ actions: inout RoutingActions) {
+        let (identity, service, principal) = (waiter.identity, waiter.service, cached.principal)
         var envelope = waiter.envelope
         if service == TsunaguWire.gatewayService {
             actions.append(.runGatewayOperation(.init(identity: identity, envelope: envelope, payload: waiter.payload.first ?? Data(),
@@ -369,7 +372,7 @@ struct RoutingCore {
             envelope.token = nil
             envelope.principal = principal
             envelope.deadlineMs = Self.workerDeadlineMs(left: deadline - now)
-            workerBody = [TsunaguWire.marker, envelope.encoded()] + waiter.payload
+            workerBody = [TsunaguWire.marker, envelope.encoded(principalJSON: cached.json)] + waiter.payload
         } else {
             workerBody = waiter.payload.isEmpty ? [Data()] : waiter.payload
         }
@@ -407,6 +410,14 @@ struct RoutingCore {
         pendingPerClient[request.clientIdentity] = waiting + 1
         let id = nextCorrelation
         nextCorrelation &+= 1
+        // Nobody waiting and a free slot: straight to that instance, without queueing.
+        if queued == 0, let worker = nextFreeWorker(serviceIndex) {
+            var request = request
+            request.worker = worker
+            pending[id] = request
+            hand(id, body: request.workerBody, to: worker, &actions)
+            return
+        }
         pending[id] = request
         services.values[serviceIndex].enqueue(id, client: request.clientIdentity)
         dispatchQueued(at: serviceIndex, &actions)
@@ -437,9 +448,14 @@ struct RoutingCore {
             guard let id = services.values[serviceIndex].popQueued() else { return }
             guard let index = pending.index(forKey: id) else { continue }  // answered (timed out) while queued
             pending.values[index].worker = worker
-            workers[worker]!.inFlight.insert(id)
-            actions.append(.sendToWorker(identity: worker, .request(correlation: id, body: pending.values[index].workerBody)))
+            hand(id, body: pending.values[index].workerBody, to: worker, &actions)
         }
+    }
+
+    /// The instance holds the request from here on (its slot is taken until it answers or dies).
+    private mutating func hand(_ id: UInt64, body: [Data], to worker: Data, _ actions: inout RoutingActions) {
+        workers[worker]!.inFlight.insert(id)
+        actions.append(.sendToWorker(identity: worker, .request(correlation: id, body: body)))
     }
 
     /// The next instance of the service, round-robin from the last one chosen, with a free slot.

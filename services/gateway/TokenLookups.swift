@@ -18,6 +18,15 @@ struct TokenLookups<Value, Waiter> {
         case failed
 
         var value: Value? { if case .found(let value) = self { value } else { nil } }
+
+        /// The same outcome about another form of the value.
+        func map<Other>(_ transform: (Value) -> Other) -> TokenLookups<Other, Waiter>.Outcome {
+            switch self {
+            case .found(let value): .found(transform(value))
+            case .unknown: .unknown
+            case .failed: .failed
+            }
+        }
     }
 
     enum Answer {

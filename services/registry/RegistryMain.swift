@@ -6,8 +6,8 @@ import ServiceRuntime
 /// service's definition handed to `ServiceRunner.main`, which migrates, registers and serves.
 @main
 enum RegistryMain {
-    static func main() async {
-        await ServiceRunner.main {
+    static func main() {
+        ServiceRunner.main {
             ServiceDefinition(
                 name: "registry",
                 version: "0.1.0",
