@@ -114,17 +114,16 @@ public enum ServiceRunner {
                             credential: credential, curveKeyPair: curveKeyPair),
             context: context, logger: logger, onOverload: RequestDispatcher.overloaded
         ) { connection, batch in
-            Task {
-                await withTaskGroup(of: Void.self) { group in
-                    for request in batch {
-                        group.addTask {
-                            let reply = await dispatcher.handle(request.body)
-                            // Tests only: holds each reply after its commit, so a test can kill the
-                            // instance between the two. Zero (no delay) unless set.
-                            if testsOnlyReplyDelay > .zero { try? await Task.sleep(for: testsOnlyReplyDelay) }
-                            connection.reply(to: request.replyTo, body: reply)
-                        }
-                    }
+            // One task per request, not a group per batch: nothing waits for a batch as a whole,
+            // and a group's bookkeeping cost more than the echo service's whole handler. The
+            // connection counts what is in flight (its drain waits for every reply).
+            for request in batch {
+                Task {
+                    let reply = await dispatcher.handle(request.body)
+                    // Tests only: holds each reply after its commit, so a test can kill the
+                    // instance between the two. Zero (no delay) unless set.
+                    if testsOnlyReplyDelay > .zero { try? await Task.sleep(for: testsOnlyReplyDelay) }
+                    connection.reply(to: request.replyTo, body: reply)
                 }
             }
         }
