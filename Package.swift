@@ -9,7 +9,7 @@ let package = Package(
     name: "tsunagu",
     platforms: [.macOS(.v14)],
     products: [
-        .executable(name: "tsunagu-gateway", targets: ["Gateway"]),
+        .executable(name: "tsunagu-gateway", targets: ["GatewayMain"]),
         .executable(name: "tsunagu-registry", targets: ["Registry"]),
         .executable(name: "tsunagu", targets: ["TsunaguCLI"]),
         .executable(name: "tsunagu-bench", targets: ["Bench"]),
@@ -45,20 +45,23 @@ let package = Package(
         .target(name: "TsunaguClient", dependencies: ["ZMQ", "Wire"], swiftSettings: swiftSettings),
         .target(
             name: "TsunaguTesting",
-            dependencies: ["ServiceRuntime", "Postgres", "Wire", "JSONSchema", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["ServiceRuntime", "Gateway", "Postgres", "ZMQ", "Wire", "JSONSchema", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
-        .executableTarget(
+        // The gateway is a library (routing core, broker, token store; tests run it in process)
+        // and a one-line executable.
+        .target(
             name: "Gateway",
             dependencies: [
                 "ServiceRuntime", "Postgres", "ZMQ", "Wire", "JSONSchema", .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "services/gateway",
-            exclude: ["README.md"],
+            exclude: ["README.md", "main"],
             resources: [.copy("migrations")],
             swiftSettings: swiftSettings
         ),
+        .executableTarget(name: "GatewayMain", dependencies: ["Gateway"], path: "services/gateway/main", swiftSettings: swiftSettings),
         .executableTarget(
             name: "Registry",
             dependencies: ["ServiceRuntime", "CSV", "Postgres", "Wire", "JSONSchema", .product(name: "Logging", package: "swift-log")],

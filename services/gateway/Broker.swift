@@ -94,13 +94,16 @@ final class Broker: @unchecked Sendable {
 
     // MARK: Lifecycle
 
-    /// Binds both endpoints (so a bind error reaches the caller) and starts the loop thread.
-    func start() throws(ZMQError) {
+    /// Binds the endpoints (so a bind error reaches the caller) and starts the loop thread.
+    /// Returns the endpoints bound (a `*` port resolved).
+    @discardableResult
+    func start() throws(ZMQError) -> RunningGateway.Endpoints {
         let frontend = try context.socket(.router)
         let backend = try context.socket(.router)
         let eventsIn = try context.socket(.pull)
         let eventsOut = try context.socket(.pub)
         var sockets = [frontend, backend, eventsIn, eventsOut]
+        let bound: RunningGateway.Endpoints
         do {
             // The authentication handler is bound first: libzmq asks it about every CURVE peer
             // from the first connection on.
@@ -134,6 +137,8 @@ final class Broker: @unchecked Sendable {
             try backend.bind(settings.workerEndpoint)
             try eventsIn.bind(settings.eventsInEndpoint)
             try eventsOut.bind(settings.eventsOutEndpoint)
+            bound = RunningGateway.Endpoints(client: try frontend.lastEndpoint(), worker: try backend.lastEndpoint(),
+                                             eventsIn: try eventsIn.lastEndpoint(), eventsOut: try eventsOut.lastEndpoint())
         } catch {
             for socket in sockets { try? socket.close() }
             zapSocket = nil
@@ -158,6 +163,7 @@ final class Broker: @unchecked Sendable {
         }
         thread.name = "gateway-broker"
         thread.start()
+        return bound
     }
 
     /// Tells workers we are going (DISCONNECT), stops the loop and waits for it.

@@ -5,10 +5,11 @@ import Postgres
 import ServiceRuntime
 import ZMQ
 
-/// tsunagu-gateway: binds the client and worker endpoints, authenticates, routes, balances.
-@main
-enum GatewayMain {
-    static func main() {
+/// The gateway process: binds the client and worker endpoints, authenticates, routes, balances.
+/// tsunagu-gateway's `main` is `GatewayServer.main()`; tests run one in process with
+/// `RunningGateway` (TsunaguTesting's `InProcessGateway`).
+public enum GatewayServer {
+    public static func main() -> Never {
         TsunaguLifecycle.main("tsunagu-gateway") {
             let configuration = try Configuration()
             LoggingBootstrap.bootstrap(level: configuration.logLevel)
@@ -43,7 +44,7 @@ enum GatewayMain {
     }
 
     /// Migrations and the first admin token, before anything listens.
-    static func prepare(_ configuration: Configuration, pool: PostgresPool, logger: Logger) async throws {
+    public static func prepare(_ configuration: Configuration, pool: PostgresPool, logger: Logger) async throws {
         let definition = ServiceDefinition(name: "gateway", version: gatewayVersion, schema: "gateway",
                                            migrations: try ServiceRunner.bundledMigrations(in: .module), operations: [])
         try await ServiceRunner.migrate(definition, pool: pool, logger: logger)
@@ -96,7 +97,7 @@ struct BrokerService: Service {
     let broker: Broker
 
     func run() async throws {
-        try broker.start()
+        _ = try broker.start()
         let settings = broker.settings
         broker.logger.info("gateway listening", metadata: [
             "curve": "\(settings.curveSecretKey != nil)", "clients": "\(settings.clientEndpoint)", "workers": "\(settings.workerEndpoint)",
@@ -108,5 +109,63 @@ struct BrokerService: Service {
             broker.requestStop()
         }
         if broker.hasFailed { throw MessageLoopFailure() }
+    }
+}
+
+/// A gateway running in this process, on its own thread, until `stop()`: what tests use to put a
+/// real gateway (sockets, routing, tokens in PostgreSQL) between a client and a service without
+/// starting a process. Endpoints given as `tcp://127.0.0.1:*` are bound to free ports;
+/// `endpoints` says which.
+public final class RunningGateway: Sendable {
+    public struct Endpoints: Sendable {
+        public let client: String
+        public let worker: String
+        public let eventsIn: String
+        public let eventsOut: String
+    }
+
+    public let endpoints: Endpoints
+    private let broker: Broker
+    private let context: ZMQContext
+    private let tokens: TokenStore
+
+    /// Migrates, installs `TSUNAGU_ADMIN_TOKEN` when set, binds and starts routing. The pool stays
+    /// the caller's: close it after `stop()`.
+    public static func start(_ configuration: Configuration, pool: PostgresPool, logger: Logger) async throws -> RunningGateway {
+        try await GatewayServer.prepare(configuration, pool: pool, logger: logger)
+        let settings = try GatewayServer.brokerSettings(configuration, logger: logger)
+        let context = try ZMQContext()
+        do {
+            let broker = try Broker(settings: settings, context: context, tokens: TokenStore(database: pool), logger: logger)
+            let bound = try broker.start()
+            return RunningGateway(broker: broker, context: context, tokens: TokenStore(database: pool), endpoints: bound)
+        } catch {
+            context.terminate()
+            throw error
+        }
+    }
+
+    private init(broker: Broker, context: ZMQContext, tokens: TokenStore, endpoints: Endpoints) {
+        self.broker = broker
+        self.context = context
+        self.tokens = tokens
+        self.endpoints = endpoints
+    }
+
+    /// A new credential for instances of `service` (what `tsunagu token create --service` issues).
+    public func issueServiceCredential(_ service: String) async throws -> String {
+        try await tokens.issueService(service, label: "issued in process").token
+    }
+
+    /// A new bearer token of `tenant` with `roles`.
+    public func issueToken(tenant: String, roles: [String]) async throws -> String {
+        try await tokens.issue(tenant: tenant, roles: roles, label: "issued in process").token
+    }
+
+    /// A graceful stop, as on SIGTERM: accepted requests are answered (up to the drain timeout),
+    /// then the workers are told and the sockets closed.
+    public func stop() async {
+        await broker.stopAndWait()
+        context.terminate()
     }
 }
