@@ -15,11 +15,13 @@ struct JSONParser {
         try parseWhole(data) { (parser) throws(JSONParseError) in try parser.parseValue(depth: 0) }
     }
 
-    /// The members of the object `data` holds, in the order written; anything else is an error.
-    static func parseMembers(_ data: Data) throws(JSONParseError) -> [(name: String, value: JSONValue)] {
+    /// The values of the members named `names` (nil where absent) of the object `data` holds;
+    /// other members are read (so the text is checked whole) and dropped. Duplicates of any name
+    /// are refused.
+    static func parseObject(_ data: Data, members names: [StaticString]) throws(JSONParseError) -> [JSONValue?] {
         try parseWhole(data) { (parser) throws(JSONParseError) in
             guard parser.current == UInt8(ascii: "{") else { throw parser.failure("expected an object") }
-            return try parser.parseMembers(depth: 0)
+            return try parser.parseSelectedMembers(names)
         }
     }
 
@@ -84,22 +86,61 @@ struct JSONParser {
         return .object(object)
     }
 
-    /// An object's members in the order written, without building a dictionary (the envelopes on
-    /// every request's path have a handful of members, read once each). Duplicates are refused.
-    private mutating func parseMembers(depth: Int) throws(JSONParseError) -> [(name: String, value: JSONValue)] {
-        var members: [(name: String, value: JSONValue)] = []
-        var names: Set<String> = []  // used past a few members, where the linear check would cost
-        try forEachMember(depth: depth) { key, value in
-            if members.count < 16 {
-                guard !members.contains(where: { $0.name == key }) else { return false }
-                if members.count == 15 { names = Set(members.map(\.name) + [key]) }
-            } else {
-                guard names.insert(key).inserted else { return false }
-            }
-            members.append((key, value))
-            return true
+    /// The named members' values, for small objects read once (the envelope on every request's
+    /// path): names are matched as bytes, with no String made for them and no dictionary built.
+    private mutating func parseSelectedMembers(_ names: [StaticString]) throws(JSONParseError) -> [JSONValue?] {
+        var values = [JSONValue?](repeating: nil, count: names.count)
+        var others: Set<String> = []
+        index += 1
+        skipWhitespace()
+        if current == UInt8(ascii: "}") {
+            index += 1
+            return values
         }
-        return members
+        while true {
+            skipWhitespace()
+            guard current == UInt8(ascii: "\"") else { throw failure("expected a member name") }
+            let name = try parseName(among: names)
+            skipWhitespace()
+            guard current == UInt8(ascii: ":") else { throw failure("expected ':'") }
+            index += 1
+            skipWhitespace()
+            let value = try parseValue(depth: 1)
+            switch name {
+            case .known(let position):
+                guard values[position] == nil else { throw failure("duplicate member name \"\(names[position])\"") }
+                values[position] = value
+            case .other(let text):
+                guard others.insert(text).inserted else { throw failure("duplicate member name \"\(text.prefix(64))\"") }
+            }
+            skipWhitespace()
+            switch current {
+            case UInt8(ascii: ","): index += 1
+            case UInt8(ascii: "}"): index += 1; return values
+            default: throw failure("expected ',' or '}'")
+            }
+        }
+    }
+
+    private enum MemberName { case known(Int), other(String) }
+
+    /// A member name: which of `names` it is, compared as bytes when it has no escapes (the usual
+    /// case), or its text.
+    private mutating func parseName(among names: [StaticString]) throws(JSONParseError) -> MemberName {
+        var end = index + 1
+        while end < bytes.count, bytes[end] != UInt8(ascii: "\""), bytes[end] != UInt8(ascii: "\\"), bytes[end] >= 0x20 { end += 1 }
+        if end < bytes.count, bytes[end] == UInt8(ascii: "\"") {
+            let raw = UnsafeRawBufferPointer(rebasing: bytes[(index + 1)..<end])
+            for (position, name) in names.enumerated() where name.utf8CodeUnitCount == raw.count {
+                if memcmp(raw.baseAddress!, name.utf8Start, raw.count) == 0 {
+                    index = end + 1
+                    return .known(position)
+                }
+            }
+        }
+        let text = try parseString()  // escapes, or not one of ours
+        if let position = names.firstIndex(where: { $0.description == text }) { return .known(position) }
+        return .other(text)
     }
 
     /// Reads `{ "name": value, ... }` from the current `{`, handing each member to `body`, which

@@ -48,10 +48,11 @@ public enum JSONValue: Sendable, Hashable, Codable {
         try JSONParser.parse(data)
     }
 
-    /// The members of the JSON object in `data`, in the order written (duplicates refused, like
-    /// `parse`); for small objects read once, where building a dictionary would cost more than it saves.
-    public static func parseMembers(_ data: Data) throws(JSONParseError) -> [(name: String, value: JSONValue)] {
-        try JSONParser.parseMembers(data)
+    /// The values of the members named `names` of the JSON object in `data` (nil where absent),
+    /// the text checked as `parse` checks it (other members are read and dropped; duplicates of
+    /// any name refused). For small objects read once, where a dictionary would cost more than it saves.
+    public static func parseObject(_ data: Data, members names: [StaticString]) throws(JSONParseError) -> [JSONValue?] {
+        try JSONParser.parseObject(data, members: names)
     }
 
     public subscript(key: String) -> JSONValue? {

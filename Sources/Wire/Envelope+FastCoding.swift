@@ -8,26 +8,15 @@ import JSONSchema
 extension RequestEnvelope {
     /// Reads an envelope; a malformed one is a `bad_request` naming the field.
     public static func decode(_ data: Data) throws(WireError) -> RequestEnvelope {
-        let members: [(name: String, value: JSONValue)]
-        do { members = try JSONValue.parseMembers(data) } catch {
+        let members: [JSONValue?]
+        do { members = try JSONValue.parseObject(data, members: fieldNames) } catch {
             guard (try? JSONValue.parse(data)) == nil else {
                 throw WireError(.badRequest, "the request envelope must be a JSON object")
             }
             throw WireError(.badRequest, "the request envelope is not valid JSON")
         }
-        var v, op, id, deadline, key, token, principal: JSONValue?
-        for (name, value) in members {
-            switch name {
-            case "v": v = value
-            case "op": op = value
-            case "id": id = value
-            case "deadline_ms": deadline = value
-            case "idempotency_key": key = value
-            case "token": token = value
-            case "principal": principal = value
-            default: break  // fields of later versions are ignored
-            }
-        }
+        // Fields of later versions are read and ignored.
+        let (v, op, id, deadline, key, token, principal) = (members[0], members[1], members[2], members[3], members[4], members[5], members[6])
         func bad(_ field: String, _ expected: String) -> WireError {
             WireError(.badRequest, "envelope field \"\(field)\" must be \(expected)")
         }
@@ -57,6 +46,8 @@ extension RequestEnvelope {
         }
         return envelope
     }
+
+    private static let fieldNames: [StaticString] = ["v", "op", "id", "deadline_ms", "idempotency_key", "token", "principal"]
 
     /// Written field by field in sorted key order, with no intermediate dictionary.
     public func encoded() -> Data { encoded(principalJSON: nil) }
