@@ -4,7 +4,10 @@
 #   gateway  - through tsunagu-gateway to a minimal Tsunagu worker (the gateway's own cost:
 #              token check, principal, deadline, routing, balancing; the worker does nothing)
 #   service  - through tsunagu-gateway to a service built on ServiceRuntime (envelope, schema
-#              validation, Codable input/output, async handler; no database work)
+#              validation, Codable input/output; no database work), an `.inline` operation
+#              answered on the instance's connection thread
+#   task     - the same, with the handler run in a task (a `.read` operation: what handlers that
+#              use the database are)
 # Prints a table with each path's throughput as a ratio of the bare baseline, then a second table
 # of CPU instructions per request in the broker process (gateway, or the bare forwarder), counted
 # by valgrind's callgrind: a figure that does not drift with the machine's load. Release build.
@@ -35,6 +38,7 @@ load() {  # path inflight seconds
     bare) "$BIN/tsunagu-bench" load --label bare --mode bare --endpoint "$FRONT" --inflight "$2" --seconds "$3" ;;
     gateway) "$BIN/tsunagu-bench" load --label gateway --mode gateway --service minimal --endpoint "$TSUNAGU_CLIENT_ENDPOINT" --inflight "$2" --seconds "$3" ;;
     service) "$BIN/tsunagu-bench" load --label service --mode gateway --service bench --endpoint "$TSUNAGU_CLIENT_ENDPOINT" --inflight "$2" --seconds "$3" ;;
+    task) "$BIN/tsunagu-bench" load --label task --mode gateway --service bench --operation echo_task --endpoint "$TSUNAGU_CLIENT_ENDPOINT" --inflight "$2" --seconds "$3" ;;
   esac
 }
 
@@ -54,11 +58,11 @@ measure() {  # path inflight seconds: prints the load line plus cpu_us_per_reque
 }
 
 log "warming up"
-for path in bare gateway service; do load $path 8 1 >/dev/null; done
+for path in bare gateway service task; do load $path 8 1 >/dev/null; done
 
 results=()
 for inflight in 1 8 64; do
-  for path in bare gateway service; do
+  for path in bare gateway service task; do
     line=$(measure $path "$inflight" "$SECONDS_PER_ROW")
     log "$line"
     results+=("$line")
@@ -77,7 +81,7 @@ print("| in flight | path | req/s | ratio to bare | p50 µs | p99 µs | broker C
 print("|---:|---|---:|---:|---:|---:|---:|---:|")
 for inflight in sorted(rows):
     base = float(rows[inflight]["bare"]["throughput"])
-    for path in ("bare", "gateway", "service"):
+    for path in ("bare", "gateway", "service", "task"):
         r = rows[inflight][path]
         cpu, base_cpu = float(r["cpu_us_per_request"]), float(rows[inflight]["bare"]["cpu_us_per_request"])
         print(f"| {inflight} | {path} | {r['throughput']} | {float(r['throughput']) / base:.2f} | {r['p50_us']} | {r['p99_us']} | "

@@ -16,8 +16,9 @@ struct BenchCommand: ParsableCommand {
     )
 }
 
-/// A Tsunagu service `bench` with one operation, `echo`, built on the same runtime pieces as every
-/// service (WorkerConnection + RequestDispatcher) but with no database work in the handler.
+/// A Tsunagu service `bench` built on the same runtime pieces as every service (WorkerConnection +
+/// RequestDispatcher) with no database work in the handler: `echo` is an `.inline` operation
+/// (answered on the connection's thread), `echo_task` the same handler as a `.read` (in a task).
 struct EchoWorker: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "echo-worker")
     @Option var endpoint = "tcp://127.0.0.1:5556"
@@ -28,10 +29,11 @@ struct EchoWorker: ParsableCommand {
     func run() throws {
         LoggingBootstrap.bootstrap(level: "warning")
         let logger = Logger(label: "bench.worker")
+        let schema = #"{"type":"object","additionalProperties":false,"properties":{"n":{"type":"integer","minimum":-9007199254740991,"maximum":9007199254740991}}}"#
         let definition = ServiceDefinition(name: "bench", version: "1", operations: [
-            try .read("echo", summary: "Returns its input.",
-                      schema: #"{"type":"object","additionalProperties":false,"properties":{"n":{"type":"integer","minimum":-9007199254740991,"maximum":9007199254740991}}}"#,
-                      input: Echo.self) { _, input in input },
+            // The same handler both ways: answered on the connection's thread, or in a task.
+            try .inline("echo", summary: "Returns its input.", schema: schema, input: Echo.self) { _, input in input },
+            try .read("echo_task", summary: "Returns its input.", schema: schema, input: Echo.self) { _, input in input },
         ])
         let context = try ZMQContext()
         _ = try ServiceRunner.serve(definition, database: nil, context: context, endpoint: endpoint,

@@ -38,18 +38,69 @@ public struct RequestDispatcher: Sendable {
     }
 
     public func handle(_ body: [Data]) async -> [Data] {
+        switch dispatch(body) {
+        case .answered(let reply): return reply
+        case .needsTask(let request): return await run(request)
+        }
+    }
+
+    /// What `dispatch` found: the reply (a request refused before its handler, or one of an
+    /// `.inline` operation), or a request whose handler runs in a task (`run`).
+    public enum Dispatch: Sendable {
+        case answered([Data])
+        case needsTask(Accepted)
+    }
+
+    /// A request for one of the service's operations, read as far as its envelope: the rest of
+    /// its checks and its handler run in a task (`run`), in parallel with other requests.
+    public struct Accepted: Sendable {
+        let envelope: RequestEnvelope
+        let operation: ServiceOperation
+        let payload: Data
+    }
+
+    /// What needs no waiting, on the connection's thread for every request: the envelope and the
+    /// operation. For an `.inline` operation, everything else too (roles, deadline, the input
+    /// parsed once and checked against the schema, the handler).
+    public func dispatch(_ body: [Data]) -> Dispatch {
         guard body.count >= 2, body[0] == TsunaguWire.marker else {
-            return Self.replyBody(id: "", error: WireError(.badRequest, "this service speaks the Tsunagu envelope (TSUNAGU/1); see docs/protocol.md"))
+            return .answered(Self.replyBody(id: "", error: WireError(.badRequest, "this service speaks the Tsunagu envelope (TSUNAGU/1); see docs/protocol.md")))
         }
         let envelope: RequestEnvelope
         do { envelope = try RequestEnvelope.decode(body[1]) } catch {
-            return Self.replyBody(id: "", error: error)
+            return .answered(Self.replyBody(id: "", error: error))
         }
         guard body.count <= 3 else {
-            return Self.replyBody(id: envelope.id, error: WireError(.badRequest, "a request body has one payload frame after the envelope"))
+            return .answered(Self.replyBody(id: envelope.id, error: WireError(.badRequest, "a request body has one payload frame after the envelope")))
         }
+        let payload = body.count == 3 ? body[2] : Data()
         do {
-            let payload = try await run(envelope, payload: body.count == 3 ? body[2] : Data())
+            let operation = try operation(for: envelope)
+            guard let inline = operation.inlineHandler else {
+                return .needsTask(Accepted(envelope: envelope, operation: operation, payload: payload))
+            }
+            let (context, input) = try prepare(envelope, operation, payload: payload)
+            return .answered(reply(envelope) { try inline(context, input) })
+        } catch {
+            return .answered(Self.replyBody(id: envelope.id, error: wireError(for: error, envelope: envelope)))
+        }
+    }
+
+    /// Finishes an accepted request's checks, runs its handler and makes its reply.
+    public func run(_ request: Accepted) async -> [Data] {
+        do {
+            let (context, input) = try prepare(request.envelope, request.operation, payload: request.payload)
+            let payload = try await request.operation.handler(context, input)
+            return reply(request.envelope) { payload }
+        } catch {
+            return Self.replyBody(id: request.envelope.id, error: wireError(for: error, envelope: request.envelope))
+        }
+    }
+
+    /// The reply body for what `payload` returns (or throws), refused when it is too large.
+    private func reply(_ envelope: RequestEnvelope, _ payload: () throws -> Data) -> [Data] {
+        do {
+            let payload = try payload()
             guard payload.count <= limits.maxReplyBytes else {
                 throw WireError(.tooLarge, "the reply would have \(payload.count) bytes; this service sends at most \(limits.maxReplyBytes): ask for less (a smaller page)")
             }
@@ -85,7 +136,7 @@ public struct RequestDispatcher: Sendable {
         return WireError(.internal, "internal error; quote request id \(envelope.id)")
     }
 
-    private func run(_ envelope: RequestEnvelope, payload: Data) async throws -> Data {
+    private func operation(for envelope: RequestEnvelope) throws(WireError) -> ServiceOperation {
         guard envelope.v == TsunaguWire.version else {
             throw WireError(.badRequest, "envelope version \(envelope.v) is not supported (this service speaks \(TsunaguWire.version))")
         }
@@ -93,6 +144,12 @@ public struct RequestDispatcher: Sendable {
             throw WireError(.unknownOperation, "no operation \(envelope.op)",
                             details: .object(["operations": .array(operations.keys.sorted().map { .string($0) })]))
         }
+        return operation
+    }
+
+    /// The deadline and roles checked, the input parsed once and checked against the schema.
+    private func prepare(_ envelope: RequestEnvelope, _ operation: ServiceOperation,
+                         payload: Data) throws -> (RequestContext, JSONValue) {
         if let deadline = envelope.deadlineMs, deadline <= 0 {
             throw WireError(.timeout, "the deadline passed before the request was served")
         }
@@ -111,7 +168,7 @@ public struct RequestDispatcher: Sendable {
             pool: database, baseLogger: logger,
             canonicalInput: { String(decoding: input.serialized(), as: UTF8.self) },
             writes: writes)
-        return try await operation.handler(context, input)
+        return (context, input)
     }
 
     static func replyBody(id: String, payload: Data) -> [Data] {

@@ -107,8 +107,11 @@ public struct ServiceOperation: Sendable {
     public let kind: Kind
     /// Gets the payload parsed once and already checked against `inputSchema`; returns the reply payload.
     let handler: @Sendable (RequestContext, JSONValue) async throws -> Data
+    /// Set for `.inline` operations: the same handler, run on the connection's thread.
+    let inlineHandler: (@Sendable (RequestContext, JSONValue) throws -> Data)?
 
     private init(name: String, summary: String, schema: String, roles: [String], kind: Kind,
+                 inlineHandler: (@Sendable (RequestContext, JSONValue) throws -> Data)? = nil,
                  handler: @escaping @Sendable (RequestContext, JSONValue) async throws -> Data) throws(JSONSchemaError) {
         let inputSchema = try JSONSchema(jsonText: schema)
         self.name = name
@@ -117,6 +120,7 @@ public struct ServiceOperation: Sendable {
         self.roles = roles
         self.kind = kind
         self.handler = handler
+        self.inlineHandler = inlineHandler
     }
 
     /// An operation that only reads. `schema` is JSON Schema text describing `Input`.
@@ -131,6 +135,25 @@ public struct ServiceOperation: Sendable {
         try ServiceOperation(name: name, summary: summary, schema: schema, roles: roles, kind: .read) { context, value in
             let input = try JSONValueDecoder().decode(Input.self, from: value)
             return try OutputCoding.encode(try await handler(context, input))
+        }
+    }
+
+    /// A read answered on the instance's connection thread as soon as it arrives, with no task:
+    /// for handlers that compute from their input and memory alone (no database, nothing that
+    /// waits, nothing slow: the thread serves every other request too). The gateway sees a read.
+    public static func inline<Input: Decodable & Sendable, Output: Encodable & Sendable>(
+        _ name: String,
+        summary: String,
+        schema: String,
+        roles: [String] = [],
+        input: Input.Type = Input.self,
+        handler: @escaping @Sendable (RequestContext, Input) throws -> Output
+    ) throws(JSONSchemaError) -> ServiceOperation {
+        let run: @Sendable (RequestContext, JSONValue) throws -> Data = { context, value in
+            try OutputCoding.encode(try handler(context, try JSONValueDecoder().decode(Input.self, from: value)))
+        }
+        return try ServiceOperation(name: name, summary: summary, schema: schema, roles: roles, kind: .read, inlineHandler: run) {
+            try run($0, $1)
         }
     }
 

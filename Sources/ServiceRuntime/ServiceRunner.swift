@@ -114,12 +114,25 @@ public enum ServiceRunner {
                             credential: credential, curveKeyPair: curveKeyPair),
             context: context, logger: logger, onOverload: RequestDispatcher.overloaded
         ) { connection, batch in
-            // One task per request, not a group per batch: nothing waits for a batch as a whole,
-            // and a group's bookkeeping cost more than the echo service's whole handler. The
-            // connection counts what is in flight (its drain waits for every reply).
+            // On the connection's thread: every check before the handler, and `.inline` handlers.
+            // The rest run in one task per request (not a group per batch: nothing waits for a
+            // batch as a whole). The connection counts what is in flight; its drain waits for all.
             for request in batch {
+                let accepted: RequestDispatcher.Accepted
+                switch dispatcher.dispatch(request.body) {
+                case .answered(let reply) where testsOnlyReplyDelay == .zero:
+                    connection.reply(to: request.replyTo, body: reply)
+                    continue
+                case .answered(let reply):
+                    Task {
+                        try? await Task.sleep(for: testsOnlyReplyDelay)
+                        connection.reply(to: request.replyTo, body: reply)
+                    }
+                    continue
+                case .needsTask(let request): accepted = request
+                }
                 Task {
-                    let reply = await dispatcher.handle(request.body)
+                    let reply = await dispatcher.run(accepted)
                     // Tests only: holds each reply after its commit, so a test can kill the
                     // instance between the two. Zero (no delay) unless set.
                     if testsOnlyReplyDelay > .zero { try? await Task.sleep(for: testsOnlyReplyDelay) }

@@ -59,6 +59,9 @@ public final class WorkerConnection: @unchecked Sendable {
         var failed = false
         var inFlight = 0
         var connects = 0
+        /// True while the loop thread runs `onRequests`: replies given then (inline ones) are
+        /// sent by the loop right after, so they need no wakeup.
+        var dispatching = false
     }
 
     private let settings: Settings
@@ -73,7 +76,8 @@ public final class WorkerConnection: @unchecked Sendable {
     private let onOverload: @Sendable ([Data]) -> [Data]
 
     /// - Parameters:
-    ///   - onRequests: called on the loop thread with each batch of requests that arrived together.
+    ///   - onRequests: called on the loop thread with each batch of requests that arrived together;
+    ///     replies it gives at once (`reply(to:body:)`) leave in the same turn of the loop.
     ///   - onFailure: called if the loop dies of a libzmq error (the instance can serve no more).
     ///   - onOverload: makes the reply body for a request past `maxInFlight` from its body.
     public init(settings: Settings, context: ZMQContext, logger: Logger,
@@ -108,7 +112,7 @@ public final class WorkerConnection: @unchecked Sendable {
         // Only the first reply into an empty outbox wakes the loop; it drains all that follow.
         let wasEmpty = shared.withLock { state -> Bool in
             state.outbox.append((replyTo, body))
-            return state.outbox.count == 1
+            return state.outbox.count == 1 && !state.dispatching
         }
         if wasEmpty { wakeup.wake() }
     }
@@ -243,7 +247,11 @@ public final class WorkerConnection: @unchecked Sendable {
                         try send([Data(), MDP.workerHeader, MDP.Command.reply.frame, request.replyTo, Data()] + onOverload(request.body),
                                  on: socket)
                     }
-                    if admitted > 0 { onRequests(self, Array(batch[..<admitted])) }
+                    if admitted > 0 {
+                        shared.withLock { $0.dispatching = true }
+                        onRequests(self, Array(batch[..<admitted]))
+                        shared.withLock { $0.dispatching = false }
+                    }
                 }
             }
             if ready[1] { wakeup.drain() }

@@ -30,6 +30,8 @@ import Wire
             try .read("db", summary: "", schema: schema, input: Input.self) { context, input in
                 try await context.database.withConnection { _ in input }
             },
+            try .inline("inline", summary: "", schema: schema, roles: ["staff"], input: Input.self) { _, input in input },
+            try .inline("inline.crash", summary: "", schema: schema, input: Input.self) { _, _ -> Input in throw Failure() },
         ])
         dispatcher = RequestDispatcher(definition: definition, database: pool, logger: logger)
     }
@@ -48,6 +50,25 @@ import Wire
         let (envelope, payload) = await call("echo", #"{"code":"131016"}"#)
         #expect(envelope.status == .ok && envelope.id == "req-1")
         #expect(try JSONValue.parse(payload!) == .object(["code": .string("131016")]))
+    }
+
+    func body(_ op: String, _ payload: String, roles: [String] = ["staff"]) -> [Data] {
+        let envelope = RequestEnvelope(op: op, id: "req-2", principal: Principal(tenant: "pref-13", roles: roles, tokenID: "tok_1"))
+        return [TsunaguWire.marker, envelope.encoded(), Data(payload.utf8)]
+    }
+
+    @Test func inlineOperationsAreAnsweredWithoutATaskAndCheckedTheSameWay() throws {
+        func answered(_ dispatch: RequestDispatcher.Dispatch) throws -> ReplyEnvelope? {
+            guard case .answered(let reply) = dispatch else { return nil }
+            return try WireCoding.decoder().decode(ReplyEnvelope.self, from: reply[1])
+        }
+        #expect(try answered(dispatcher.dispatch(body("inline", #"{"code":"131016"}"#)))?.status == .ok)
+        #expect(try answered(dispatcher.dispatch(body("inline", #"{"code":"x"}"#)))?.error?.code == .invalidInput)
+        #expect(try answered(dispatcher.dispatch(body("inline", #"{"code":"131016"}"#, roles: ["resident"])))?.error?.code == .forbidden)
+        #expect(try answered(dispatcher.dispatch(body("inline.crash", #"{"code":"131016"}"#)))?.error?.code == .internal)
+        #expect(try answered(dispatcher.dispatch(body("nope", "{}")))?.error?.code == .unknownOperation)
+        // A `.read` goes to a task: its input is checked there, in parallel with other requests.
+        #expect(try answered(dispatcher.dispatch(body("echo", #"{"code":"x"}"#))) == nil)
     }
 
     @Test func mapsEachFailureToItsCode() async {
