@@ -4,9 +4,9 @@ extension JSONValue {
     /// True when a string or member name holds U+0000 (the cheap check on every request).
     public var containsNUL: Bool {
         switch self {
-        case .string(let text): text.utf8.contains(0)
+        case .string(let text): text.containsNUL
         case .array(let items): items.contains { $0.containsNUL }
-        case .object(let members): members.contains { $0.key.utf8.contains(0) || $0.value.containsNUL }
+        case .object(let members): members.contains { $0.key.containsNUL || $0.value.containsNUL }
         default: false
         }
     }
@@ -16,7 +16,7 @@ extension JSONValue {
     public func firstNULPlace(at path: String = "") -> String? {
         switch self {
         case .string(let text):
-            return text.utf8.contains(0) ? (path.isEmpty ? "/" : path) : nil
+            return text.containsNUL ? (path.isEmpty ? "/" : path) : nil
         case .array(let items):
             for (index, item) in items.enumerated() {
                 if let found = item.firstNULPlace(at: "\(path)/\(index)") { return found }
@@ -25,12 +25,19 @@ extension JSONValue {
         case .object(let members):
             for (key, value) in members.sorted(by: { $0.key < $1.key }) {
                 let escaped = key.replacingOccurrences(of: "~", with: "~0").replacingOccurrences(of: "/", with: "~1")
-                if key.utf8.contains(0) { return "\(path)/\(escaped)" }
+                if key.containsNUL { return "\(path)/\(escaped)" }
                 if let found = value.firstNULPlace(at: "\(path)/\(escaped)") { return found }
             }
             return nil
         default:
             return nil
         }
+    }
+}
+
+extension String {
+    /// Whether the text holds U+0000 (which a C string would cut short), found with `memchr`.
+    public var containsNUL: Bool {
+        utf8.withContiguousStorageIfAvailable { $0.count > 0 && memchr($0.baseAddress!, 0, $0.count) != nil } ?? utf8.contains(0)
     }
 }

@@ -80,7 +80,7 @@ public final class PostgresConnection {
     private static func withCValues(
         _ bindings: [String?], _ body: (Int32, UnsafePointer<UnsafePointer<CChar>?>?) -> OpaquePointer?
     ) throws(PostgresError) -> OpaquePointer? {
-        for case let value? in bindings where value.utf8.contains(0) {
+        for case let value? in bindings where value.utf8.withContiguousStorageIfAvailable({ $0.count > 0 && memchr($0.baseAddress!, 0, $0.count) != nil }) ?? value.utf8.contains(0) {
             throw PostgresError(.invalidValue, serverMessage: "a bound value holds a NUL character")
         }
         let cStrings: [UnsafeMutablePointer<CChar>?] = bindings.map { $0.flatMap { strdup($0) } }
@@ -97,13 +97,32 @@ public final class PostgresConnection {
         }
     }
 
-    /// Runs `body` inside BEGIN/COMMIT; rolls back when it throws.
+    /// Runs `body` in a transaction: committed when it returns, rolled back when it throws.
     public func withTransaction<T>(_ body: (PostgresConnection) throws -> T) throws -> T {
-        try execute(unsafeSQL: "BEGIN")
+        try withTransaction(statementTimeoutMs: 0) { .commit(try body($0)) }
+    }
+
+    /// How a transaction ends when its body returns.
+    public enum TransactionEnd<T> {
+        case commit(T)
+        /// Nothing of it is kept (it only read, or found its work done before), yet `T` is the answer.
+        case rollback(T)
+    }
+
+    /// Runs `body` in a transaction with `statement_timeout` set for it alone (0: none), ending as
+    /// the body says; rolled back when it throws.
+    public func withTransaction<T>(statementTimeoutMs: Int, _ body: (PostgresConnection) throws -> TransactionEnd<T>) throws -> T {
+        // Our own integer, not input: safe to write into the SQL text; one round trip for both.
+        try execute(unsafeSQL: statementTimeoutMs > 0 ? "BEGIN; SET LOCAL statement_timeout = \(statementTimeoutMs)" : "BEGIN")
         do {
-            let value = try body(self)
-            try execute(unsafeSQL: "COMMIT")
-            return value
+            switch try body(self) {
+            case .commit(let value):
+                try execute(unsafeSQL: "COMMIT")
+                return value
+            case .rollback(let value):
+                try execute(unsafeSQL: "ROLLBACK")
+                return value
+            }
         } catch {
             if isHealthy { try? execute(unsafeSQL: "ROLLBACK") }
             throw error

@@ -18,9 +18,11 @@ import Wire
 /// import) holds up no other writer. An event becomes readable within a poll (100 ms) of its
 /// commit, once numbered.
 ///
-/// The service's migrations create `<schema>.outbox` and `<schema>.outbox_cursor` as
-/// services/registry/migrations/0006_outbox.sql, 0011_outbox_cursor.sql and
-/// 0014_outbox_numbered_by_publisher.sql do. Events never carry personal data.
+/// Its tables, `<schema>.outbox` and `<schema>.outbox_cursor`, are still made by the one service
+/// with events, the registry (its migrations 0006, 0011 and 0014), not by the runtime: the
+/// delivery is being replaced by one with authenticated subscribers, replay and heartbeats
+/// (docs/architecture.md, "Events"), whose tables the runtime's migrations will make for every
+/// service, the registry's rows moved into them. Events never carry personal data.
 /// - Note: `Sendable`; immutable.
 public struct EventOutbox: Sendable {
     public let schema: String

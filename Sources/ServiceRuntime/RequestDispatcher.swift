@@ -7,7 +7,7 @@ import Wire
 /// Turns one MDP request body into one reply body: checks the envelope, the operation, the
 /// caller's roles and the input (parsed once; that one value is schema-checked and then decoded
 /// for the handler), runs the handler, and turns whatever it throws into a typed protocol error
-/// (`WireErrorConvertible`; anything else is `internal` plus one log line). It never logs
+/// (`ErrorProtocol`: `WireErrorConvertible`, else `internal` plus one log line). It never logs
 /// payloads (they may hold personal data).
 /// - Note: `Sendable`; immutable after init.
 public struct RequestDispatcher: Sendable {
@@ -117,23 +117,7 @@ public struct RequestDispatcher: Sendable {
     }
 
     private func wireError(for error: any Error, envelope: RequestEnvelope) -> WireError {
-        let metadata: Logger.Metadata = [LogKey.requestID: "\(envelope.id)", LogKey.operation: "\(envelope.op)"]
-        if let known = error as? any WireErrorConvertible {
-            let wire = known.wireError
-            if let postgres = error as? PostgresError, postgres.isConnectivity {
-                logger.warning("database unavailable", metadata: metadata.merging(["db.error": "\(postgres)"]) { $1 })
-            } else {
-                logger.debug("request failed", metadata: metadata.merging([LogKey.errorCode: "\(wire.code.rawValue)"]) { $1 })
-            }
-            if wire.code != .internal { return wire }
-        }
-        if error is DecodingError {
-            return WireError(.invalidInput, "the input does not have the expected shape (or a number is out of range)")
-        }
-        // The error's text may hold data: the line names its type and, for database errors, the
-        // SQLSTATE only (`description` of PostgresError reveals no SQL or values).
-        logger.error("handler failed", metadata: metadata.merging(["error.type": "\(type(of: error))", "error": "\(error)"]) { $1 })
-        return WireError(.internal, "internal error; quote request id \(envelope.id)")
+        ErrorProtocol.wireError(for: error, requestID: envelope.id, operation: envelope.op, logger: logger)
     }
 
     private func operation(for envelope: RequestEnvelope) throws(WireError) -> ServiceOperation {
@@ -156,9 +140,7 @@ public struct RequestDispatcher: Sendable {
         let received = ContinuousClock.now
         if !operation.roles.isEmpty {
             guard let principal = envelope.principal else { throw WireError(.unauthorized, "no authenticated caller") }
-            guard operation.roles.contains(where: principal.hasRole) else {
-                throw WireError(.forbidden, "this operation needs one of the roles \(operation.roles.joined(separator: ", "))")
-            }
+            try principal.requireOneOf(operation.roles, for: envelope.op)
         }
         let input = try operation.inputSchema.checkedInput(payload, operation: envelope.op)
         let context = RequestContext(

@@ -25,11 +25,6 @@ struct WriteRunner: Sendable {
         self.retention = retention
     }
 
-    private enum Outcome: Sendable {
-        case fresh(Data)
-        case stored(Data)
-    }
-
     func run(_ context: RequestContext, _ body: @escaping @Sendable (PostgresConnection) throws -> Data) async throws -> Data {
         let schema = self.schema
         let retentionSeconds = String(max(1, retention.components.seconds))
@@ -38,11 +33,8 @@ struct WriteRunner: Sendable {
         let tenant = context.principal?.tenant ?? ""
         let operation = context.operation
         let canonical = key == nil ? "" : context.canonicalInput()
-        let outcome: Outcome = try await context.database.withConnection(deadline: deadline) { connection in
-            let timeoutMs = try Self.millisecondsLeft(until: deadline)
-            // Our own integer, not input: safe to write into the SQL text; one round trip for both.
-            try connection.execute(unsafeSQL: "BEGIN; SET LOCAL statement_timeout = \(timeoutMs)")
-            do {
+        return try await context.database.withConnection(deadline: deadline) { connection in
+            try connection.withTransaction(statementTimeoutMs: try Self.millisecondsLeft(until: deadline)) { connection in
                 if let key {
                     try connection.query(PostgresQuery(unsafeSQL: "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
                                                        bindings: ["\(schema)/\(tenant)/\(operation)/\(key)"]))
@@ -56,9 +48,8 @@ struct WriteRunner: Sendable {
                             throw WireError(.conflict, "this idempotency key was used with a different payload",
                                             details: .object(["idempotency_key": .string(key)]))
                         }
-                        let stored = Data(try row.decode("reply", as: String.self).utf8)
-                        try connection.execute(unsafeSQL: "ROLLBACK")
-                        return .stored(stored)
+                        // Done before: the stored reply, and nothing of this transaction kept.
+                        return .rollback(Data(try row.decode("reply", as: String.self).utf8))
                     }
                 }
                 let reply = try body(connection)
@@ -73,15 +64,8 @@ struct WriteRunner: Sendable {
                 if let deadline, ContinuousClock.now >= deadline {
                     throw WireError(.timeout, "the deadline passed before the change was committed; nothing was changed")
                 }
-                try connection.execute(unsafeSQL: "COMMIT")
-                return .fresh(reply)
-            } catch {
-                if connection.isHealthy { try? connection.execute(unsafeSQL: "ROLLBACK") }
-                throw error
+                return .commit(reply)
             }
-        }
-        switch outcome {
-        case .fresh(let data), .stored(let data): return data
         }
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import JSONSchema
+import ServiceRuntime
 import Wire
 
 /// The gateway's own service, `tsunagu.gateway`: the service catalogue and token administration.
@@ -60,13 +61,11 @@ struct GatewayOperations {
                                         details: .object(["operations": .array(operations.keys.sorted().map { .string($0) })])))
             return
         }
-        if !operation.roles.isEmpty && !operation.roles.contains(where: principal.hasRole) {
-            broker.replyError(to: identity, service: service, requestID: id,
-                              WireError(.forbidden, "\(envelope.op) needs one of the roles \(operation.roles.joined(separator: ", "))"))
-            return
-        }
         let input: JSONValue
-        do { input = try operation.schema.checkedInput(payload, operation: envelope.op) } catch {
+        do {
+            try principal.requireOneOf(operation.roles, for: envelope.op)
+            input = try operation.schema.checkedInput(payload, operation: envelope.op)
+        } catch {
             broker.replyError(to: identity, service: service, requestID: id, error)
             return
         }
@@ -86,7 +85,7 @@ struct GatewayOperations {
                                   WireError(.forbidden, "an admin of tenant \(scope) makes tokens for \(scope) only"))
                 return
             }
-            runAsync(identity: identity, requestID: id, after: { broker in broker.tokenCreated() }) { tokens in
+            runAsync(identity: identity, envelope: envelope, after: { broker in broker.tokenCreated() }) { tokens in
                 try await tokens.issue(tenant: tenant, roles: roles, label: label)
             }
         case "service_tokens.create":
@@ -97,17 +96,17 @@ struct GatewayOperations {
             }
             let name = input["service"]?.stringValue ?? ""
             let label = input["label"]?.stringValue ?? ""
-            runAsync(identity: identity, requestID: id, after: { broker in broker.tokenCreated() }) { tokens in
+            runAsync(identity: identity, envelope: envelope, after: { broker in broker.tokenCreated() }) { tokens in
                 try await tokens.issueService(name, label: label)
             }
         case "tokens.revoke":
             let tokenID = input["id"]?.stringValue ?? ""
-            runAsync(identity: identity, requestID: id, after: { broker in broker.forgetToken(id: tokenID) }) { tokens in
+            runAsync(identity: identity, envelope: envelope, after: { broker in broker.forgetToken(id: tokenID) }) { tokens in
                 guard try await tokens.revoke(id: tokenID, tenant: scope) else { throw WireError(.notFound, "no token \(tokenID)") }
                 return ["id": tokenID, "revoked": "true"]
             }
         case "tokens.list":
-            runAsync(identity: identity, requestID: id) { tokens in ["tokens": try await tokens.list(tenant: scope)] }
+            runAsync(identity: identity, envelope: envelope) { tokens in ["tokens": try await tokens.list(tenant: scope)] }
         default:
             broker.replyError(to: identity, service: service, requestID: id, WireError(.unknownOperation, "no operation \(envelope.op)"))
         }
@@ -132,21 +131,21 @@ struct GatewayOperations {
         return CatalogueReply(services: entries)
     }
 
+    /// Runs database work in a task; its reply (or its error, through the `ErrorProtocol` every
+    /// service uses) goes back through the broker's loop, after `after` ran there on success.
     private func runAsync<Output: Encodable & Sendable>(
-        identity: Data, requestID: String, after: (@Sendable (Broker) -> Void)? = nil,
+        identity: Data, envelope: RequestEnvelope, after: (@Sendable (Broker) -> Void)? = nil,
         _ work: @escaping @Sendable (TokenStore) async throws -> Output
     ) {
         let tokens = self.tokens
         let broker = self.broker
+        let (requestID, operation) = (envelope.id, envelope.op)
         Task {
             let result: Result<Output, WireError>
             do {
                 result = .success(try await work(tokens))
-            } catch let error as WireError {
-                result = .failure(error)
             } catch {
-                broker.logger.warning("gateway operation failed", metadata: ["request.id": "\(requestID)", "error": "\(error)"])
-                result = .failure(WireError(.unavailable, "the token store is unavailable; retry later"))
+                result = .failure(ErrorProtocol.wireError(for: error, requestID: requestID, operation: operation, logger: broker.logger))
             }
             broker.post { broker in
                 switch result {

@@ -309,7 +309,7 @@ struct RoutingCore {
             return
         }
         // No token we issue is longer or holds NUL: such a one is unknown without asking anybody.
-        guard token.utf8.count <= 256, !token.utf8.contains(0) else {
+        guard token.utf8.count <= 256, !token.containsNUL else {
             replyError(to: identity, service: service, requestID: envelope.id,
                        WireError(.unauthorized, "the token is unknown or revoked"), &actions)
             return
@@ -548,7 +548,7 @@ struct RoutingCore {
             return
         }
         guard frames.count == 3, let credential = String(data: frames[2], encoding: .utf8), !credential.isEmpty,
-              credential.utf8.count <= 256, !credential.utf8.contains(0) else {
+              credential.utf8.count <= 256, !credential.containsNUL else {
             refuseWorker(identity, service: name, "no service credential", &actions)
             return
         }
@@ -726,7 +726,7 @@ struct RoutingCore {
     private mutating func acceptEvent(_ frames: [Data], now: Instant, _ actions: inout RoutingActions) {
         guard frames.count == 3, !frames[0].isEmpty, frames[0].count <= 256,
               let credential = String(data: frames[2], encoding: .utf8), !credential.isEmpty, credential.utf8.count <= 256,
-              !credential.utf8.contains(0) else {
+              !credential.containsNUL else {
             actions.append(.log(.warning, "dropped a malformed event message (or one without a service credential)"))
             return
         }
