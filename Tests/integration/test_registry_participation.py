@@ -30,6 +30,6 @@ def test_participation_with_budgets_and_the_mandatory_item(suite):
         assert listing["totals"]["budget_thousand_yen"] == 4700
         assert listing["totals"]["bodies_by_item"]["1"] == 2
         nothing = ok(client.call("registry", "participation.list", {"fiscal_year": 2019, "body_code": "012025"}))
-        assert nothing["bodies"][0]["body_type"] == "health_centre_city" and nothing["bodies"][0]["warnings"]
+        assert nothing["bodies"][0]["body_type"] == "core_city" and nothing["bodies"][0]["warnings"]
         ward = ok(client.call("registry", "participation.list", {"fiscal_year": 2030, "body_code": "131016"}))
         assert ward["bodies"][0]["body_type"] == "special_ward"

@@ -76,25 +76,56 @@ def test_who_serves_a_person_nearest_level_first(region):
     levels = [(level["level"], level["name"], [(by_id[r["id"]], [(by_id[b["id"]], b["depth"]) for b in r["backed_up_by"]])
                                                for r in level["resources"]])
               for level in chain["levels"]]
+    # Without the resident's daily-life area, none of the city's daily-life areas (they serve
+    # other people); the nation backs up bodies, it serves no resident.
     assert levels == [
-        ("daily_life_area", "鳥取中央", [("houkatsu", [("city", 1), ("east_hc", 2), ("center", 3)])]),
-        ("daily_life_area", "鳥取南", []),
         ("municipality", "鳥取市", [("city", [("east_hc", 1), ("center", 2)])]),
         ("disability_area", "東部", [("east_hc", [("center", 1)])]),
         ("medical_area", "東部医療圏", []),
         ("prefecture", "鳥取県", [("center", [])]),
-        ("nation", "国", []),
     ]
+    own = ok(client.call("registry", "backup.chain", {"municipality": "312011", "daily_life_area_id": T1}))
+    assert [(l["level"], l["name"], [by_id[r["id"]] for r in l["resources"]]) for l in own["levels"]][0] == (
+        "daily_life_area", "鳥取中央", ["houkatsu"])
     # A person in 岩美町 who needs a general consultation: the town's window, nothing above takes general.
     served = ok(client.call("registry", "resource.serve", {"municipality": "313025", "consultation_type": "general"}))
     assert [(l["level"], [by_id[r["id"]] for r in l["resources"]]) for l in served["levels"]] == [
-        ("municipality", [("iwami")]), ("disability_area", []), ("medical_area", []), ("prefecture", []), ("nation", [])]
+        ("municipality", [("iwami")]), ("disability_area", []), ("medical_area", []), ("prefecture", [])]
     # A person in 鳥取市's 鳥取南 area who needs a group home with a free place.
     served = ok(client.call("registry", "resource.serve", {"municipality": "312011", "daily_life_area_id": T2,
                                                            "kinds": ["group_home"], "has_vacancy": True}))
     assert [(l["level"], [by_id[r["id"]] for r in l["resources"]]) for l in served["levels"]][:2] == [
         ("daily_life_area", ["gh_free"]), ("municipality", [])]
     assert error_code(client.call("registry", "resource.serve", {"municipality": "312011", "daily_life_area_id": "nope"})) == "not_found"
+
+
+def test_each_backer_once_with_every_path_and_its_roles_and_pages_nearest_first(region):
+    client, ids = region
+    by_id = {v: k for k, v in ids.items()}
+    # The centre also backs up the city's window directly: two paths, one entry.
+    ok(client.call("registry", "backup.link", {"backer_id": ids["center"], "backed_id": ids["city"],
+                                                "roles": ["difficult_cases", "training", "training"]}))
+    ok(client.call("registry", "backup.link", {"backer_id": ids["east_hc"], "backed_id": ids["city"], "roles": ["technical_advice"]}))
+    chain = ok(client.call("registry", "backup.chain", {"municipality": "312011"}))
+    city = next(r for level in chain["levels"] for r in level["resources"] if r["id"] == ids["city"])
+    backers = {by_id[b["id"]]: b for b in city["backed_up_by"]}
+    assert [by_id[b["id"]] for b in city["backed_up_by"]] == ["east_hc", "center"]
+    assert backers["center"]["depth"] == 1 and backers["center"]["roles"] == ["difficult_cases", "training"]
+    assert sorted(([by_id[i] for i in p["via"]], p["roles"]) for p in backers["center"]["paths"]) == [
+        (["city"], ["difficult_cases", "training"]), (["east_hc", "city"], [])]
+    assert backers["east_hc"]["roles"] == ["technical_advice"]
+    assert error_code(client.call("registry", "backup.link", {"backer_id": ids["center"], "backed_id": ids["city"],
+                                                               "roles": ["everything"]})) == "invalid_input"
+    # A phone screen's pages: one resource each, nearest level first, then done.
+    seen, after = [], None
+    for _ in range(10):
+        page = ok(client.call("registry", "backup.chain", {"municipality": "312011", "limit": 1, **({"after": after} if after else {})}))
+        seen += [(l["level"], by_id[r["id"]]) for l in page["levels"] for r in l["resources"]]
+        assert page["total"] == 3
+        after = page["next_after"]
+        if after is None:
+            break
+    assert seen == [("municipality", "city"), ("disability_area", "east_hc"), ("prefecture", "center")]
 
 
 def test_search_by_every_filter(region):
@@ -141,5 +172,5 @@ def test_retired_resources_are_not_found_and_cycles_are_refused(region):
     ok(client.call("registry", "resource.retire", {"id": gh["id"], "version": gh["version"]}))
     assert names(ok(client.call("registry", "resource.search", {"area": TOTTORI, "kinds": ["group_home"]})), ids) == ["gh_free"]
     ok(client.call("registry", "backup.unlink", {"backer_id": ids["city"], "backed_id": ids["houkatsu"]}))
-    chain = ok(client.call("registry", "backup.chain", {"municipality": "312011"}))
-    assert chain["levels"][0]["resources"][0]["backed_up_by"] == []
+    chain = ok(client.call("registry", "backup.chain", {"municipality": "312011", "daily_life_area_id": T1}))
+    assert chain["levels"][0]["level"] == "daily_life_area" and chain["levels"][0]["resources"][0]["backed_up_by"] == []

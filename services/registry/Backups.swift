@@ -19,19 +19,25 @@ enum Backups {
         let backerID: String
         let backedID: String
         let note: String?
+        /// What the backer does for the backed: `technical_advice` (技術的助言), `difficult_cases`
+        /// (taking over difficult cases), `training` (人材育成・研修).
+        let roles: [String]?
 
         enum CodingKeys: String, CodingKey {
             case backerID = "backer_id"
             case backedID = "backed_id"
-            case note
+            case note, roles
         }
     }
+
+    static let roles = ["technical_advice", "difficult_cases", "training"]
 
     static let linkSchema = """
         {"type":"object","additionalProperties":false,"required":["backer_id","backed_id"],
          "properties":{"backer_id":{"type":"string","pattern":"\(Schemas.uuid)","maxLength":36},
                        "backed_id":{"type":"string","pattern":"\(Schemas.uuid)","maxLength":36},
-                       "note":{"type":"string","maxLength":500}}}
+                       "note":{"type":"string","maxLength":500},
+                       "roles":{"type":"array","maxItems":3,"items":{"enum":["technical_advice","difficult_cases","training"]}}}}
         """
 
     static func operations() throws -> [ServiceOperation] {
@@ -55,13 +61,14 @@ enum Backups {
                     SELECT 1 FROM up WHERE id = \(input.backedID)::uuid
                     """)
                 guard cycle.isEmpty else { throw WireError(.conflict, "the link would make a backup cycle") }
+                let roles = Array(Set(input.roles ?? [])).sorted()
                 try tx.query("""
-                    INSERT INTO registry.backups (backer_id, backed_id, tenant, note)
-                    VALUES (\(input.backerID)::uuid, \(input.backedID)::uuid, \(principal.tenant), \(input.note ?? ""))
-                    ON CONFLICT (backer_id, backed_id) DO UPDATE SET note = EXCLUDED.note
+                    INSERT INTO registry.backups (backer_id, backed_id, tenant, note, roles)
+                    VALUES (\(input.backerID)::uuid, \(input.backedID)::uuid, \(principal.tenant), \(input.note ?? ""), \(roles)::text[])
+                    ON CONFLICT (backer_id, backed_id) DO UPDATE SET note = EXCLUDED.note, roles = EXCLUDED.roles
                     """)
                 return JSONValue.object(["backer_id": .string(input.backerID), "backed_id": .string(input.backedID),
-                                         "note": .string(input.note ?? "")])
+                                         "note": .string(input.note ?? ""), "roles": .array(roles.map { .string($0) })])
             },
             try .write(
                 "backup.unlink", summary: "Remove a backup link.", schema: linkSchema, input: LinkInput.self
@@ -99,15 +106,24 @@ enum Backups {
         return Set(owners.values)
     }
 
-    /// SQL for the backers of resource `r`, transitively, nearest first, as a JSON array.
+    /// SQL for the backers of resource `r`, transitively, as a JSON array, nearest first: each
+    /// backer once, at its nearest `depth`, with every path by which it backs `r` up (`paths`:
+    /// each the ids from the one it backs directly down to `r`, and the roles of that link).
     static let backersSQL: StaticString = """
-        coalesce((WITH RECURSIVE up(id, depth, path) AS (
-                SELECT b.backer_id, 1, ARRAY[r.id, b.backer_id] FROM registry.backups b WHERE b.backed_id = r.id
+        coalesce((WITH RECURSIVE up(id, depth, path, roles) AS (
+                SELECT b.backer_id, 1, ARRAY[r.id, b.backer_id], b.roles FROM registry.backups b WHERE b.backed_id = r.id
                 UNION ALL
-                SELECT b.backer_id, up.depth + 1, up.path || b.backer_id FROM registry.backups b JOIN up ON b.backed_id = up.id
-                WHERE NOT b.backer_id = ANY(up.path) AND up.depth < 10)
-            SELECT jsonb_agg(jsonb_build_object('id', x.id, 'name', x.name, 'kinds', x.kinds, 'depth', up.depth,
-                                                'backs_up', up.path[array_length(up.path, 1) - 1]) ORDER BY up.depth, x.name)
-            FROM up JOIN registry.resources x ON x.id = up.id AND x.retired_at IS NULL), '[]')
+                SELECT b.backer_id, up.depth + 1, up.path || b.backer_id, b.roles FROM registry.backups b JOIN up ON b.backed_id = up.id
+                WHERE NOT b.backer_id = ANY(up.path) AND up.depth < 10),
+            each AS (
+                SELECT up.id, min(up.depth) AS depth,
+                       jsonb_agg(jsonb_build_object('via', (SELECT jsonb_agg(p ORDER BY o DESC) FROM unnest(up.path[1:array_length(up.path, 1) - 1]) WITH ORDINALITY AS v(p, o)),
+                                                    'roles', up.roles) ORDER BY up.depth, up.path) AS paths,
+                       (array_agg(up.path[array_length(up.path, 1) - 1] ORDER BY up.depth, up.path))[1] AS backs_up,
+                       (jsonb_agg(to_jsonb(up.roles) ORDER BY up.depth, up.path))->0 AS roles
+                FROM up GROUP BY up.id)
+            SELECT jsonb_agg(jsonb_build_object('id', x.id, 'name', x.name, 'kinds', x.kinds, 'depth', e.depth,
+                                                'backs_up', e.backs_up, 'roles', e.roles, 'paths', e.paths) ORDER BY e.depth, x.name)
+            FROM each e JOIN registry.resources x ON x.id = e.id AND x.retired_at IS NULL), '[]')
         """
 }

@@ -43,12 +43,11 @@ enum Participation {
         }
     }
 
-    static let bodyType: StaticString = """
-        CASE WHEN a.level = 'prefecture' THEN 'prefecture'
-             WHEN EXISTS (SELECT 1 FROM registry.designated_cities d WHERE d.code = a.code) THEN 'designated_city'
-             WHEN a.prefecture_code = '130001' AND a.name LIKE '%区' THEN 'special_ward'
-             ELSE 'health_centre_city' END
-        """
+    /// The body's type on the first day of the fiscal year (1 April), from the dated list of
+    /// implementing bodies (migration 0015, seed/implementing-bodies.csv).
+    static func bodyType(fiscalYear: Int) -> PostgresQuery {
+        "registry.body_type(a.code, make_date(\(fiscalYear)::int, 4, 1))"
+    }
 
     static func operations() throws -> [ServiceOperation] {
         [
@@ -58,7 +57,7 @@ enum Participation {
                 schema: """
                     {"type":"object","additionalProperties":false,"required":["body_code","fiscal_year","items"],
                      "properties":{"body_code":{"type":"string","pattern":"^[0-9]{6}$","maxLength":6},
-                                   "fiscal_year":{"type":"integer","minimum":2018,"maximum":2100},
+                                   "fiscal_year":{"type":"integer","minimum":2017,"maximum":2100},
                                    "items":{"type":"array","maxItems":11,"items":{"type":"object","additionalProperties":false,
                                        "required":["item"],"properties":{"item":{"type":"integer","minimum":1,"maximum":11},
                                        "budget_thousand_yen":{"type":["integer","null"],"minimum":0,"maximum":100000000},
@@ -75,8 +74,14 @@ enum Participation {
                     .object(["item": .integer(Int64($0.item)), "budget": $0.budgetThousandYen.map { .integer($0) } ?? .null,
                              "note": .string($0.note ?? "")])
                 }).jsonText
-                guard try !tx.query("SELECT 1 FROM registry.areas WHERE code = \(input.bodyCode)").isEmpty else {
-                    throw WireError(.notFound, "no local government with code \(input.bodyCode)")
+                let body = try tx.query("""
+                    SELECT \(bodyType(fiscalYear: input.fiscalYear)) AS type FROM registry.areas a WHERE a.code = \(input.bodyCode)
+                    """)
+                guard let found = body.first else { throw WireError(.notFound, "no local government with code \(input.bodyCode)") }
+                // Only a prefecture, designated city, special ward or health-centre city runs the project.
+                guard try found.decode("type", as: String?.self) != nil else {
+                    throw WireError.invalidInput("\(input.bodyCode) is not an implementing body in fiscal year \(input.fiscalYear)",
+                                                 violations: [.init(path: "/body_code", message: "not a prefecture, designated city, special ward or health-centre city that year")])
                 }
                 try tx.query("""
                     DELETE FROM registry.program_participation WHERE body_code = \(input.bodyCode) AND fiscal_year = \(input.fiscalYear)
@@ -93,7 +98,7 @@ enum Participation {
                 summary: "Who runs which items in a fiscal year, per body (optionally one prefecture's bodies, or one body), with totals and warnings.",
                 schema: """
                     {"type":"object","additionalProperties":false,"required":["fiscal_year"],
-                     "properties":{"fiscal_year":{"type":"integer","minimum":2018,"maximum":2100},
+                     "properties":{"fiscal_year":{"type":"integer","minimum":2017,"maximum":2100},
                                    "prefecture":{"type":"string","pattern":"^[0-9]{6}$","maxLength":6},
                                    "body_code":{"type":"string","pattern":"^[0-9]{6}$","maxLength":6}}}
                     """,
@@ -121,7 +126,7 @@ enum Participation {
 
     static func listBodies(fiscalYear: Int, prefecture: String?, body: String?, on connection: PostgresConnection) throws -> [JSONValue] {
         let rows = try connection.jsonRows("""
-            SELECT jsonb_build_object('body_code', a.code, 'name', a.name, 'body_type', \(unsafeRaw: bodyType),
+            SELECT jsonb_build_object('body_code', a.code, 'name', a.name, 'body_type', \(bodyType(fiscalYear: fiscalYear)),
                 'items', coalesce(jsonb_agg(jsonb_build_object('item', p.item, 'name_ja', i.name_ja,
                          'budget_thousand_yen', p.budget_thousand_yen, 'note', p.note) ORDER BY p.item)
                          FILTER (WHERE p.item IS NOT NULL), '[]'),
@@ -140,7 +145,7 @@ enum Participation {
         if let body, rows.isEmpty {
             // A body that runs nothing this year: shown with the missing-item warning.
             return try connection.jsonRows("""
-                SELECT jsonb_build_object('body_code', a.code, 'name', a.name, 'body_type', \(unsafeRaw: bodyType),
+                SELECT jsonb_build_object('body_code', a.code, 'name', a.name, 'body_type', \(bodyType(fiscalYear: fiscalYear)),
                     'items', '[]'::jsonb, 'budget_thousand_yen', 0,
                     'warnings', jsonb_build_array('item 1 (保健・医療・福祉関係者による協議の場の設置) is mandatory and missing')) AS j
                 FROM registry.areas a WHERE a.code = \(body)

@@ -27,6 +27,9 @@ enum Resources {
         ("kinds", #"{"type":"array","maxItems":20,"items":{"type":"string","pattern":"\#(Taxonomy.codePattern)","maxLength":64}}"#),
         ("municipality_code", #"{"type":"string","pattern":"^[0-9]{6}$","maxLength":6}"#),
         ("daily_life_area_id", nullableText(100)), ("serves_area", nullableText(100)),
+        // Serves `serves_area` except the bodies that run their own (a prefecture's 精神保健福祉センター
+        // does not serve a designated city's residents; its 保健所 no health-centre city's).
+        ("serves_except_own_bodies", #"{"type":"boolean"}"#),
         ("postal_code", #"{"type":"string","pattern":"^([0-9]{3}-?[0-9]{4})?$","maxLength":8}"#), ("address", text(300)),
         ("latitude", #"{"type":["number","null"],"minimum":-90,"maximum":90}"#),
         ("longitude", #"{"type":["number","null"],"minimum":-180,"maximum":180}"#),
@@ -205,7 +208,8 @@ enum Resources {
     /// The columns an update replaces (every writable one but `organization_id`), in the order of `updatableValues`.
     static let updatableColumns: StaticString = """
         external_id, name, kana, category_code, kinds, municipality_code, daily_life_area_id, serves_area, postal_code, address,
-        latitude, longitude, phone, email, url, description, hours, access_modes, capacity, vacancies, consultation_types
+        latitude, longitude, phone, email, url, description, hours, access_modes, capacity, vacancies, consultation_types,
+        serves_except_own_bodies
         """
     /// Their values, taken from the input object bound as `i`.
     static let updatableValues: StaticString = """
@@ -216,7 +220,8 @@ enum Resources {
         coalesce(i->>'email', ''), coalesce(i->>'url', ''), coalesce(i->>'description', ''), coalesce(i->'hours', '[]'),
         ARRAY(SELECT DISTINCT jsonb_array_elements_text(coalesce(i->'access_modes', '[]'))),
         (i->>'capacity')::numeric::int, (i->>'vacancies')::numeric::int,
-        ARRAY(SELECT DISTINCT jsonb_array_elements_text(coalesce(i->'consultation_types', '[]')))
+        ARRAY(SELECT DISTINCT jsonb_array_elements_text(coalesce(i->'consultation_types', '[]'))),
+        coalesce((i->>'serves_except_own_bodies')::boolean, false)
         """
 
     /// What free-text search matches: name, kana, address and description, folded.

@@ -17,7 +17,7 @@ enum Search {
         'municipality_code', r.municipality_code, 'daily_life_area_id', r.daily_life_area_id, 'serves_area', r.serves_area,
         'address', r.address, 'phone', r.phone, 'url', r.url, 'access_modes', r.access_modes, 'capacity', r.capacity,
         'vacancies', r.vacancies, 'consultation_types', r.consultation_types, 'latitude', r.latitude,
-        'longitude', r.longitude, 'version', r.version
+        'longitude', r.longitude, 'serves_except_own_bodies', r.serves_except_own_bodies, 'version', r.version
         """
 
     struct Filters: Decodable, Sendable {
@@ -85,25 +85,39 @@ enum Search {
         let municipality: String
         let dailyLifeAreaID: String?
         let filters: Filters
+        let limit: Int?
+        let after: String?
 
         enum CodingKeys: String, CodingKey {
-            case municipality
+            case municipality, limit, after
             case dailyLifeAreaID = "daily_life_area_id"
         }
 
-        init(municipality: String, dailyLifeAreaID: String?, filters: Filters) {
+        init(municipality: String, dailyLifeAreaID: String?, filters: Filters, limit: Int?, after: String?) {
             self.municipality = municipality
             self.dailyLifeAreaID = dailyLifeAreaID
             self.filters = filters
+            self.limit = limit
+            self.after = after
         }
 
         init(from decoder: Decoder) throws {
             let container = try decoder.container(keyedBy: CodingKeys.self)
             municipality = try container.decode(String.self, forKey: .municipality)
             dailyLifeAreaID = try container.decodeIfPresent(String.self, forKey: .dailyLifeAreaID)
+            limit = try container.decodeIfPresent(Int.self, forKey: .limit)
+            after = try container.decodeIfPresent(String.self, forKey: .after)
             filters = try Filters(from: decoder)
         }
     }
+
+    /// The resident's own place and the page of `resource.serve` and `backup.chain`.
+    static let serveProperties: [(String, String)] = [
+        ("municipality", #"{"type":"string","pattern":"^[0-9]{6}$","maxLength":6}"#),
+        ("daily_life_area_id", #"{"type":"string","maxLength":100}"#),
+        ("limit", #"{"type":"integer","minimum":1,"maximum":200}"#),
+        ("after", #"{"type":"string","pattern":"\#(Schemas.uuid)","maxLength":36}"#),
+    ]
 
     static func operations() throws -> [ServiceOperation] {
         [
@@ -122,26 +136,35 @@ enum Search {
             },
             try .read(
                 "resource.serve",
-                summary: "For a person living in a municipality: the resources that serve them at each level, nearest first (daily-life area, municipality, disability and medical areas, prefecture, nation), each with who backs it up.",
-                schema: Schemas.object([
-                    ("municipality", #"{"type":"string","pattern":"^[0-9]{6}$","maxLength":6}"#),
-                    ("daily_life_area_id", #"{"type":"string","maxLength":100}"#),
-                ] + filterProperties, required: ["municipality"]),
+                summary: "For a person living in a municipality (and, given, their own daily-life area): the resources that serve them, nearest level first (daily-life area, municipality, disability and medical areas, prefecture), each once with who backs it up, paged.",
+                schema: Schemas.object(serveProperties + filterProperties, required: ["municipality"]),
                 input: ServeInput.self
             ) { context, input in
                 try await serve(input, database: context.database)
             },
             try .read(
                 "backup.chain",
-                summary: "The consultation windows for a municipality from its daily-life areas up to prefecture and nation, each with its backers.",
-                schema: Schemas.object([("municipality", #"{"type":"string","pattern":"^[0-9]{6}$","maxLength":6}"#)], required: ["municipality"]),
+                summary: "The consultation windows serving a resident of a municipality (and, given, their own daily-life area), nearest level first up to the prefecture, each with its backers (the national adviser organisation among them), paged.",
+                schema: Schemas.object(serveProperties, required: ["municipality"]),
                 input: ServeInput.self
             ) { context, input in
-                let windows = ServeInput(municipality: input.municipality, dailyLifeAreaID: nil, filters: Filters(
-                    categoryCode: "consultation", kinds: nil, consultationType: nil, hasVacancy: nil, accessMode: nil, text: nil))
+                let windows = ServeInput(municipality: input.municipality, dailyLifeAreaID: input.dailyLifeAreaID, filters: Filters(
+                    categoryCode: "consultation", kinds: nil, consultationType: nil, hasVacancy: nil, accessMode: nil, text: nil),
+                    limit: input.limit, after: input.after)
                 return try await serve(windows, database: context.database)
             },
         ]
+    }
+
+    /// Leaves out, for a resident of `municipality`, a resource that serves its area except the
+    /// bodies that run their own, when the resident's municipality is such a body today and runs
+    /// its own of the resource's kinds (registry.own_bodies_run): the body's own answers instead.
+    static func servesResident(of municipality: String) -> PostgresQuery {
+        """
+        NOT (r.serves_except_own_bodies AND EXISTS (
+            SELECT 1 FROM registry.own_bodies_run o
+            WHERE o.type = registry.body_type(\(municipality)::char(6), current_date) AND o.kind_code = ANY(r.kinds)))
+        """
     }
 
     // MARK: resource.search
@@ -164,6 +187,7 @@ enum Search {
                 if scope == "chain" {
                     let chain = try chainIDs(municipality: area, on: connection)
                     clauses.append("\(unsafeRaw: serviceArea) = ANY(\(chain)::text[])")
+                    clauses.append(servesResident(of: area))
                 } else {
                     let resolved = try AreaCache.shared.within(area: area) { try resolveWithin(area: area, on: connection) }
                     if let dailyLife = resolved.dailyLifeArea {
@@ -223,35 +247,56 @@ enum Search {
 
     // MARK: resource.serve
 
+    /// Who serves a resident, nearest level first: their own daily-life area (when they name it;
+    /// the municipality's others serve other people), the municipality, its disability and
+    /// medical areas, the prefecture. Not the nation: the national adviser organisation backs up
+    /// the implementing bodies (it appears among backers), it does not serve residents. Each
+    /// resource appears once, at the one level it serves; a page holds `limit` of them in that
+    /// order, every level listed (empty ones too) so a screen can show where the page stands.
     static func serve(_ input: ServeInput, database: PostgresPool) async throws -> JSONValue {
         try await database.withConnection { connection in
             let chain = try AreaGroups.chainJSON(municipality: input.municipality, on: connection)
             guard case .array(var levels)? = chain["chain"] else { throw WireError(.notFound, "no municipality \(input.municipality)") }
             if let dailyLife = input.dailyLifeAreaID {
-                guard levels.contains(where: { $0["id"]?.stringValue == dailyLife }) else {
+                guard levels.contains(where: { $0["level"]?.stringValue == "daily_life_area" && $0["id"]?.stringValue == dailyLife }) else {
                     throw WireError(.notFound, "no daily-life area \(dailyLife) in \(input.municipality)")
                 }
-                levels.removeAll { $0["level"]?.stringValue == "daily_life_area" && $0["id"]?.stringValue != dailyLife }
+            }
+            levels.removeAll {
+                ($0["level"]?.stringValue == "daily_life_area" && $0["id"]?.stringValue != input.dailyLifeAreaID)
+                    || $0["level"]?.stringValue == "nation"
             }
             let levelIDs = levels.compactMap { $0["id"]?.stringValue }
-            let clauses: [PostgresQuery] = ["\(unsafeRaw: serviceArea) = ANY(\(levelIDs)::text[])"] + input.filters.clauses
+            let clauses: [PostgresQuery] = ["\(unsafeRaw: serviceArea) = ANY(\(levelIDs)::text[])", servesResident(of: input.municipality)]
+                + input.filters.clauses
             let rows = try connection.query("""
-                SELECT \(unsafeRaw: serviceArea) AS area,
+                SELECT r.id::text AS id, \(unsafeRaw: serviceArea) AS area,
                        jsonb_build_object(\(unsafeRaw: summaryColumns), 'backed_up_by', \(unsafeRaw: Backups.backersSQL)) AS j
                 FROM registry.resources r
                 WHERE \(clauses, joinedBy: " AND ")
-                ORDER BY r.kana, r.name, r.id
+                ORDER BY array_position(\(levelIDs)::text[], \(unsafeRaw: serviceArea)), r.kana, r.name, r.id
                 """)
+            let ordered = try rows.map { (id: try $0.decode("id", as: String.self), area: try $0.decode("area", as: String.self), row: $0) }
+            var start = 0
+            if let after = input.after?.lowercased() {
+                guard let position = ordered.firstIndex(where: { $0.id == after }) else {
+                    throw WireError(.invalidInput, "after names no resource of this answer (it changed): start again without it")
+                }
+                start = position + 1
+            }
+            let page = ordered[start..<min(ordered.count, start + (input.limit ?? 50))]
             var byArea: [String: [JSONValue]] = [:]
-            for row in rows {
-                byArea[try row.decode("area"), default: []].append(try JSONValue.parse(Data((try row.decode("j", as: String.self)).utf8)))
+            for entry in page {
+                byArea[entry.area, default: []].append(try JSONValue.parse(Data((try entry.row.decode("j", as: String.self)).utf8)))
             }
             let served = levels.map { level -> JSONValue in
                 guard case .object(var fields) = level else { return level }
                 fields["resources"] = .array(byArea[level["id"]?.stringValue ?? ""] ?? [])
                 return .object(fields)
             }
-            return JSONValue.object(["municipality": .string(input.municipality), "levels": .array(served)])
+            let next: JSONValue = page.endIndex < ordered.count ? .string(page.last!.id) : .null
+            return JSONValue.object(["municipality": .string(input.municipality), "levels": .array(served),
+                                     "total": .integer(Int64(ordered.count)), "next_after": next])
         }
     }
 }
