@@ -100,7 +100,8 @@ class Suite:
     def start(self, name, argv=None, env=None):
         argv = argv or [os.path.join(BIN, name)]
         own = {"TSUNAGU_DATABASE_URL": SERVICE_DATABASE_URLS[name]} if name in SERVICE_DATABASE_URLS else {}
-        process = Process(name, argv, dict(self.env, **own, **(env or {})), self.tmp)
+        # `env` wins, even over the service's own database URL.
+        process = Process(name, argv, {**self.env, **own, **(env or {})}, self.tmp)
         self.processes.append(process)
         return process
 

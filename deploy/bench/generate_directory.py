@@ -22,19 +22,20 @@ DESIGNATED = {"011002", "041009", "111007", "121002", "141003", "141305", "14150
 CATEGORIES = {
     "medical": (25, ["family_doctor", "clinic_with_beds", "psychiatric_day_care", "psychiatric_home_nursing", "dental",
                      "pharmacy", "hospital_acute", "hospital_recovery", "hospital_chronic", "psychiatric_institution"]),
-    "disability_welfare": (20, ["home_care", "daily_life_care", "short_stay", "continuous_employment_support",
-                                "independence_training", "group_home", "community_life_support_hub"]),
+    "disability_welfare": (20, ["home_care", "daily_life_care", "short_stay", "continuous_employment_support_b",
+                                "independence_training_daily_living", "employment_transition_support", "group_home",
+                                "community_life_support_hub"]),
     "long_term_care": (30, ["home_help", "home_nursing", "day_service", "small_multifunctional_care", "short_stay_care",
                             "welfare_equipment", "special_nursing_home", "geriatric_health_facility", "dementia_group_home"]),
-    "housing": (4, ["public_housing", "serviced_elderly_housing", "group_home_housing"]),
+    "housing": (4, ["public_housing", "serviced_elderly_housing", "housing_support_corporation"]),
     "consultation": (8, ["municipal_window", "core_consultation_center", "community_general_support_center",
-                         "consultation_support_provider"]),
-    "participation_employment": (6, ["employer", "peer_support", "employment_transition_support"]),
+                         "specific_consultation_support_provider"]),
+    "participation_employment": (6, ["employer", "peer_support"]),
     "mutual_help": (5, ["neighbourhood_association", "volunteer", "npo"]),
     "awareness": (2, ["public_education"]),
 }
 STAY_KINDS = {"group_home", "short_stay", "short_stay_care", "special_nursing_home", "geriatric_health_facility",
-              "dementia_group_home", "group_home_housing", "clinic_with_beds"}
+              "dementia_group_home", "clinic_with_beds"}
 SYLLABLES = "あいうえおかきくけこさしすせそたちつてとなにぬねのはひふへほまみむめもやゆよらりるれろわ"
 HEADER = ["external_id", "organization", "name", "kana", "category_code", "kinds", "municipality_code", "postal_code",
           "address", "latitude", "longitude", "phone", "access_modes", "capacity", "vacancies", "consultation_types"]

@@ -5,7 +5,10 @@ import ServiceRuntime
 import Wire
 
 /// Resource categories and kinds (DOMAIN.md §3) and consultation types. The seed is in
-/// migrations/0004_taxonomy.sql; a tenant adds kinds of its own without code changes.
+/// migrations/0004_taxonomy.sql, named as the law names it by 0016_taxonomy_as_the_law_names_it.sql;
+/// a tenant adds kinds of its own without code changes. A kind's `grouping` is the seed's 在宅系
+/// (`home_based`) or 施設・居住系 (`residential`) for disability-welfare and long-term-care
+/// services, null otherwise (and for tenant kinds).
 enum Taxonomy {
     static let codePattern = #"^[a-z][a-z0-9_]{1,63}$"#
 
@@ -57,7 +60,7 @@ enum Taxonomy {
                     VALUES (\(input.code), \(input.categoryCode), \(input.nameJa), \(input.nameEn ?? ""), \(principal.tenant))
                     ON CONFLICT (code) DO NOTHING
                     RETURNING jsonb_build_object('code', code, 'category_code', category_code, 'name_ja', name_ja,
-                                                 'name_en', name_en, 'tenant', tenant) AS j
+                                                 'name_en', name_en, 'grouping', grouping, 'tenant', tenant) AS j
                     """)
                 guard let kind = rows.first else { throw WireError(.conflict, "kind \(input.code) exists") }
                 return kind
@@ -71,7 +74,7 @@ enum Taxonomy {
                 SELECT jsonb_build_object(
                   'categories', (SELECT jsonb_agg(jsonb_build_object('code', c.code, 'name_ja', c.name_ja, 'name_en', c.name_en,
                       'kinds', coalesce((SELECT jsonb_agg(jsonb_build_object('code', k.code, 'name_ja', k.name_ja,
-                                                  'name_en', k.name_en, 'tenant', k.tenant) ORDER BY k.tenant NULLS FIRST, k.created_at, k.code)
+                                                  'name_en', k.name_en, 'grouping', k.grouping, 'tenant', k.tenant) ORDER BY k.tenant NULLS FIRST, k.created_at, k.code)
                                          FROM registry.kinds k WHERE k.category_code = c.code), '[]')) ORDER BY c.sort)
                                  FROM registry.categories c),
                   'consultation_types', (SELECT jsonb_agg(jsonb_build_object('code', t.code, 'name_ja', t.name_ja, 'name_en', t.name_en)
