@@ -110,3 +110,27 @@ def test_bodies_and_their_types_come_from_the_dated_list(suite):
         # An ordinary town runs no promotion project of its own: participation is refused.
         assert error_code(client.call("registry", "participation.set", {"body_code": NANAE, "fiscal_year": 2020,
                                                                           "items": [{"item": 1}]})) == "invalid_input"
+
+
+def test_each_fiscal_year_has_its_own_item_list_and_budgets_add_up(suite):
+    sapporo = token_for(suite, SAPPORO, ["editor"])
+    with Closing(suite.client(token=sapporo)) as client:
+        def items_of(year):
+            return [i["item"] for i in ok(client.call("registry", "participation.list", {"fiscal_year": year}))["program_items"]]
+        assert items_of(2017) == [1, 3, 4, 5, 6, 7, 8, 9, 10, 11] and items_of(2019) == list(range(1, 12))
+        # 普及啓発 (item 2) began in FY2019.
+        assert error_code(client.call("registry", "participation.set", {"body_code": SAPPORO, "fiscal_year": 2018,
+                                                                          "items": [{"item": 1}, {"item": 2}]})) == "invalid_input"
+        body = ok(client.call("registry", "participation.set", {
+            "body_code": SAPPORO, "fiscal_year": 2017, "budget_total_thousand_yen": 1500,
+            "items": [{"item": 1, "budget_thousand_yen": 1000}, {"item": 3, "budget_thousand_yen": 500}]}))
+        assert body["budget_thousand_yen"] == 1500
+        assert error_code(client.call("registry", "participation.set", {
+            "body_code": SAPPORO, "fiscal_year": 2019, "budget_total_thousand_yen": 1501,
+            "items": [{"item": 1, "budget_thousand_yen": 1000}, {"item": 2, "budget_thousand_yen": 500}]})) == "invalid_input"
+        # Eleven budgets at the schema's maximum still add up exactly.
+        top = 100_000_000
+        body = ok(client.call("registry", "participation.set", {
+            "body_code": SAPPORO, "fiscal_year": 2020, "budget_total_thousand_yen": 11 * top,
+            "items": [{"item": n, "budget_thousand_yen": top} for n in range(1, 12)]}))
+        assert body["budget_thousand_yen"] == 11 * top

@@ -12,6 +12,8 @@ enum Participation {
         let bodyCode: String
         let fiscalYear: Int
         let items: [Item]
+        /// When given, the sum of the items' budgets must be this (a check on the form's arithmetic).
+        let budgetTotalThousandYen: Int64?
 
         struct Item: Decodable, Sendable {
             let item: Int
@@ -28,6 +30,7 @@ enum Participation {
             case items
             case bodyCode = "body_code"
             case fiscalYear = "fiscal_year"
+            case budgetTotalThousandYen = "budget_total_thousand_yen"
         }
     }
 
@@ -61,7 +64,8 @@ enum Participation {
                                    "items":{"type":"array","maxItems":11,"items":{"type":"object","additionalProperties":false,
                                        "required":["item"],"properties":{"item":{"type":"integer","minimum":1,"maximum":11},
                                        "budget_thousand_yen":{"type":["integer","null"],"minimum":0,"maximum":100000000},
-                                       "note":{"type":"string","maxLength":1000}}}}}}
+                                       "note":{"type":"string","maxLength":1000}}}},
+                                   "budget_total_thousand_yen":{"type":"integer","minimum":0,"maximum":1100000000}}}
                     """,
                 input: SetInput.self
             ) { context, input, tx in
@@ -69,6 +73,22 @@ enum Participation {
                 let numbers = input.items.map(\.item)
                 guard Set(numbers).count == numbers.count else {
                     throw WireError(.invalidInput, "an item is listed twice")
+                }
+                // Each budget is at most 10^8 (the schema), eleven of them at most 1.1 × 10^9: no overflow.
+                let sum = input.items.reduce(Int64(0)) { $0 + ($1.budgetThousandYen ?? 0) }
+                if let total = input.budgetTotalThousandYen, total != sum {
+                    throw WireError.invalidInput("the items' budgets add up to \(sum) thousand yen, not \(total)",
+                                                 violations: [.init(path: "/budget_total_thousand_yen", message: "is not the sum of the items' budgets (\(sum))")])
+                }
+                let offered = try Set(tx.query("""
+                    SELECT item FROM registry.program_items
+                    WHERE since_fiscal_year <= \(input.fiscalYear) AND (until_fiscal_year IS NULL OR until_fiscal_year >= \(input.fiscalYear))
+                    """).map { try $0.decode("item", as: Int.self) })
+                let unknown = numbers.filter { !offered.contains($0) }
+                guard unknown.isEmpty else {
+                    throw WireError.invalidInput("the project had no item \(unknown.map(String.init).joined(separator: ", ")) in fiscal year \(input.fiscalYear)",
+                                                 violations: unknown.compactMap { item in numbers.firstIndex(of: item).map {
+                                                     .init(path: "/items/\($0)/item", message: "not an item of fiscal year \(input.fiscalYear)") } })
                 }
                 let items = JSONValue.array(input.items.map {
                     .object(["item": .integer(Int64($0.item)), "budget": $0.budgetThousandYen.map { .integer($0) } ?? .null,
@@ -106,16 +126,27 @@ enum Participation {
             ) { context, input in
                 try await context.database.withConnection { connection in
                     let bodies = try listBodies(fiscalYear: input.fiscalYear, prefecture: input.prefecture, body: input.bodyCode, on: connection)
+                    let items = try connection.jsonRows("""
+                        SELECT jsonb_build_object('item', item, 'name_ja', name_ja, 'name_en', name_en, 'required', required) AS j
+                        FROM registry.program_items
+                        WHERE since_fiscal_year <= \(input.fiscalYear) AND (until_fiscal_year IS NULL OR until_fiscal_year >= \(input.fiscalYear))
+                        ORDER BY item
+                        """)
                     var byItem: [String: Int64] = [:]
                     var total: Int64 = 0
                     for body in bodies {
-                        if case .integer(let budget)? = body["budget_thousand_yen"] { total += budget }
+                        // Each body's sum is at most 1.1 × 10^9; the checked add still guards the total.
+                        if case .integer(let budget)? = body["budget_thousand_yen"] {
+                            let (sum, overflow) = total.addingReportingOverflow(budget)
+                            guard !overflow else { throw WireError(.internal, "the budgets' total does not fit") }
+                            total = sum
+                        }
                         if case .array(let items)? = body["items"] {
                             for item in items { if case .integer(let n)? = item["item"] { byItem[String(n), default: 0] += 1 } }
                         }
                     }
                     return JSONValue.object([
-                        "fiscal_year": .integer(Int64(input.fiscalYear)), "bodies": .array(bodies),
+                        "fiscal_year": .integer(Int64(input.fiscalYear)), "program_items": .array(items), "bodies": .array(bodies),
                         "totals": .object(["bodies": .integer(Int64(bodies.count)), "budget_thousand_yen": .integer(total),
                                            "bodies_by_item": .object(byItem.mapValues { .integer($0) })]),
                     ])
