@@ -8,14 +8,16 @@ cd "$TSUNAGU_ROOT"
 ensure_packages
 
 VENV=${TSUNAGU_TEST_VENV:-$TSUNAGU_ROOT/.run/test-venv}
-if [ ! -x "$VENV/bin/pytest" ] || ! "$VENV/bin/python" -c 'import zmq, psycopg, hypothesis, hypothesis_jsonschema' 2>/dev/null; then
+if [ ! -x "$VENV/bin/pytest" ] || ! "$VENV/bin/python" -c 'import zmq, psycopg, hypothesis, hypothesis_jsonschema, jsonschema, rfc3986_validator' 2>/dev/null; then
   log "preparing the Python test environment in $VENV"
   mkdir -p "$(dirname "$VENV")"
   python3 -m venv "$VENV"
   # hypothesis is pinned: hypothesis-jsonschema 0.23.1 uses internals that later releases changed,
-  # and derandomized runs draw the same examples only on the same version.
+  # and derandomized runs draw the same examples only on the same version. jsonschema validates
+  # the HSDS export against the vendored Open Referral schemas (Tests/integration/hsds);
+  # rfc3986-validator is what its format checker needs to check "uri" at all.
   "$VENV/bin/pip" install -q --disable-pip-version-check pytest pyzmq "psycopg[binary]" \
-    "hypothesis==6.170.0" "hypothesis-jsonschema==0.23.1"
+    "hypothesis==6.170.0" "hypothesis-jsonschema==0.23.1" "jsonschema==4.26.0" "rfc3986-validator==0.1.1"
 fi
 
 WORK=$(mktemp -d /tmp/tsunagu-test.XXXXXX)

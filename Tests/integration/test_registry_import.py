@@ -134,9 +134,12 @@ def test_cli_import_and_export_with_progress_and_hsds(suite, tmp_path):
     service = services[0]
     assert service["status"] == "active" and service["organization"]["name"] == "松江市障害福祉課"
     location = service["service_at_locations"][0]["location"]
-    assert location["latitude"] == 35.46 and location["addresses"][0]["city"] == "松江市"
-    assert location["addresses"][0]["state_province"] == "島根県" and location["addresses"][0]["country"] == "JP"
-    assert {a["taxonomy_term"]["code"] for a in service["attributes"]} == {"consultation", "municipal_window"}
+    address = location["addresss"][0]  # HSDS 3.0 spells it so
+    assert location["latitude"] == 35.46 and address["city"] == "松江市"
+    assert address["state_province"] == "島根県" and address["country"] == "JP"
+    assert {(a["link_type"], a["taxonomy_term"]["code"]) for a in service["attributes"]} == {
+        ("service_type", "consultation"), ("service_type", "municipal_window"),
+        ("consultation_type", "general"), ("consultation_type", "disability")}
 
     bad = tmp_path / "bad.csv"
     bad.write_text(HEADER + "\n" + rows(prefix, 1)[0].replace(",consultation,", ",nope,") + "\n", encoding="utf-8")

@@ -38,7 +38,8 @@ enum ResourceExport {
 
     static let csvColumns = ["id"] + ["external_id", "organization", "name", "kana", "category_code", "kinds", "municipality_code",
                                       "daily_life_area_id", "serves_area", "postal_code", "address", "latitude", "longitude", "phone",
-                                      "email", "url", "description", "access_modes", "capacity", "vacancies", "consultation_types"]
+                                      "email", "url", "description", "hours", "access_modes", "capacity", "vacancies",
+                                      "consultation_types"]
 
     static func export(_ input: Input, database: PostgresPool) async throws -> JSONValue {
         let limit = input.limit ?? 1000
@@ -60,7 +61,7 @@ enum ResourceExport {
                 output["total"] = .integer(Int64(total))
             }
             let rows = try connection.query("""
-                SELECT r.id::text AS id, \(unsafeRaw: format == "hsds" ? hsdsSQL : csvSQL) AS j
+                SELECT r.id::text AS id, \(format == "hsds" ? hsdsSQL : csvSQL) AS j
                 FROM registry.resources r JOIN registry.organizations o ON o.id = r.organization_id
                 WHERE \(filter) AND (\(input.after)::uuid IS NULL OR r.id > \(input.after)::uuid)
                 ORDER BY r.id LIMIT \(limit + 1)
@@ -74,6 +75,7 @@ enum ResourceExport {
                 for record in records {
                     text += CSVReader.line(csvColumns.map { column in
                         switch record[column] {
+                        case let hours? where column == "hours": OpeningHours.csvText(hours)
                         case .string(let s)?: s
                         case .integer(let i)?: String(i)
                         case .number(let d)?: String(d)
@@ -90,49 +92,103 @@ enum ResourceExport {
         }
     }
 
-    static let csvSQL: StaticString = """
+    static let csvSQL: PostgresQuery = """
         jsonb_build_object('id', r.id, 'external_id', r.external_id, 'organization', o.name, 'name', r.name, 'kana', r.kana,
             'category_code', r.category_code, 'kinds', r.kinds, 'municipality_code', r.municipality_code,
             'daily_life_area_id', r.daily_life_area_id, 'serves_area', r.serves_area, 'postal_code', r.postal_code,
             'address', r.address, 'latitude', r.latitude, 'longitude', r.longitude, 'phone', r.phone, 'email', r.email,
-            'url', r.url, 'description', r.description, 'access_modes', r.access_modes, 'capacity', r.capacity,
-            'vacancies', r.vacancies, 'consultation_types', r.consultation_types)
+            'url', r.url, 'description', r.description, 'hours', r.hours, 'access_modes', r.access_modes,
+            'capacity', r.capacity, 'vacancies', r.vacancies, 'consultation_types', r.consultation_types)
         """
 
-    /// One HSDS 3.0 service (compiled form). Location, address and service-at-location ids are
-    /// derived from the resource id so they are stable across exports.
-    static let hsdsSQL: StaticString = """
-        jsonb_build_object(
-            'id', r.id, 'organization_id', o.id, 'name', r.name, 'alternate_name', r.kana, 'description', r.description,
-            'url', nullif(r.url, ''), 'email', nullif(r.email, ''), 'status', 'active',
+    /// The free text of a `url` column that HSDS's `"format": "uri"` accepts: an absolute http(s)
+    /// URL in RFC 3986 characters. Anything else (no scheme, spaces, unencoded Japanese) is left out
+    /// of the export rather than published as a URI that is not one.
+    static let webAddressPattern =
+        #"^https?://[A-Za-z0-9.-]+(:[0-9]+)?([/?]([A-Za-z0-9._~:/?@!$&'()*+,;=-]|%[0-9A-Fa-f]{2})*)?(#([A-Za-z0-9._~:/?@!$&'()*+,;=-]|%[0-9A-Fa-f]{2})*)?$"#
+    /// The free text of an `email` column that is an address (left out otherwise, as a URL is).
+    static let emailPattern = #"^[^@\s]+@[^@\s]+\.[^@\s]+$"#
+
+    /// One HSDS 3.0 service in its nested form (schema `service`, with its organization, phones,
+    /// schedules, service area, location and address, and taxonomy attributes). What we do not know
+    /// is left out (`jsonb_strip_nulls`), never sent as null, which HSDS's string fields refuse. The
+    /// ids of nested records derive from the resource's (a term's from its code), so they are stable
+    /// across exports. `capacity`, `vacancies` and `last_modified` are ours, beyond HSDS.
+    /// Tests/integration/test_registry_hsds.py validates the output against the Open Referral schemas.
+    static let hsdsSQL: PostgresQuery = """
+        jsonb_strip_nulls(jsonb_build_object(
+            'id', r.id, 'organization_id', o.id, 'name', r.name, 'alternate_name', nullif(r.kana, ''),
+            'description', nullif(r.description, ''), 'url', CASE WHEN r.url ~ \(webAddressPattern) THEN r.url END,
+            'email', CASE WHEN r.email ~ \(emailPattern) THEN r.email END, 'status', 'active',
             'capacity', r.capacity, 'vacancies', r.vacancies,
             'last_modified', to_char(r.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
-            'organization', jsonb_build_object('id', o.id, 'name', o.name, 'alternate_name', o.kana,
-                'description', o.description, 'website', nullif(o.url, ''), 'email', nullif(o.email, '')),
-            'phones', CASE WHEN r.phone = '' THEN '[]'::jsonb ELSE jsonb_build_array(jsonb_build_object(
-                'id', md5(r.id::text || 'phone')::uuid, 'number', r.phone, 'type', 'voice')) END,
-            'schedules', coalesce((SELECT jsonb_agg(jsonb_build_object(
-                'id', md5(r.id::text || 'schedule' || ord)::uuid, 'freq', 'WEEKLY',
-                'byday', (SELECT string_agg(upper(d), ',') FROM jsonb_array_elements_text(h->'days') d WHERE d <> 'holiday'),
-                'opens_at', h->>'opens', 'closes_at', h->>'closes'))
-                FROM jsonb_array_elements(r.hours) WITH ORDINALITY AS x(h, ord)), '[]'),
-            'service_areas', jsonb_build_array(jsonb_build_object('id', md5(r.id::text || 'area')::uuid,
-                'name', coalesce(r.serves_area, r.daily_life_area_id, r.municipality_code::text),
-                'extent_type', 'other', 'extent', coalesce(r.serves_area, r.daily_life_area_id, r.municipality_code::text))),
+            'organization', jsonb_build_object('id', o.id, 'name', o.name, 'alternate_name', nullif(o.kana, ''),
+                'description', o.description, 'website', CASE WHEN o.url ~ \(webAddressPattern) THEN o.url END,
+                'email', CASE WHEN o.email ~ \(emailPattern) THEN o.email END,
+                'phones', CASE WHEN o.phone <> '' THEN jsonb_build_array(jsonb_build_object(
+                    'id', md5(o.id::text || 'phone')::uuid, 'organization_id', o.id, 'number', o.phone, 'type', 'voice')) END),
+            -- The one number we keep is the one to call: RFC 6350 type voice, as HSDS asks.
+            'phones', CASE WHEN r.phone <> '' THEN jsonb_build_array(jsonb_build_object(
+                'id', md5(r.id::text || 'phone')::uuid, 'service_id', r.id, 'number', r.phone, 'type', 'voice')) END,
+            -- Hours are Japan's local time, UTC+9 all year (no daylight saving), and HSDS times carry
+            -- their offset. A time of day ends before 24:00, so closing at midnight is written 00:00.
+            -- Public holidays have no RRULE day: an entry for them alone has no freq, and each
+            -- entry's description names its days.
+            'schedules', (SELECT jsonb_agg(jsonb_build_object(
+                    'id', md5(r.id::text || 'schedule' || x.ord)::uuid, 'service_id', r.id,
+                    'freq', CASE WHEN d.byday IS NOT NULL THEN 'WEEKLY' END, 'byday', d.byday,
+                    'opens_at', replace(x.h->>'opens', '24:00', '00:00') || ':00+09:00',
+                    'closes_at', replace(x.h->>'closes', '24:00', '00:00') || ':00+09:00', 'timezone', 9,
+                    'description', d.label || ' ' || (x.h->>'opens') || '-' || (x.h->>'closes')) ORDER BY x.ord)
+                FROM jsonb_array_elements(r.hours) WITH ORDINALITY AS x(h, ord),
+                LATERAL (SELECT string_agg(upper(e.day), ',' ORDER BY e.n) FILTER (WHERE e.day <> 'holiday') AS byday,
+                                string_agg((\(OpeningHours.dayNames)::text[])[array_position(\(OpeningHours.days)::text[], e.day)],
+                                           '' ORDER BY e.n) AS label
+                         FROM jsonb_array_elements_text(x.h->'days') WITH ORDINALITY AS e(day, n)) d),
+            -- The area it serves, named, with its code (JIS X 0402, a defined area's id, or national)
+            -- as a text extent: HSDS's other extent types are shapes, which we do not have.
+            'service_areas', (SELECT jsonb_build_array(jsonb_build_object('id', md5(r.id::text || 'area')::uuid, 'service_id', r.id,
+                    'name', CASE WHEN s.code = \(AreaGroups.nationID) THEN '全国' ELSE coalesce(
+                        (SELECT a.name FROM registry.areas a WHERE a.code = s.code::bpchar),
+                        (SELECT g.name FROM registry.area_groups g WHERE g.id = s.code), s.code) END,
+                    'extent', s.code, 'extent_type', 'text'))
+                FROM (SELECT coalesce(r.serves_area, r.daily_life_area_id, r.municipality_code::text) AS code) s),
             'service_at_locations', jsonb_build_array(jsonb_build_object(
-                'id', md5(r.id::text || 'sal')::uuid, 'service_id', r.id,
+                'id', md5(r.id::text || 'sal')::uuid, 'service_id', r.id, 'location_id', md5(r.id::text || 'location')::uuid,
                 'location', jsonb_build_object('id', md5(r.id::text || 'location')::uuid, 'location_type', 'physical',
-                    'name', r.name, 'latitude', r.latitude, 'longitude', r.longitude,
-                    'addresses', jsonb_build_array(jsonb_build_object('id', md5(r.id::text || 'address')::uuid,
-                        'address_1', r.address, 'city', (SELECT a.name FROM registry.areas a WHERE a.code = r.municipality_code),
+                    'organization_id', o.id, 'name', r.name, 'latitude', r.latitude, 'longitude', r.longitude,
+                    -- HSDS 3.0 spells the key with three s. An address needs its first line: none without one.
+                    'addresss', CASE WHEN r.address <> '' THEN jsonb_build_array(jsonb_build_object(
+                        'id', md5(r.id::text || 'address')::uuid, 'location_id', md5(r.id::text || 'location')::uuid,
+                        'address_1', r.address,
+                        'city', (SELECT a.name FROM registry.areas a WHERE a.code = r.municipality_code),
                         'state_province', (SELECT p.name FROM registry.areas a JOIN registry.areas p ON p.code = a.prefecture_code
                                            WHERE a.code = r.municipality_code),
-                        'postal_code', r.postal_code, 'country', 'JP', 'address_type', 'physical'))))),
-            'attributes', (SELECT jsonb_agg(jsonb_build_object('id', md5(r.id::text || t.code)::uuid, 'link_id', r.id,
-                    'link_type', 'service', 'taxonomy_term_id', md5('tsunagu:' || t.code)::uuid,
-                    'taxonomy_term', jsonb_build_object('id', md5('tsunagu:' || t.code)::uuid, 'code', t.code, 'name', t.name,
-                                                        'taxonomy', 'tsunagu-registry')))
-                FROM (SELECT c.code, c.name_ja AS name FROM registry.categories c WHERE c.code = r.category_code
-                      UNION ALL SELECT k.code, k.name_ja FROM registry.kinds k WHERE k.code = ANY(r.kinds)) t))
+                        'postal_code', r.postal_code, 'country', 'JP', 'address_type', 'physical')) END))),
+            -- Terms of two taxonomies of ours: the resource taxonomy (a category, kinds under it) and
+            -- the consultation types. A term's description is its English name (its Japanese one
+            -- when a tenant's kind has none).
+            'attributes', (SELECT jsonb_agg(jsonb_build_object('id', md5(r.id::text || t.key)::uuid, 'link_id', r.id,
+                    'link_entity', 'service', 'link_type', t.link_type, 'taxonomy_term_id', md5('tsunagu:' || t.key)::uuid,
+                    'taxonomy_term', jsonb_build_object('id', md5('tsunagu:' || t.key)::uuid, 'code', t.code, 'name', t.name,
+                        'description', t.description, 'parent_id', md5('tsunagu:' || t.parent)::uuid,
+                        'taxonomy_id', md5('tsunagu:taxonomy:' || t.taxonomy)::uuid,
+                        'taxonomy', jsonb_build_object('id', md5('tsunagu:taxonomy:' || t.taxonomy)::uuid, 'name', t.taxonomy,
+                                                       'description', t.taxonomy_description))) ORDER BY t.sort, t.code)
+                FROM (SELECT 1 AS sort, c.code AS key, c.code, c.name_ja AS name, c.name_en AS description, NULL AS parent,
+                             'service_type' AS link_type, \(resourceTaxonomy.name)::text AS taxonomy,
+                             \(resourceTaxonomy.description)::text AS taxonomy_description
+                      FROM registry.categories c WHERE c.code = r.category_code
+                      UNION ALL SELECT 2, k.code, k.code, k.name_ja, coalesce(nullif(k.name_en, ''), k.name_ja), k.category_code,
+                             'service_type', \(resourceTaxonomy.name)::text, \(resourceTaxonomy.description)::text
+                      FROM registry.kinds k WHERE k.code = ANY(r.kinds)
+                      UNION ALL SELECT 3, 'consultation:' || ct.code, ct.code, ct.name_ja, ct.name_en, NULL,
+                             'consultation_type', \(consultationTaxonomy.name)::text, \(consultationTaxonomy.description)::text
+                      FROM registry.consultation_types ct WHERE ct.code = ANY(r.consultation_types)) t)))
         """
+    /// The HSDS taxonomies our terms belong to (their ids derive from the names).
+    static let resourceTaxonomy = (name: "tsunagu-registry",
+                                   description: "Tsunagu's taxonomy of care resources (社会資源): categories and the kinds under them")
+    static let consultationTaxonomy = (name: "tsunagu-consultation-types",
+                                       description: "What a consultation window takes (相談の種類)")
 }

@@ -34,7 +34,7 @@ enum Resources {
         ("latitude", #"{"type":["number","null"],"minimum":-90,"maximum":90}"#),
         ("longitude", #"{"type":["number","null"],"minimum":-180,"maximum":180}"#),
         ("phone", text(50)), ("email", text(200)), ("url", text(500)), ("description", text(4000)),
-        ("hours", #"{"type":"array","maxItems":50,"items":{"type":"object","additionalProperties":false,"required":["days","opens","closes"],"properties":{"days":{"type":"array","minItems":1,"maxItems":8,"items":{"enum":["mo","tu","we","th","fr","sa","su","holiday"]}},"opens":{"type":"string","pattern":"^([01][0-9]|2[0-4]):[0-5][0-9]$","maxLength":5},"closes":{"type":"string","pattern":"^([01][0-9]|2[0-4]):[0-5][0-9]$","maxLength":5}}}}"#),
+        ("hours", OpeningHours.schema),
         ("access_modes", #"{"type":"array","maxItems":10,"items":{"enum":["visit","stay","home_visit"]}}"#),
         ("capacity", #"{"type":["integer","null"],"minimum":0,"maximum":100000}"#),
         ("vacancies", #"{"type":["integer","null"],"minimum":0,"maximum":100000}"#),
