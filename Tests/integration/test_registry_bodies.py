@@ -134,3 +134,28 @@ def test_each_fiscal_year_has_its_own_item_list_and_budgets_add_up(suite):
             "body_code": SAPPORO, "fiscal_year": 2020, "budget_total_thousand_yen": 11 * top,
             "items": [{"item": n, "budget_thousand_yen": top} for n in range(1, 12)]}))
         assert body["budget_thousand_yen"] == 11 * top
+
+
+def test_the_csv_round_trip_keeps_the_rule(suite):
+    import uuid
+    tag = uuid.uuid4().hex[:8]
+    with Closing(suite.client(token=token_for(suite, HOKKAIDO, ["editor"]))) as client:
+        org = ok(client.call("registry", "organization.create", {"name": f"北海道保健福祉部{tag}"}))["id"]
+        created = ok(client.call("registry", "resource.create", {
+            "organization_id": org, "external_id": f"{tag}-center", "name": f"道立センター{tag}", "category_code": "consultation",
+            "kinds": ["mental_health_welfare_center"], "municipality_code": SAPPORO, "serves_area": HOKKAIDO,
+            "serves_except_own_bodies": True}))
+        assert created["serves_except_own_bodies"] is True
+        pages = all_pages(client, "registry", "resource.export", {"area": SAPPORO, "format": "csv", "limit": 500})
+        header, *lines = "".join(p["csv"] for p in pages).splitlines()
+        ours = header + "\n" + "\n".join(line for line in lines if tag in line) + "\n"
+        assert header.split(",")[-1] == "serves_except_own_bodies" and ours.rstrip().endswith(",true")
+        again = ok(client.call("registry", "resource.import", {"csv": ours}))
+        assert (again["created"], again["updated"], again["unchanged"]) == (0, 0, 1)
+        columns = header.split(",")
+        keep = [i for i, c in enumerate(columns) if c != "serves_except_own_bodies"]
+        without = "\n".join(",".join(row[i] for i in keep) for row in (l.split(",") for l in ours.splitlines())) + "\n"
+        assert ok(client.call("registry", "resource.import", {"csv": without}))["unchanged"] == 1
+        assert ok(client.call("registry", "resource.import", {"csv": ours[:-len("true\n")] + "false\n"}))["updated"] == 1
+        assert ok(client.call("registry", "resource.get", {"id": created["id"]}))["serves_except_own_bodies"] is False
+        assert error_code(client.call("registry", "resource.import", {"csv": ours[:-len("true\n")] + "maybe\n"})) == "invalid_input"

@@ -39,7 +39,7 @@ enum ResourceExport {
     static let csvColumns = ["id"] + ["external_id", "organization", "name", "kana", "category_code", "kinds", "municipality_code",
                                       "daily_life_area_id", "serves_area", "postal_code", "address", "latitude", "longitude", "phone",
                                       "email", "url", "description", "hours", "access_modes", "capacity", "vacancies",
-                                      "consultation_types"]
+                                      "consultation_types", "serves_except_own_bodies"]
 
     static func export(_ input: Input, database: PostgresPool) async throws -> JSONValue {
         let limit = input.limit ?? 1000
@@ -79,6 +79,7 @@ enum ResourceExport {
                         case .string(let s)?: s
                         case .integer(let i)?: String(i)
                         case .number(let d)?: String(d)
+                        case .bool(let b)?: b ? "true" : "false"
                         case .array(let items)?: items.compactMap(\.stringValue).joined(separator: "|")
                         default: ""
                         }
@@ -98,7 +99,8 @@ enum ResourceExport {
             'daily_life_area_id', r.daily_life_area_id, 'serves_area', r.serves_area, 'postal_code', r.postal_code,
             'address', r.address, 'latitude', r.latitude, 'longitude', r.longitude, 'phone', r.phone, 'email', r.email,
             'url', r.url, 'description', r.description, 'hours', r.hours, 'access_modes', r.access_modes,
-            'capacity', r.capacity, 'vacancies', r.vacancies, 'consultation_types', r.consultation_types)
+            'capacity', r.capacity, 'vacancies', r.vacancies, 'consultation_types', r.consultation_types,
+            'serves_except_own_bodies', r.serves_except_own_bodies)
         """
 
     /// The free text of a `url` column that HSDS's `"format": "uri"` accepts: an absolute http(s)

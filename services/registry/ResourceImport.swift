@@ -29,7 +29,7 @@ enum ResourceImport {
     static let textColumns = ["external_id", "organization", "name", "kana", "category_code", "municipality_code",
                               "daily_life_area_id", "serves_area", "postal_code", "address", "phone", "email", "url", "description"]
     static let listColumns = ["kinds", "access_modes", "consultation_types"]
-    static let columns = textColumns + listColumns + ["latitude", "longitude", "capacity", "vacancies", "hours"]
+    static let columns = textColumns + listColumns + ["latitude", "longitude", "capacity", "vacancies", "hours", "serves_except_own_bodies"]
     static let maxErrorsShown = 500
     /// How long an import may stay open (begun, not committed) before it expires.
     static let expirySeconds = 86_400
@@ -184,6 +184,16 @@ enum ResourceImport {
                     bad = true
                 }
             }
+            // Left out, as hours: the stored value stays. Empty is false.
+            if let text = values["serves_except_own_bodies"] {
+                switch text.trimmingCharacters(in: .whitespaces).lowercased() {
+                case "true", "yes", "1": row["serves_except_own_bodies"] = .bool(true)
+                case "false", "no", "0", "": row["serves_except_own_bodies"] = .bool(false)
+                default:
+                    staged.errors.append((line, "serves_except_own_bodies \"\(text)\" is not true or false"))
+                    bad = true
+                }
+            }
             for (column, limit) in [("name", 200), ("kana", 200), ("address", 300), ("description", 4000), ("external_id", 100)]
             where (values[column] ?? "").count > limit {
                 staged.errors.append((line, "\(column) is longer than \(limit) characters"))
@@ -203,13 +213,14 @@ enum ResourceImport {
             try tx.query("""
                 INSERT INTO registry.import_rows (import_id, line, external_id, organization, name, kana, category_code, kinds,
                     municipality_code, daily_life_area_id, serves_area, postal_code, address, latitude, longitude, phone, email,
-                    url, description, hours, access_modes, capacity, vacancies, consultation_types, search_text)
+                    url, description, hours, access_modes, capacity, vacancies, consultation_types, serves_except_own_bodies, search_text)
                 SELECT \(importID)::uuid, (x->>'line')::int, x->>'external_id', x->>'organization', x->>'name', x->>'kana',
                     x->>'category_code', ARRAY(SELECT jsonb_array_elements_text(x->'kinds')), x->>'municipality_code',
                     nullif(x->>'daily_life_area_id', ''), nullif(x->>'serves_area', ''), x->>'postal_code', x->>'address',
                     (x->>'latitude')::double precision, (x->>'longitude')::double precision, x->>'phone', x->>'email', x->>'url',
                     x->>'description', x->'hours', ARRAY(SELECT jsonb_array_elements_text(x->'access_modes')), (x->>'capacity')::int,
-                    (x->>'vacancies')::int, ARRAY(SELECT jsonb_array_elements_text(x->'consultation_types')), x->>'search_text'
+                    (x->>'vacancies')::int, ARRAY(SELECT jsonb_array_elements_text(x->'consultation_types')),
+                    (x->>'serves_except_own_bodies')::boolean, x->>'search_text'
                 FROM jsonb_array_elements(\(JSONValue.array(staged.rows).jsonText)::jsonb) x
                 ON CONFLICT (import_id, line) DO NOTHING
                 """)
@@ -331,8 +342,11 @@ enum ResourceImport {
         // A file without the hours column keeps the hours already stored (set by resource.update):
         // copied in here, they compare equal below and leave an otherwise unchanged row unchanged.
         try tx.query("""
-            UPDATE registry.import_rows s SET hours = r.hours FROM registry.resources r
-            WHERE s.import_id = \(id)::uuid AND s.hours IS NULL AND r.tenant = \(tenant) AND r.external_id = s.external_id
+            UPDATE registry.import_rows s SET hours = coalesce(s.hours, r.hours),
+                serves_except_own_bodies = coalesce(s.serves_except_own_bodies, r.serves_except_own_bodies)
+            FROM registry.resources r
+            WHERE s.import_id = \(id)::uuid AND (s.hours IS NULL OR s.serves_except_own_bodies IS NULL)
+              AND r.tenant = \(tenant) AND r.external_id = s.external_id
             """)
         try tx.execute(unsafeSQL: """
             CREATE TEMP TABLE IF NOT EXISTS import_changed (id uuid PRIMARY KEY, created boolean, line int) ON COMMIT DELETE ROWS
@@ -345,10 +359,11 @@ enum ResourceImport {
             up AS (
                 INSERT INTO registry.resources AS r (tenant, organization_id, external_id, name, kana, category_code, kinds,
                     municipality_code, daily_life_area_id, serves_area, postal_code, address, latitude, longitude, phone, email,
-                    url, description, hours, access_modes, capacity, vacancies, consultation_types, search_text)
+                    url, description, hours, access_modes, capacity, vacancies, consultation_types, serves_except_own_bodies, search_text)
                 SELECT \(tenant), organization_id, external_id, name, kana, category_code, kinds, municipality_code,
                     daily_life_area_id, serves_area, postal_code, address, latitude, longitude, phone, email, url, description,
-                    coalesce(hours, '[]'), access_modes, capacity, vacancies, consultation_types, search_text
+                    coalesce(hours, '[]'), access_modes, capacity, vacancies, consultation_types,
+                    coalesce(serves_except_own_bodies, false), search_text
                 FROM src ORDER BY line
                 ON CONFLICT (tenant, external_id) DO UPDATE SET organization_id = EXCLUDED.organization_id, name = EXCLUDED.name,
                     kana = EXCLUDED.kana, category_code = EXCLUDED.category_code, kinds = EXCLUDED.kinds,
@@ -357,16 +372,17 @@ enum ResourceImport {
                     latitude = EXCLUDED.latitude, longitude = EXCLUDED.longitude, phone = EXCLUDED.phone, email = EXCLUDED.email,
                     url = EXCLUDED.url, description = EXCLUDED.description, hours = EXCLUDED.hours, access_modes = EXCLUDED.access_modes,
                     capacity = EXCLUDED.capacity, vacancies = EXCLUDED.vacancies, consultation_types = EXCLUDED.consultation_types,
-                    search_text = EXCLUDED.search_text, version = r.version + 1, updated_at = now(), retired_at = NULL
+                    serves_except_own_bodies = EXCLUDED.serves_except_own_bodies, search_text = EXCLUDED.search_text, version = r.version + 1, updated_at = now(), retired_at = NULL
                 WHERE (r.organization_id, r.name, r.kana, r.category_code, r.kinds, r.municipality_code, r.daily_life_area_id,
                        r.serves_area, r.postal_code, r.address, r.latitude, r.longitude, r.phone, r.email, r.url, r.description,
-                       r.hours, r.access_modes, r.capacity, r.vacancies, r.consultation_types, r.retired_at IS NULL)
+                       r.hours, r.access_modes, r.capacity, r.vacancies, r.consultation_types, r.serves_except_own_bodies,
+                       r.retired_at IS NULL)
                    IS DISTINCT FROM
                       (EXCLUDED.organization_id, EXCLUDED.name, EXCLUDED.kana, EXCLUDED.category_code, EXCLUDED.kinds,
                        EXCLUDED.municipality_code, EXCLUDED.daily_life_area_id, EXCLUDED.serves_area, EXCLUDED.postal_code,
                        EXCLUDED.address, EXCLUDED.latitude, EXCLUDED.longitude, EXCLUDED.phone, EXCLUDED.email, EXCLUDED.url,
                        EXCLUDED.description, EXCLUDED.hours, EXCLUDED.access_modes, EXCLUDED.capacity, EXCLUDED.vacancies,
-                       EXCLUDED.consultation_types, true)
+                       EXCLUDED.consultation_types, EXCLUDED.serves_except_own_bodies, true)
                 RETURNING r.id, r.version = 1 AS created, r.external_id)
             INSERT INTO import_changed (id, created, line)
             SELECT up.id, up.created, (SELECT min(line) FROM registry.import_rows s WHERE s.import_id = \(id)::uuid AND s.external_id = up.external_id)
