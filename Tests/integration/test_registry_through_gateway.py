@@ -44,6 +44,14 @@ def test_prefix_search_folds_kana_and_width(suite):
     assert "131016" in codes
     assert codes == {a["code"] for a in by_halfwidth["areas"]} == {a["code"] for a in by_name["areas"]}
     assert literal_percent["areas"] == []
+    # Shown as people write it: the code list's half-width ﾁﾖﾀﾞｸ is full-width katakana, searched either way.
+    assert {a["code"]: a["kana"] for a in by_name["areas"]}["131016"] == "チヨダク"
+    assert ok(client_kana(suite, "130001"))["kana"] == "トウキョウト"
+
+
+def client_kana(suite, code):
+    with Closing(suite.client()) as client:
+        return client.call("registry", "area.get", {"code": code})
 
 
 def test_unknown_area_is_not_found(suite):
