@@ -114,6 +114,10 @@ daily_life_area,{SUWA}-3,,,{SUWA}
                                                                    "csv": SUWA_DAILY})) == "invalid_input"
         assert error_code(client.call("registry", "area.import", {"prefecture": NAGANO, "municipality": SUWA,
                                                                    "csv": SUWA_DAILY})) == "invalid_input"
+        # A file with no rows clears only when kinds says so; a municipality is named by its code.
+        assert error_code(client.call("registry", "area.import", {"municipality": SUWA,
+                                                                   "csv": "kind,code,name,kana\n"})) == "invalid_input"
+        assert error_code(client.call("registry", "area.import", {"municipality": NAGANO, "csv": SUWA_DAILY})) == "not_found"
         # A smaller file replaces only this municipality's: 岡谷's area stays.
         smaller = "\n".join(line for line in SUWA_DAILY.splitlines() if "四賀" not in line) + "\n"
         result = ok(client.call("registry", "area.import", {"municipality": SUWA, "csv": smaller}))
@@ -185,3 +189,7 @@ def test_a_resident_finds_their_daily_life_area_by_where_they_live(suite):
         assert [a["id"] for a in ok(client.call("registry", "area.find", {"text": "みどり"}))["areas"]] == [KAMISUWA]
         ok(client.call("registry", "area.places.import", {"municipality": SUWA, "csv": "daily_life_area_id,kind,name,kana\n"}))
         assert ok(client.call("registry", "area.find", {"text": "みどり"}))["areas"] == []
+        # Clearing the municipality's own daily-life areas says so.
+        cleared = ok(client.call("registry", "area.import", {"municipality": SUWA, "kinds": ["daily_life_area"],
+                                                              "csv": "kind,code,name,kana\n"}))
+        assert cleared["removed_areas"] == [KAMISUWA] and cleared["areas"] == {"daily_life_area": 0}

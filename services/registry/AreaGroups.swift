@@ -166,7 +166,8 @@ enum AreaGroups {
                 throw WireError.invalidInput("a municipality imports only its daily-life areas; the other kinds are the prefecture's",
                                              violations: [.init(path: "/kinds", message: "only daily_life_area with municipality \(municipality)")])
             }
-            replaced = ["daily_life_area"]
+            // As for a prefecture, a file with no rows clears only when kinds says so.
+            replaced = input.kinds != nil || !rows.isEmpty ? ["daily_life_area"] : []
         } else {
             replaced = Set(input.kinds ?? rows.map(\.kind).filter(kinds.contains))
         }
