@@ -89,9 +89,9 @@ def test_a_municipality_defines_its_own_daily_life_areas(suite):
 daily_life_area,{OKAYA}-1,岡谷中部,おかやちゅうぶ,{OKAYA}
 """}))
     with Closing(suite.client(token=suwa)) as client:
-        result = ok(client.call("registry", "area.import", {"municipality": SUWA, "csv": SUWA_DAILY}))
+        result = ok(client.call("registry", "area.import", {"prefecture": NAGANO, "municipality": SUWA, "csv": SUWA_DAILY}))
         assert result["municipality"] == SUWA and result["areas"] == {"daily_life_area": 2}
-        assert ok(client.call("registry", "area.import", {"municipality": SUWA, "csv": SUWA_DAILY})) == result
+        assert ok(client.call("registry", "area.import", {"prefecture": NAGANO, "municipality": SUWA, "csv": SUWA_DAILY})) == result
         daily = groups(client, NAGANO, "daily_life_area")
         assert daily == [("daily_life_area", f"{OKAYA}-1", [OKAYA]), ("daily_life_area", f"{SUWA}-1", [SUWA]),
                          ("daily_life_area", f"{SUWA}-2", [SUWA])]
@@ -105,36 +105,38 @@ daily_life_area,{OKAYA}-2,岡谷西部,,{OKAYA}
 daily_life_area,{OKAYA}-1,岡谷中部,,{SUWA}
 daily_life_area,{SUWA}-3,,,{SUWA}
 """
-        envelope, _ = client.call("registry", "area.import", {"municipality": SUWA, "csv": bad})
+        envelope, _ = client.call("registry", "area.import", {"prefecture": NAGANO, "municipality": SUWA, "csv": bad})
         errors = envelope["error"]["details"]["errors"]
         assert [e["line"] for e in errors] == [2, 3, 4, 5]
         assert "prefecture's" in errors[0]["message"] and "lies in 202045" in errors[1]["message"]
         assert "already the daily-life area of 岡谷市" in errors[2]["message"] and "name is empty" in errors[3]["message"]
-        assert error_code(client.call("registry", "area.import", {"municipality": SUWA, "kinds": ["medical_area"],
+        assert error_code(client.call("registry", "area.import", {"prefecture": NAGANO, "municipality": SUWA, "kinds": ["medical_area"],
                                                                    "csv": SUWA_DAILY})) == "invalid_input"
-        assert error_code(client.call("registry", "area.import", {"prefecture": NAGANO, "municipality": SUWA,
+        assert error_code(client.call("registry", "area.import", {"prefecture": "220001", "municipality": SUWA,
                                                                    "csv": SUWA_DAILY})) == "invalid_input"
         # A file with no rows clears only when kinds says so; a municipality is named by its code.
-        assert error_code(client.call("registry", "area.import", {"municipality": SUWA,
+        assert error_code(client.call("registry", "area.import", {"prefecture": NAGANO, "municipality": SUWA,
                                                                    "csv": "kind,code,name,kana\n"})) == "invalid_input"
-        assert error_code(client.call("registry", "area.import", {"municipality": NAGANO, "csv": SUWA_DAILY})) == "not_found"
+        assert error_code(client.call("registry", "area.import", {"prefecture": NAGANO, "municipality": NAGANO,
+                                                                   "csv": SUWA_DAILY})) == "not_found"
         # A smaller file replaces only this municipality's: 岡谷's area stays.
         smaller = "\n".join(line for line in SUWA_DAILY.splitlines() if "四賀" not in line) + "\n"
-        result = ok(client.call("registry", "area.import", {"municipality": SUWA, "csv": smaller}))
+        result = ok(client.call("registry", "area.import", {"prefecture": NAGANO, "municipality": SUWA, "csv": smaller}))
         assert result["removed_areas"] == [SHIGA]
         assert [g[1] for g in groups(client, NAGANO, "daily_life_area")] == [f"{OKAYA}-1", f"{SUWA}-1"]
         # The other kinds stay the prefecture's.
         envelope = client.call("registry", "area.import", {"prefecture": NAGANO, "csv": PREFECTURE_AREAS})
         assert error_code(envelope) == "forbidden"
     with Closing(suite.client(token=okaya)) as client:
-        assert error_code(client.call("registry", "area.import", {"municipality": SUWA, "csv": SUWA_DAILY})) == "forbidden"
+        assert error_code(client.call("registry", "area.import", {"prefecture": NAGANO, "municipality": SUWA, "csv": SUWA_DAILY})) == "forbidden"
     # The prefecture still writes any of its municipalities' daily-life areas.
     with Closing(suite.client(token=nagano)) as client:
-        ok(client.call("registry", "area.import", {"municipality": SUWA, "csv": SUWA_DAILY}))
+        ok(client.call("registry", "area.import", {"prefecture": NAGANO, "municipality": SUWA, "csv": SUWA_DAILY}))
     # A designated city's editor defines the city's own.
     shizuoka = token_for(suite, SHIZUOKA_CITY, ["editor"])
     with Closing(suite.client(token=shizuoka)) as client:
-        result = ok(client.call("registry", "area.import", {"municipality": SHIZUOKA_CITY, "csv": f"""kind,code,name,kana
+        result = ok(client.call("registry", "area.import", {"prefecture": "220001", "municipality": SHIZUOKA_CITY,
+                                                              "csv": f"""kind,code,name,kana
 daily_life_area,{SHIZUOKA_CITY}-aoi-1,葵北部,あおいほくぶ
 """}))
         assert result["prefecture"] == "220001" and result["areas"] == {"daily_life_area": 1}
@@ -144,7 +146,7 @@ def test_a_resident_finds_their_daily_life_area_by_where_they_live(suite):
     suwa, okaya = token_for(suite, SUWA, ["editor"]), token_for(suite, OKAYA, ["editor"])
     resident = token_for(suite, SUWA, ["staff"])
     with Closing(suite.client(token=suwa)) as client:
-        ok(client.call("registry", "area.import", {"municipality": SUWA, "csv": SUWA_DAILY}))
+        ok(client.call("registry", "area.import", {"prefecture": NAGANO, "municipality": SUWA, "csv": SUWA_DAILY}))
         result = ok(client.call("registry", "area.places.import", {"municipality": SUWA, "csv": SUWA_PLACES}))
         assert result["places"] == {"town": 3, "school_district": 2} and result["areas"] == 2
         assert ok(client.call("registry", "area.places.import", {"municipality": SUWA, "csv": SUWA_PLACES}))["replaced"] == 5
@@ -185,11 +187,11 @@ def test_a_resident_finds_their_daily_life_area_by_where_they_live(suite):
         assert [e["line"] for e in errors] == [3, 4, 5] and "line 2 already" in errors[0]["message"]
         # Removing a daily-life area removes its places; an empty list clears the rest.
         smaller = "\n".join(line for line in SUWA_DAILY.splitlines() if "四賀" not in line) + "\n"
-        assert ok(client.call("registry", "area.import", {"municipality": SUWA, "csv": smaller}))["removed_places"] == 2
+        assert ok(client.call("registry", "area.import", {"prefecture": NAGANO, "municipality": SUWA, "csv": smaller}))["removed_places"] == 2
         assert [a["id"] for a in ok(client.call("registry", "area.find", {"text": "みどり"}))["areas"]] == [KAMISUWA]
         ok(client.call("registry", "area.places.import", {"municipality": SUWA, "csv": "daily_life_area_id,kind,name,kana\n"}))
         assert ok(client.call("registry", "area.find", {"text": "みどり"}))["areas"] == []
         # Clearing the municipality's own daily-life areas says so.
-        cleared = ok(client.call("registry", "area.import", {"municipality": SUWA, "kinds": ["daily_life_area"],
+        cleared = ok(client.call("registry", "area.import", {"prefecture": NAGANO, "municipality": SUWA, "kinds": ["daily_life_area"],
                                                               "csv": "kind,code,name,kana\n"}))
         assert cleared["removed_areas"] == [KAMISUWA] and cleared["areas"] == {"daily_life_area": 0}

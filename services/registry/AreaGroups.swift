@@ -10,12 +10,12 @@ import Wire
 ///
 /// `area.import` takes a CSV with the header `kind,code,name,kana,municipality`: one row per
 /// (area, member municipality) for disability, medical and health-centre areas, one row per
-/// daily-life area (its municipality in the last column). With `prefecture` it replaces the
-/// prefecture's definitions of the kinds the file has rows of (or of the kinds named in `kinds`,
-/// which may name a kind with no rows to clear it); areas of the other kinds stay as they are.
-/// With `municipality` it replaces that municipality's daily-life areas only (the only kind a
-/// municipality defines; the municipality column may be left out or empty), written by the
-/// municipality's tenant or its prefecture's. Every row is checked first and any error
+/// daily-life area (its municipality in the last column). It replaces the prefecture's
+/// definitions of the kinds the file has rows of (or of the kinds named in `kinds`, which may
+/// name a kind with no rows to clear it); areas of the other kinds stay as they are. With
+/// `municipality` (one of the prefecture's) it replaces that municipality's daily-life areas only
+/// (the only kind a municipality defines; the municipality column may be left out or empty),
+/// written by the municipality's tenant or its prefecture's. Every row is checked first and any error
 /// rejects the file with a line-numbered report; nothing partial is stored. Importing the same
 /// file again changes nothing.
 ///
@@ -47,9 +47,9 @@ enum AreaGroups {
     static let maxAffectedListed = 1000
 
     struct ImportInput: Decodable, Sendable {
-        /// The prefecture whose areas are replaced, or (exactly one of them) the municipality
-        /// whose daily-life areas are.
-        let prefecture: String?
+        /// The prefecture whose areas are replaced.
+        let prefecture: String
+        /// When given (one of the prefecture's), only this municipality's daily-life areas are.
         let municipality: String?
         let csv: String
         /// The kinds to replace; by default the kinds the file has rows of.
@@ -69,9 +69,9 @@ enum AreaGroups {
         [
             try .write(
                 "area.import",
-                summary: "Replace a prefecture's disability, medical, health-centre or daily-life areas from CSV (kind,code,name,kana,municipality): the kinds the file has rows of, or those named in kinds; or, with municipality instead of prefecture, that municipality's own daily-life areas. All or nothing; errors are listed by line. Resources that referred to a removed area are detached, versioned, announced and listed in affected_resources.",
+                summary: "Replace a prefecture's disability, medical, health-centre or daily-life areas from CSV (kind,code,name,kana,municipality): the kinds the file has rows of, or those named in kinds; or, with municipality (one of the prefecture's), that municipality's own daily-life areas only, by its editor or the prefecture's. All or nothing; errors are listed by line. Resources that referred to a removed area are detached, versioned, announced and listed in affected_resources.",
                 schema: """
-                    {"type":"object","additionalProperties":false,"required":["csv"],
+                    {"type":"object","additionalProperties":false,"required":["prefecture","csv"],
                      "properties":{"prefecture":{"type":"string","pattern":"^[0-9]{6}$","maxLength":6},
                                    "municipality":{"type":"string","pattern":"^[0-9]{6}$","maxLength":6},
                                    "csv":{"type":"string","maxLength":4000000},
@@ -116,21 +116,19 @@ enum AreaGroups {
     // MARK: Import
 
     static func importCSV(_ input: ImportInput, context: RequestContext, on tx: PostgresConnection) throws -> JSONValue {
-        let prefecture: String
-        let principal: Principal
-        switch (input.prefecture, input.municipality) {
-        case (let code?, nil):
-            prefecture = code
-            principal = try context.requireOwner(of: code)
-        case (nil, let code?):
-            prefecture = try municipalityOwner(code, on: tx).prefecture
-            principal = try requireDailyLifeOwner(municipality: code, prefecture: prefecture, context: context)
-        default:
-            throw WireError.invalidInput("name either the prefecture whose areas are replaced or the municipality whose daily-life areas are",
-                                         violations: [.init(path: input.prefecture == nil ? "/prefecture" : "/municipality",
-                                                            message: "exactly one of prefecture and municipality")])
-        }
+        let prefecture = input.prefecture
         let municipality = input.municipality
+        let principal: Principal
+        if let municipality {
+            let owner = try municipalityOwner(municipality, on: tx).prefecture
+            guard owner == prefecture else {
+                throw WireError.invalidInput("municipality \(municipality) is in prefecture \(owner), not \(prefecture)",
+                                             violations: [.init(path: "/municipality", message: "not a municipality of \(prefecture)")])
+            }
+            principal = try requireDailyLifeOwner(municipality: municipality, prefecture: prefecture, context: context)
+        } else {
+            principal = try context.requireOwner(of: prefecture)
+        }
         let table: [(line: Int, values: [String: String])]
         do {
             table = try CSVReader.table(input.csv, required: municipality == nil
