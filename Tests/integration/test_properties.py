@@ -561,7 +561,15 @@ class Context:
                 "kind,code,name,kana,municipality\n"
                 "disability_area,P1,プロパティ圏域,ぷろぱてぃけんいき,462012\n"
                 "medical_area,PM,プロパティ医療圏,,462012\n"
-                "daily_life_area,462012-P,プロパティ生活圏,,462012\n"]},
+                "daily_life_area,462012-P,プロパティ生活圏,,462012\n",
+                # The same daily-life area as 鹿児島市's own (with municipality instead of prefecture).
+                "kind,code,name,kana\ndaily_life_area,462012-P,プロパティ生活圏,\n"],
+                "municipality": ["462012"]},
+            # The places of that area, by its code (or none, which always applies).
+            "area.places.import": {"municipality": ["462012"], "csv": [
+                "daily_life_area_id,kind,name,kana\n462012-P,town,プロパティ町,ぷろぱてぃまち\n",
+                "daily_life_area_id,kind,name,kana\n"]},
+            "area.find": {"municipality": ["462012"], "text": ["ぷろぱてぃ", "ﾌﾟﾛﾊﾟﾃｨ町"]},
         }
 
     def known_for(self, op):

@@ -5,13 +5,17 @@ import Postgres
 import ServiceRuntime
 import Wire
 
-/// The areas each prefecture defines: 障害保健福祉圏域, 二次医療圏, 日常生活圏域.
+/// The areas each prefecture defines: 障害保健福祉圏域, 二次医療圏, 保健所管轄区域, and the
+/// 日常生活圏域 that the prefecture or each municipality defines.
 ///
 /// `area.import` takes a CSV with the header `kind,code,name,kana,municipality`: one row per
-/// (area, member municipality) for disability and medical areas, one row per daily-life area
-/// (its municipality in the last column). It replaces the prefecture's definitions of the kinds
-/// the file has rows of (or of the kinds named in `kinds`, which may name a kind with no rows to
-/// clear it); areas of the other kinds stay as they are. Every row is checked first and any error
+/// (area, member municipality) for disability, medical and health-centre areas, one row per
+/// daily-life area (its municipality in the last column). It replaces the prefecture's
+/// definitions of the kinds the file has rows of (or of the kinds named in `kinds`, which may
+/// name a kind with no rows to clear it); areas of the other kinds stay as they are. With
+/// `municipality` (one of the prefecture's) it replaces that municipality's daily-life areas only
+/// (the only kind a municipality defines; the municipality column may be left out or empty),
+/// written by the municipality's tenant or its prefecture's. Every row is checked first and any error
 /// rejects the file with a line-numbered report; nothing partial is stored. Importing the same
 /// file again changes nothing.
 ///
@@ -32,7 +36,10 @@ import Wire
 /// time either commits first and is detached, or waits and is refused as referring to an unknown
 /// area.
 enum AreaGroups {
-    static let kinds = ["disability_area", "medical_area", "daily_life_area"]
+    static let kinds = ["disability_area", "medical_area", "health_centre_area", "daily_life_area"]
+    /// The kinds that are sets of whole municipalities (members in `area_group_members`), in the
+    /// order the chain lists them: the 保健所's area first, nearest the municipality.
+    static let memberKinds = ["health_centre_area", "disability_area", "medical_area"]
     /// The id of the nation, the last level of every chain (`chainJSON`): as a search or export
     /// area it holds every municipality, so it filters nothing.
     static let nationID = "national"
@@ -40,7 +47,10 @@ enum AreaGroups {
     static let maxAffectedListed = 1000
 
     struct ImportInput: Decodable, Sendable {
+        /// The prefecture whose areas are replaced.
         let prefecture: String
+        /// When given (one of the prefecture's), only this municipality's daily-life areas are.
+        let municipality: String?
         let csv: String
         /// The kinds to replace; by default the kinds the file has rows of.
         let kinds: [String]?
@@ -59,13 +69,14 @@ enum AreaGroups {
         [
             try .write(
                 "area.import",
-                summary: "Replace a prefecture's disability, medical or daily-life areas from CSV (kind,code,name,kana,municipality): the kinds the file has rows of, or those named in kinds. All or nothing; errors are listed by line. Resources that referred to a removed area are detached, versioned, announced and listed in affected_resources.",
+                summary: "Replace a prefecture's disability, medical, health-centre or daily-life areas from CSV (kind,code,name,kana,municipality): the kinds the file has rows of, or those named in kinds; or, with municipality (one of the prefecture's), that municipality's own daily-life areas only, by its editor or the prefecture's. All or nothing; errors are listed by line. Resources that referred to a removed area are detached, versioned, announced and listed in affected_resources.",
                 schema: """
                     {"type":"object","additionalProperties":false,"required":["prefecture","csv"],
                      "properties":{"prefecture":{"type":"string","pattern":"^[0-9]{6}$","maxLength":6},
+                                   "municipality":{"type":"string","pattern":"^[0-9]{6}$","maxLength":6},
                                    "csv":{"type":"string","maxLength":4000000},
-                                   "kinds":{"type":"array","minItems":1,"maxItems":3,
-                                            "items":{"enum":["disability_area","medical_area","daily_life_area"]}}}}
+                                   "kinds":{"type":"array","minItems":1,"maxItems":4,
+                                            "items":{"enum":["disability_area","medical_area","health_centre_area","daily_life_area"]}}}}
                     """,
                 input: ImportInput.self
             ) { context, input, tx in
@@ -77,7 +88,7 @@ enum AreaGroups {
                 schema: """
                     {"type":"object","additionalProperties":false,"required":["prefecture"],
                      "properties":{"prefecture":{"type":"string","pattern":"^[0-9]{6}$","maxLength":6},
-                                   "kind":{"enum":["disability_area","medical_area","daily_life_area"]}}}
+                                   "kind":{"enum":["disability_area","medical_area","health_centre_area","daily_life_area"]}}}
                     """,
                 input: GroupsInput.self
             ) { context, input in
@@ -85,7 +96,7 @@ enum AreaGroups {
             },
             try .read(
                 "area.chain",
-                summary: "For a municipality: its daily-life areas, itself, its disability and medical areas, its prefecture and the nation, nearest first.",
+                summary: "For a municipality: its daily-life areas, itself, its health-centre, disability and medical areas, its prefecture and the nation, nearest first.",
                 schema: """
                     {"type":"object","additionalProperties":false,"required":["code"],
                      "properties":{"code":{"type":"string","pattern":"^[0-9]{6}$","maxLength":6}}}
@@ -105,17 +116,32 @@ enum AreaGroups {
     // MARK: Import
 
     static func importCSV(_ input: ImportInput, context: RequestContext, on tx: PostgresConnection) throws -> JSONValue {
-        let principal = try context.requireOwner(of: input.prefecture)
+        let prefecture = input.prefecture
+        let municipality = input.municipality
+        let principal: Principal
+        if let municipality {
+            let owner = try municipalityOwner(municipality, on: tx).prefecture
+            guard owner == prefecture else {
+                throw WireError.invalidInput("municipality \(municipality) is in prefecture \(owner), not \(prefecture)",
+                                             violations: [.init(path: "/municipality", message: "not a municipality of \(prefecture)")])
+            }
+            principal = try requireDailyLifeOwner(municipality: municipality, prefecture: prefecture, context: context)
+        } else {
+            principal = try context.requireOwner(of: prefecture)
+        }
         let table: [(line: Int, values: [String: String])]
         do {
-            table = try CSVReader.table(input.csv, required: ["kind", "code", "name", "kana", "municipality"])
+            table = try CSVReader.table(input.csv, required: municipality == nil
+                                        ? ["kind", "code", "name", "kana", "municipality"] : ["kind", "code", "name", "kana"])
         } catch {
             throw report([(error.line, error.message)])
         }
-        let rows = table.map { Row(line: $0.line, kind: $0.values["kind"] ?? "", code: $0.values["code"] ?? "",
-                                   name: $0.values["name"] ?? "", kana: $0.values["kana"] ?? "",
-                                   municipality: $0.values["municipality"] ?? "") }
-        let prefecture = input.prefecture
+        let rows = table.map { entry in
+            var member = entry.values["municipality"] ?? ""
+            if member.isEmpty, let municipality { member = municipality }
+            return Row(line: entry.line, kind: entry.values["kind"] ?? "", code: entry.values["code"] ?? "",
+                       name: entry.values["name"] ?? "", kana: entry.values["kana"] ?? "", municipality: member)
+        }
         try tx.query("SELECT pg_advisory_xact_lock(hashtextextended(\("registry.area_groups/" + prefecture), 0))")
         let known = try tx.query("""
             SELECT code, level, prefecture_code FROM registry.areas
@@ -132,19 +158,79 @@ enum AreaGroups {
             }
         }
         guard prefectureExists else { throw WireError(.notFound, "no prefecture with code \(prefecture)") }
-        let replaced = Set(input.kinds ?? rows.map(\.kind).filter(kinds.contains))
+        let replaced: Set<String>
+        if let municipality {
+            if let named = input.kinds, named != ["daily_life_area"] {
+                throw WireError.invalidInput("a municipality imports only its daily-life areas; the other kinds are the prefecture's",
+                                             violations: [.init(path: "/kinds", message: "only daily_life_area with municipality \(municipality)")])
+            }
+            // As for a prefecture, a file with no rows clears only when kinds says so.
+            replaced = input.kinds != nil || !rows.isEmpty ? ["daily_life_area"] : []
+        } else {
+            replaced = Set(input.kinds ?? rows.map(\.kind).filter(kinds.contains))
+        }
         guard !replaced.isEmpty || !rows.isEmpty else {
             throw WireError.invalidInput("the file has no rows: name the kinds it clears in kinds",
                                          violations: [.init(path: "/kinds", message: "needed when the file has no rows")])
         }
-        let problems = validate(rows, prefecture: prefecture, municipalities: municipalities, replacing: replaced)
+        var problems = validate(rows, prefecture: prefecture, municipality: municipality, municipalities: municipalities,
+                                replacing: replaced)
+        if let municipality {
+            problems += try validateOwnDailyLife(rows, municipality: municipality, prefecture: prefecture, on: tx)
+        }
         if !problems.isEmpty { throw report(problems) }
-        let result = try store(rows, kinds: replaced, prefecture: prefecture, principal: principal, on: tx)
+        let result = try store(rows, kinds: replaced, prefecture: prefecture, municipality: municipality,
+                               principal: principal, on: tx)
         AreaCache.shared.clear()
         return result
     }
 
-    static func validate(_ rows: [Row], prefecture: String, municipalities: [String: String],
+    /// The prefecture of a municipality (`not_found` unless it is one), and its name.
+    static func municipalityOwner(_ code: String, on connection: PostgresConnection) throws -> (prefecture: String, name: String) {
+        let rows = try connection.query("""
+            SELECT prefecture_code, name FROM registry.areas WHERE code = \(code) AND level = 'municipality'
+            """)
+        guard let row = rows.first else { throw WireError(.notFound, "no municipality with code \(code)") }
+        return (try row.decode("prefecture_code"), try row.decode("name"))
+    }
+
+    /// Who may write a municipality's daily-life areas (and the places they cover): the
+    /// municipality's own tenant (a designated city's for the city), or its prefecture's, which
+    /// also defines them for the whole prefecture; a national admin, as always.
+    @discardableResult
+    static func requireDailyLifeOwner(municipality: String, prefecture: String, context: RequestContext) throws -> Principal {
+        let principal = try context.writer()
+        if !principal.mayWrite(rowsOf: prefecture) { try principal.requireOwner(of: municipality) }
+        return principal
+    }
+
+    /// The rows of a municipality's own import: only daily-life areas, only of that municipality,
+    /// and no code another municipality's daily-life area of the prefecture already has (codes are
+    /// the prefecture's: the area would move, which only the prefecture's import may do).
+    static func validateOwnDailyLife(_ rows: [Row], municipality: String, prefecture: String,
+                                     on tx: PostgresConnection) throws -> [(Int, String)] {
+        var problems: [(Int, String)] = []
+        let codes = rows.filter { $0.kind == "daily_life_area" }.map(\.code)
+        var taken: [String: (municipality: String, name: String)] = [:]
+        for row in try tx.query("""
+            SELECT g.local_code, g.municipality_code, a.name FROM registry.area_groups g
+            JOIN registry.areas a ON a.code = g.municipality_code
+            WHERE g.prefecture_code = \(prefecture) AND g.kind = 'daily_life_area'
+              AND g.local_code = ANY(\(codes)::text[]) AND g.municipality_code <> \(municipality)
+            """) {
+            taken[try row.decode("local_code")] = (try row.decode("municipality_code"), try row.decode("name"))
+        }
+        for row in rows where row.kind == "daily_life_area" {
+            if let other = taken[row.code] {
+                problems.append((row.line, "code \(row.code) is already the daily-life area of \(other.name) (\(other.municipality)) in this prefecture: choose another code"))
+            }
+        }
+        return problems
+    }
+
+    /// Checks every row; `municipality` names the municipality of a municipality's own import,
+    /// whose rows must all be its daily-life areas.
+    static func validate(_ rows: [Row], prefecture: String, municipality: String? = nil, municipalities: [String: String],
                          replacing replaced: Set<String>) -> [(Int, String)] {
         var problems: [(Int, String)] = []
         var names: [String: (name: String, line: Int)] = [:]           // kind:code -> name
@@ -154,6 +240,16 @@ enum AreaGroups {
             guard kinds.contains(row.kind) else {
                 problems.append((row.line, "unknown kind \"\(row.kind)\" (use \(kinds.joined(separator: ", ")))"))
                 continue
+            }
+            if let municipality {
+                guard row.kind == "daily_life_area" else {
+                    problems.append((row.line, "kind \(row.kind) is the prefecture's: a municipality imports only its daily-life areas"))
+                    continue
+                }
+                guard row.municipality == municipality else {
+                    problems.append((row.line, "daily-life area \(row.code) lies in \(row.municipality): this file is municipality \(municipality)'s"))
+                    continue
+                }
             }
             guard replaced.contains(row.kind) else {
                 problems.append((row.line, "kind \(row.kind) is not among the kinds this import replaces (\(replaced.sorted().joined(separator: ", ")))"))
@@ -206,9 +302,11 @@ enum AreaGroups {
     }
 
     /// Upserts every area in the file and removes the prefecture's areas of the replaced kinds that
-    /// the file no longer has, detaching the resources that referred to them first.
-    static func store(_ rows: [Row], kinds replaced: Set<String>, prefecture: String, principal: Principal,
-                      on tx: PostgresConnection) throws -> JSONValue {
+    /// the file no longer has (only `municipality`'s daily-life areas, when it is a municipality's
+    /// import), detaching the resources that referred to them first. The places an area covers go
+    /// with it, and those of a daily-life area moved to another municipality are deleted.
+    static func store(_ rows: [Row], kinds replaced: Set<String>, prefecture: String, municipality: String? = nil,
+                      principal: Principal, on tx: PostgresConnection) throws -> JSONValue {
         var groups: [String: Row] = [:]
         var members: [(group: String, kind: String, municipality: String)] = []
         for row in rows {
@@ -235,6 +333,7 @@ enum AreaGroups {
         let removed: [String] = try tx.query("""
             SELECT id FROM registry.area_groups
             WHERE prefecture_code = \(prefecture) AND kind = ANY(\(replacedKinds)::text[])
+              AND (\(municipality)::text IS NULL OR municipality_code = \(municipality))
               AND id NOT IN (SELECT x->>'id' FROM jsonb_array_elements(\(groupJSON)::jsonb) x)
             ORDER BY id FOR UPDATE
             """).map { try $0.decode("id") }
@@ -248,6 +347,11 @@ enum AreaGroups {
             moved[try row.decode("id")] = try row.decode("municipality")
         }
         let affected = try detachResources(removed: removed, moved: moved, principal: principal, on: tx)
+        let placesRemoved: Int = try tx.query("""
+            WITH gone AS (DELETE FROM registry.area_places
+                          WHERE daily_life_area_id = ANY(\(removed + moved.keys.sorted())::text[]) RETURNING 1)
+            SELECT count(*) AS n FROM gone
+            """)[0].decode("n")
         try tx.query("DELETE FROM registry.area_groups WHERE id = ANY(\(removed)::text[])")
         try tx.query("""
             INSERT INTO registry.area_groups (id, kind, prefecture_code, local_code, name, kana, name_search, kana_search, municipality_code)
@@ -268,13 +372,15 @@ enum AreaGroups {
             """)
         var counts: [String: JSONValue] = [:]
         for kind in replaced.sorted() { counts[kind] = .integer(Int64(groups.values.filter { $0.kind == kind }.count)) }
-        return .object([
+        var reply: [String: JSONValue] = [
             "prefecture": .string(prefecture), "kinds": .array(replaced.sorted().map { .string($0) }),
             "areas": .object(counts), "memberships": .integer(Int64(members.count)),
-            "removed_areas": .array(removed.map { .string($0) }),
+            "removed_areas": .array(removed.map { .string($0) }), "removed_places": .integer(Int64(placesRemoved)),
             "affected_resources": .array(Array(affected.prefix(maxAffectedListed))),
             "affected_count": .integer(Int64(affected.count)),
-        ])
+        ]
+        if let municipality { reply["municipality"] = .string(municipality) }
+        return .object(reply)
     }
 
     /// Clears the references of resources to the `removed` areas (and to daily-life areas `moved`
@@ -376,7 +482,7 @@ enum AreaGroups {
                               FROM registry.area_groups d WHERE d.municipality_code = a.code), '[]')
                     || jsonb_build_array(jsonb_build_object('level', 'municipality', 'id', a.code, 'name', a.name))
                     || coalesce((SELECT jsonb_agg(jsonb_build_object('level', g.kind, 'id', g.id, 'name', g.name)
-                                     ORDER BY CASE g.kind WHEN 'disability_area' THEN 0 ELSE 1 END)
+                                     ORDER BY array_position(\(memberKinds)::text[], g.kind))
                               FROM registry.area_group_members m JOIN registry.area_groups g ON g.id = m.group_id
                               WHERE m.municipality_code = a.code), '[]')
                     || jsonb_build_array(jsonb_build_object('level', 'prefecture', 'id', p.code, 'name', p.name),

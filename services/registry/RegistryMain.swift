@@ -13,7 +13,7 @@ enum RegistryMain {
                 version: "0.1.0",
                 schema: "registry",
                 migrations: try ServiceRunner.bundledMigrations(in: .module),
-                operations: try AreaOperations.all() + AreaGroups.operations() + Taxonomy.operations()
+                operations: try AreaOperations.all() + AreaGroups.operations() + AreaPlaces.operations() + Taxonomy.operations()
                     + Resources.operations() + Backups.operations() + Search.operations() + Participation.operations() + ResourceImport.operations() + ResourceExport.operations()
                     + registryEvents.operations(),
                 events: registryEvents

@@ -136,7 +136,7 @@ enum Search {
             },
             try .read(
                 "resource.serve",
-                summary: "For a person living in a municipality (and, given, their own daily-life area): the resources that serve them, nearest level first (daily-life area, municipality, disability and medical areas, prefecture), each once with who backs it up, paged.",
+                summary: "For a person living in a municipality (and, given, their own daily-life area): the resources that serve them, nearest level first (daily-life area, municipality, health-centre, disability and medical areas, prefecture), each once with who backs it up, paged.",
                 schema: Schemas.object(serveProperties + filterProperties, required: ["municipality"]),
                 input: ServeInput.self
             ) { context, input in
@@ -218,7 +218,8 @@ enum Search {
         }
     }
 
-    /// The municipalities inside an area (prefecture, municipality, disability or medical area),
+    /// The municipalities inside an area (prefecture, municipality, health-centre, disability or
+    /// medical area),
     /// or the daily-life area itself.
     static func resolveWithin(area: String, on connection: PostgresConnection) throws -> (municipalities: [String], dailyLifeArea: String?) {
         let rows = try connection.query("""
@@ -238,7 +239,7 @@ enum Search {
     }
 
     /// The ids of every level serving a municipality: its daily-life areas, itself, its
-    /// disability and medical areas, its prefecture, and `national`.
+    /// health-centre, disability and medical areas, its prefecture, and `national`.
     static func chainIDs(municipality: String, on connection: PostgresConnection) throws -> [String] {
         let chain = try AreaGroups.chainJSON(municipality: municipality, on: connection)
         guard case .array(let levels)? = chain["chain"] else { return [] }
@@ -248,8 +249,8 @@ enum Search {
     // MARK: resource.serve
 
     /// Who serves a resident, nearest level first: their own daily-life area (when they name it;
-    /// the municipality's others serve other people), the municipality, its disability and
-    /// medical areas, the prefecture. Not the nation: the national adviser organisation backs up
+    /// the municipality's others serve other people), the municipality, its health-centre,
+    /// disability and medical areas, the prefecture. Not the nation: the national adviser organisation backs up
     /// the implementing bodies (it appears among backers), it does not serve residents. Each
     /// resource appears once, at the one level it serves; a page holds `limit` of them in that
     /// order, every level listed (empty ones too) so a screen can show where the page stands.

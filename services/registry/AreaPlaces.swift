@@ -1,0 +1,193 @@
+import CSV
+import Foundation
+import JSONSchema
+import Postgres
+import ServiceRuntime
+import Wire
+
+/// The places a daily-life area covers, so a resident finds their area by the name of where they
+/// live: 町名・丁目 (`town`) and school districts (`school_district`).
+///
+/// `area.places.import` takes a CSV with the header `daily_life_area_id,kind,name,kana` (the
+/// area by its id or by its code, as `area.groups` lists them) and replaces the whole list of one
+/// municipality, written by whoever writes its daily-life areas (the municipality's tenant or its
+/// prefecture's, `AreaGroups.requireDailyLifeOwner`). All or nothing, errors by line, as
+/// `area.import`. `area.find` returns the daily-life areas one of whose places starts with the
+/// typed text, in kanji or in kana, folded as every search here is (`SearchText.normalise`:
+/// hiragana or katakana, full or half width).
+enum AreaPlaces {
+    static let placeKinds = ["town", "school_district"]
+    /// The longest place name or kana stored.
+    static let maxNameLength = 100
+
+    struct ImportInput: Decodable, Sendable {
+        let municipality: String
+        let csv: String
+    }
+
+    struct FindInput: Decodable, Sendable {
+        let municipality: String?
+        let text: String
+        let limit: Int?
+        let after: String?
+    }
+
+    static func operations() throws -> [ServiceOperation] {
+        [
+            try .write(
+                "area.places.import",
+                summary: "Replace the places (town: 町名・丁目, school_district: 学区) a municipality's daily-life areas cover, from CSV (daily_life_area_id,kind,name,kana; the area by id or code). By the municipality's tenant or its prefecture's. All or nothing; errors are listed by line.",
+                schema: """
+                    {"type":"object","additionalProperties":false,"required":["municipality","csv"],
+                     "properties":{"municipality":{"type":"string","pattern":"^[0-9]{6}$","maxLength":6},
+                                   "csv":{"type":"string","maxLength":4000000}}}
+                    """,
+                input: ImportInput.self
+            ) { context, input, tx in
+                try importCSV(input, context: context, on: tx)
+            },
+            try .read(
+                "area.find",
+                summary: "The daily-life areas covering a place whose name or kana starts with text (kana and width folded), optionally in one municipality, each with the places that matched; paged by after (an area id).",
+                schema: """
+                    {"type":"object","additionalProperties":false,"required":["text"],
+                     "properties":{"municipality":{"type":"string","pattern":"^[0-9]{6}$","maxLength":6},
+                                   "text":{"type":"string","minLength":1,"maxLength":100},
+                                   "limit":{"type":"integer","minimum":1,"maximum":100},
+                                   "after":{"type":"string","maxLength":100}}}
+                    """,
+                input: FindInput.self
+            ) { context, input in
+                try await find(input, database: context.database)
+            },
+        ]
+    }
+
+    // MARK: Import
+
+    struct Place {
+        let line: Int
+        let area: String
+        let kind: String
+        let name: String
+        let kana: String
+    }
+
+    static func importCSV(_ input: ImportInput, context: RequestContext, on tx: PostgresConnection) throws -> JSONValue {
+        let municipality = input.municipality
+        let prefecture = try AreaGroups.municipalityOwner(municipality, on: tx).prefecture
+        try AreaGroups.requireDailyLifeOwner(municipality: municipality, prefecture: prefecture, context: context)
+        let table: [(line: Int, values: [String: String])]
+        do {
+            table = try CSVReader.table(input.csv, required: ["daily_life_area_id", "kind", "name", "kana"])
+        } catch {
+            throw AreaGroups.report([(error.line, error.message)])
+        }
+        // The same lock as area.import's: the municipality's areas stay as they are until this commits.
+        try tx.query("SELECT pg_advisory_xact_lock(hashtextextended(\("registry.area_groups/" + prefecture), 0))")
+        var areas: [String: String] = [:]  // id and code -> id
+        for row in try tx.query("""
+            SELECT id, local_code FROM registry.area_groups
+            WHERE municipality_code = \(municipality) AND kind = 'daily_life_area'
+            """) {
+            let id: String = try row.decode("id")
+            areas[id] = id
+            areas[try row.decode("local_code")] = id
+        }
+        var problems: [(Int, String)] = []
+        var places: [Place] = []
+        var seen: [String: Int] = [:]  // area/kind/name -> line
+        for entry in table {
+            let value = { (column: String) in entry.values[column] ?? "" }
+            let named = value("daily_life_area_id")
+            let kind = value("kind")
+            let (name, kana) = (value("name"), value("kana"))
+            guard let area = areas[named] else {
+                problems.append((entry.line, named.isEmpty ? "daily_life_area_id is empty"
+                                 : "no daily-life area \"\(named)\" in municipality \(municipality)"))
+                continue
+            }
+            guard placeKinds.contains(kind) else {
+                problems.append((entry.line, "unknown kind \"\(kind)\" (use \(placeKinds.joined(separator: ", ")))"))
+                continue
+            }
+            if name.isEmpty {
+                problems.append((entry.line, "name is empty"))
+                continue
+            }
+            if name.count > maxNameLength || kana.count > maxNameLength {
+                problems.append((entry.line, "name and kana must be at most \(maxNameLength) characters"))
+                continue
+            }
+            let key = "\(area)/\(kind)/\(name)"
+            if let line = seen[key] {
+                problems.append((entry.line, "\(kind) \"\(name)\" of \(area) is listed on line \(line) already"))
+                continue
+            }
+            seen[key] = entry.line
+            places.append(Place(line: entry.line, area: area, kind: kind, name: name, kana: kana))
+        }
+        if !problems.isEmpty { throw AreaGroups.report(problems) }
+        let placesJSON = JSONValue.array(places.map {
+            .object(["area": .string($0.area), "kind": .string($0.kind), "name": .string($0.name), "kana": .string($0.kana),
+                     "name_search": .string(SearchText.normalise($0.name)), "kana_search": .string(SearchText.normalise($0.kana))])
+        }).jsonText
+        let removed: Int = try tx.query("""
+            WITH gone AS (DELETE FROM registry.area_places p USING registry.area_groups g
+                          WHERE g.id = p.daily_life_area_id AND g.municipality_code = \(municipality)
+                            AND g.kind = 'daily_life_area' RETURNING 1)
+            SELECT count(*) AS n FROM gone
+            """)[0].decode("n")
+        try tx.query("""
+            INSERT INTO registry.area_places (daily_life_area_id, kind, name, kana, name_search, kana_search)
+            SELECT x->>'area', x->>'kind', x->>'name', x->>'kana', x->>'name_search', x->>'kana_search'
+            FROM jsonb_array_elements(\(placesJSON)::jsonb) x
+            """)
+        var counts: [String: JSONValue] = [:]
+        for kind in placeKinds { counts[kind] = .integer(Int64(places.filter { $0.kind == kind }.count)) }
+        return .object([
+            "municipality": .string(municipality), "places": .object(counts),
+            "areas": .integer(Int64(Set(places.map(\.area)).count)), "replaced": .integer(Int64(removed)),
+        ])
+    }
+
+    // MARK: Finding
+
+    static func find(_ input: FindInput, database: PostgresPool) async throws -> JSONValue {
+        let text = SearchText.normalise(input.text).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !text.isEmpty else {
+            throw WireError.invalidInput("text is blank", violations: [.init(path: "/text", message: "type part of a place's name")])
+        }
+        let pattern = SearchText.likePrefix(text)
+        let limit = input.limit ?? 20
+        let (municipality, after) = (input.municipality, input.after)
+        return try await database.withConnection { connection in
+            var areas = try connection.jsonRows("""
+                WITH hits AS (
+                    SELECT p.daily_life_area_id AS id,
+                           jsonb_agg(jsonb_build_object('kind', p.kind, 'name', p.name, 'kana', p.kana)
+                                     ORDER BY p.kind DESC, p.name_search, p.name) AS places
+                    FROM registry.area_places p JOIN registry.area_groups g ON g.id = p.daily_life_area_id
+                    WHERE (p.name_search LIKE \(pattern) ESCAPE '\\' OR p.kana_search LIKE \(pattern) ESCAPE '\\')
+                      AND (\(municipality)::text IS NULL OR g.municipality_code = \(municipality))
+                      AND (\(after)::text IS NULL OR p.daily_life_area_id > \(after))
+                    GROUP BY p.daily_life_area_id
+                    ORDER BY p.daily_life_area_id
+                    LIMIT \(limit + 1)
+                )
+                SELECT jsonb_build_object('id', g.id, 'code', g.local_code, 'name', g.name, 'kana', g.kana,
+                                          'municipality', g.municipality_code, 'municipality_name', a.name,
+                                          'places', h.places) AS j
+                FROM hits h JOIN registry.area_groups g ON g.id = h.id JOIN registry.areas a ON a.code = g.municipality_code
+                ORDER BY g.id
+                """)
+            if areas.isEmpty, let municipality { _ = try AreaGroups.municipalityOwner(municipality, on: connection) }
+            var next: JSONValue = .null
+            if areas.count > limit {
+                areas.removeLast()
+                next = areas.last?["id"] ?? .null
+            }
+            return .object(["areas": .array(areas), "next_after": next])
+        }
+    }
+}
