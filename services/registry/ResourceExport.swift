@@ -39,7 +39,10 @@ enum ResourceExport {
     static let csvColumns = ["id"] + ["external_id", "organization", "name", "kana", "category_code", "kinds", "municipality_code",
                                       "daily_life_area_id", "serves_area", "postal_code", "address", "latitude", "longitude", "phone",
                                       "email", "url", "description", "hours", "access_modes", "capacity", "vacancies",
-                                      "consultation_types", "serves_except_own_bodies"]
+                                      "consultation_types", "serves_except_own_bodies", "phones", "languages",
+                                      "accessibility", "eligibility", "fees", "office_number", "last_verified_at",
+                                      "last_verified_by", "status", "corporate_number"]
+    // Never the staff-only fields (DirectoryFields.staffOnly): an export is public.
 
     static func export(_ input: Input, database: PostgresPool) async throws -> JSONValue {
         let limit = input.limit ?? 1000
@@ -76,6 +79,7 @@ enum ResourceExport {
                     text += CSVReader.line(csvColumns.map { column in
                         switch record[column] {
                         case let hours? where column == "hours": OpeningHours.csvText(hours)
+                        case let phones? where column == "phones": DirectoryFields.phonesCSV(phones)
                         case .string(let s)?: s
                         case .integer(let i)?: String(i)
                         case .number(let d)?: String(d)
@@ -100,7 +104,10 @@ enum ResourceExport {
             'address', r.address, 'latitude', r.latitude, 'longitude', r.longitude, 'phone', r.phone, 'email', r.email,
             'url', r.url, 'description', r.description, 'hours', r.hours, 'access_modes', r.access_modes,
             'capacity', r.capacity, 'vacancies', r.vacancies, 'consultation_types', r.consultation_types,
-            'serves_except_own_bodies', r.serves_except_own_bodies)
+            'serves_except_own_bodies', r.serves_except_own_bodies, 'phones', r.phones, 'languages', r.languages,
+            'accessibility', r.accessibility, 'eligibility', r.eligibility, 'fees', r.fees, 'office_number', r.office_number,
+            'last_verified_at', r.last_verified_at, 'last_verified_by', r.last_verified_by, 'status', r.status,
+            'corporate_number', o.corporate_number)
         """
 
     /// The free text of a `url` column that HSDS's `"format": "uri"` accepts: an absolute http(s)
@@ -121,17 +128,35 @@ enum ResourceExport {
         jsonb_strip_nulls(jsonb_build_object(
             'id', r.id, 'organization_id', o.id, 'name', r.name, 'alternate_name', nullif(r.kana, ''),
             'description', nullif(r.description, ''), 'url', CASE WHEN r.url ~ \(webAddressPattern) THEN r.url END,
-            'email', CASE WHEN r.email ~ \(emailPattern) THEN r.email END, 'status', 'active',
+            'email', CASE WHEN r.email ~ \(emailPattern) THEN r.email END,
+            'status', CASE WHEN r.status = 'temporarily_closed' THEN 'temporarily closed' ELSE 'active' END,
+            'eligibility_description', nullif(r.eligibility, ''), 'fees_description', nullif(r.fees, ''),
+            -- The day the record was last checked; who checked it (a role or office) has no place in HSDS.
+            'assured_date', to_char(r.last_verified_at, 'YYYY-MM-DD'),
+            -- ISO 639 codes, named in Japanese when we know the name (jsl 日本手話).
+            'languages', (SELECT jsonb_agg(jsonb_build_object('id', md5(r.id::text || 'language:' || l.code)::uuid, 'service_id', r.id,
+                    'code', l.code, 'name', (\(DirectoryFields.languageNames)::text[])[array_position(\(DirectoryFields.languageCodes)::text[], l.code)])
+                    ORDER BY l.n)
+                FROM unnest(r.languages) WITH ORDINALITY AS l(code, n)),
             'capacity', r.capacity, 'vacancies', r.vacancies,
             'last_modified', to_char(r.updated_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
             'organization', jsonb_build_object('id', o.id, 'name', o.name, 'alternate_name', nullif(o.kana, ''),
                 'description', o.description, 'website', CASE WHEN o.url ~ \(webAddressPattern) THEN o.url END,
                 'email', CASE WHEN o.email ~ \(emailPattern) THEN o.email END,
+                -- 法人番号, scheme JP-JCN as org-id.guide lists it.
+                'organization_identifiers', CASE WHEN o.corporate_number <> '' THEN jsonb_build_array(jsonb_build_object(
+                    'id', md5(o.id::text || 'corporate_number')::uuid, 'organization_id', o.id, 'identifier_scheme', 'JP-JCN',
+                    'identifier_type', '法人番号', 'identifier', o.corporate_number)) END,
                 'phones', CASE WHEN o.phone <> '' THEN jsonb_build_array(jsonb_build_object(
                     'id', md5(o.id::text || 'phone')::uuid, 'organization_id', o.id, 'number', o.phone, 'type', 'voice')) END),
-            -- The one number we keep is the one to call: RFC 6350 type voice, as HSDS asks.
-            'phones', CASE WHEN r.phone <> '' THEN jsonb_build_array(jsonb_build_object(
-                'id', md5(r.id::text || 'phone')::uuid, 'service_id', r.id, 'number', r.phone, 'type', 'voice')) END,
+            -- The main number is the one to call, RFC 6350 type voice as HSDS asks; then the typed
+            -- `phones` (fax, text, video: how a deaf caller reaches the service).
+            'phones', (SELECT jsonb_agg(p.phone ORDER BY p.n) FROM (
+                    SELECT 0 AS n, jsonb_build_object('id', md5(r.id::text || 'phone')::uuid, 'service_id', r.id,
+                                                      'number', r.phone, 'type', 'voice') AS phone WHERE r.phone <> ''
+                    UNION ALL SELECT x.n, jsonb_build_object('id', md5(r.id::text || 'phone' || x.n)::uuid, 'service_id', r.id,
+                                                             'number', x.e->>'number', 'type', x.e->>'type')
+                    FROM jsonb_array_elements(r.phones) WITH ORDINALITY AS x(e, n)) p),
             -- Hours are Japan's local time, UTC+9 all year (no daylight saving), and HSDS times carry
             -- their offset. A time of day ends before 24:00, so closing at midnight is written 00:00.
             -- Public holidays have no RRULE day: an entry for them alone has no freq, and each
@@ -159,6 +184,12 @@ enum ResourceExport {
                 'id', md5(r.id::text || 'sal')::uuid, 'service_id', r.id, 'location_id', md5(r.id::text || 'location')::uuid,
                 'location', jsonb_build_object('id', md5(r.id::text || 'location')::uuid, 'location_type', 'physical',
                     'organization_id', o.id, 'name', r.name, 'latitude', r.latitude, 'longitude', r.longitude,
+                    -- 事業所番号, the office's number under the long-term care / disability welfare acts.
+                    'external_identifier', nullif(r.office_number, ''),
+                    'external_identifier_type', CASE WHEN r.office_number <> '' THEN '事業所番号' END,
+                    'accessibilitys', CASE WHEN r.accessibility <> '' THEN jsonb_build_array(jsonb_build_object(
+                        'id', md5(r.id::text || 'accessibility')::uuid, 'location_id', md5(r.id::text || 'location')::uuid,
+                        'description', r.accessibility)) END,
                     -- HSDS 3.0 spells the key with three s. An address needs its first line: none without one.
                     'addresss', CASE WHEN r.address <> '' THEN jsonb_build_array(jsonb_build_object(
                         'id', md5(r.id::text || 'address')::uuid, 'location_id', md5(r.id::text || 'location')::uuid,

@@ -21,15 +21,22 @@ import Wire
 /// Columns (header names; `|` separates list items): external_id, organization, name, kana,
 /// category_code, kinds, municipality_code, daily_life_area_id, serves_area, postal_code, address,
 /// latitude, longitude, phone, email, url, description, hours, access_modes, capacity, vacancies,
-/// consultation_types. The first five of external_id, organization, name, category_code,
+/// consultation_types, serves_except_own_bodies, phones, languages, accessibility, eligibility, fees,
+/// office_number, last_verified_at, last_verified_by, status, corporate_number (the organisation's). The first five of external_id, organization, name, category_code,
 /// municipality_code are required; the other columns may be left out. `hours` is in the form
-/// `OpeningHours` describes; a file without that column keeps the hours stored.
+/// `OpeningHours` describes; a file without that column keeps the hours stored, as one without
+/// any of the columns after consultation_types keeps those values. The staff-only fields are no
+/// column: an import never shows or changes them.
 enum ResourceImport {
     static let required = ["external_id", "organization", "name", "category_code", "municipality_code"]
     static let textColumns = ["external_id", "organization", "name", "kana", "category_code", "municipality_code",
                               "daily_life_area_id", "serves_area", "postal_code", "address", "phone", "email", "url", "description"]
     static let listColumns = ["kinds", "access_modes", "consultation_types"]
-    static let columns = textColumns + listColumns + ["latitude", "longitude", "capacity", "vacancies", "hours", "serves_except_own_bodies"]
+    /// Columns that, left out of a file, keep the stored value (an empty cell clears it).
+    static let keptTextColumns = ["accessibility", "eligibility", "fees", "office_number", "last_verified_at", "last_verified_by",
+                                  "status", "corporate_number"]
+    static let columns = textColumns + listColumns + ["latitude", "longitude", "capacity", "vacancies", "hours", "serves_except_own_bodies",
+                                                      "phones", "languages"] + keptTextColumns
     static let maxErrorsShown = 500
     /// How long an import may stay open (begun, not committed) before it expires.
     static let expirySeconds = 86_400
@@ -194,6 +201,53 @@ enum ResourceImport {
                     bad = true
                 }
             }
+            // The directory fields (migration 0025): left out, as hours, the stored value stays.
+            if let text = values["phones"] {
+                if let phones = DirectoryFields.parsePhones(csvText: text) {
+                    row["phones"] = phones
+                } else {
+                    staged.errors.append((line, "phones \"\(text)\" is not like \"voice:088-000-0000|fax:088-000-0001\" (types voice, fax, text, video; at most \(DirectoryFields.maxPhones))"))
+                    bad = true
+                }
+            }
+            if let text = values["languages"] {
+                let codes = text.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+                if codes.count <= DirectoryFields.maxLanguages,
+                   codes.allSatisfy({ $0.count <= 35 && $0.range(of: DirectoryFields.languagePattern, options: .regularExpression) != nil }) {
+                    var seen = Set<String>()
+                    row["languages"] = .array(codes.filter { seen.insert($0).inserted }.map { .string($0) })
+                } else {
+                    staged.errors.append((line, "languages \"\(text)\" are not ISO 639 codes like \"ja|jsl\""))
+                    bad = true
+                }
+            }
+            for column in keptTextColumns {
+                guard let raw = values[column] else { continue }
+                let text = ["office_number", "last_verified_at", "status", "corporate_number"].contains(column)
+                    ? raw.trimmingCharacters(in: .whitespaces) : raw
+                var problem: String?
+                switch column {
+                case "office_number" where !text.isEmpty && !(text.count == 10 && text.allSatisfy(\.isASCII) && text.allSatisfy(\.isNumber)):
+                    problem = "office_number \"\(text)\" is not a 事業所番号 of 10 digits"
+                case "corporate_number" where !text.isEmpty && !DirectoryFields.isCorporateNumber(text):
+                    problem = "corporate_number \"\(text)\" is not a 法人番号 (13 digits, the first its check digit)"
+                case "last_verified_at" where !text.isEmpty && !DirectoryFields.isDate(text):
+                    problem = "last_verified_at \"\(text)\" is not a date like 2025-04-01"
+                case "status" where !text.isEmpty && !DirectoryFields.statuses.contains(text):
+                    problem = "status \"\(text)\" is not active or temporarily_closed"
+                case _ where ["accessibility", "eligibility", "fees"].contains(column) && text.count > 2000:
+                    problem = "\(column) is longer than 2000 characters"
+                case "last_verified_by" where text.count > 200:
+                    problem = "last_verified_by is longer than 200 characters"
+                default: break
+                }
+                if let problem {
+                    staged.errors.append((line, problem))
+                    bad = true
+                } else {
+                    row[column] = .string(column == "status" && text.isEmpty ? "active" : text)
+                }
+            }
             for (column, limit) in [("name", 200), ("kana", 200), ("address", 300), ("description", 4000), ("external_id", 100)]
             where (values[column] ?? "").count > limit {
                 staged.errors.append((line, "\(column) is longer than \(limit) characters"))
@@ -213,14 +267,19 @@ enum ResourceImport {
             try tx.query("""
                 INSERT INTO registry.import_rows (import_id, line, external_id, organization, name, kana, category_code, kinds,
                     municipality_code, daily_life_area_id, serves_area, postal_code, address, latitude, longitude, phone, email,
-                    url, description, hours, access_modes, capacity, vacancies, consultation_types, serves_except_own_bodies, search_text)
+                    url, description, hours, access_modes, capacity, vacancies, consultation_types, serves_except_own_bodies, search_text,
+                    phones, languages, accessibility, eligibility, fees, office_number, last_verified_at, last_verified_by, status,
+                    corporate_number)
                 SELECT \(importID)::uuid, (x->>'line')::int, x->>'external_id', x->>'organization', x->>'name', x->>'kana',
                     x->>'category_code', ARRAY(SELECT jsonb_array_elements_text(x->'kinds')), x->>'municipality_code',
                     nullif(x->>'daily_life_area_id', ''), nullif(x->>'serves_area', ''), x->>'postal_code', x->>'address',
                     (x->>'latitude')::double precision, (x->>'longitude')::double precision, x->>'phone', x->>'email', x->>'url',
                     x->>'description', x->'hours', ARRAY(SELECT jsonb_array_elements_text(x->'access_modes')), (x->>'capacity')::int,
                     (x->>'vacancies')::int, ARRAY(SELECT jsonb_array_elements_text(x->'consultation_types')),
-                    (x->>'serves_except_own_bodies')::boolean, x->>'search_text'
+                    (x->>'serves_except_own_bodies')::boolean, x->>'search_text', x->'phones',
+                    CASE WHEN x ? 'languages' THEN ARRAY(SELECT jsonb_array_elements_text(x->'languages')) END,
+                    x->>'accessibility', x->>'eligibility', x->>'fees', x->>'office_number', x->>'last_verified_at',
+                    x->>'last_verified_by', x->>'status', x->>'corporate_number'
                 FROM jsonb_array_elements(\(JSONValue.array(staged.rows).jsonText)::jsonb) x
                 ON CONFLICT (import_id, line) DO NOTHING
                 """)
@@ -315,6 +374,11 @@ enum ResourceImport {
                 UNION ALL SELECT line, 'unknown consultation type ' || t FROM s, unnest(s.consultation_types) t
                     WHERE NOT EXISTS (SELECT 1 FROM registry.consultation_types c WHERE c.code = t)
                 UNION ALL SELECT line, 'vacancies exceed the capacity' FROM s WHERE vacancies > capacity
+                UNION ALL SELECT line, 'corporate_number of ' || organization || ' differs from line ' || first FROM
+                    (SELECT line, organization, corporate_number,
+                            first_value(line) OVER (PARTITION BY organization ORDER BY line) AS first,
+                            first_value(corporate_number) OVER (PARTITION BY organization ORDER BY line) AS first_number
+                     FROM s WHERE corporate_number IS NOT NULL) d WHERE corporate_number <> first_number
             )
             SELECT line, message, count(*) OVER () AS total FROM problems ORDER BY line, message LIMIT \(maxErrorsShown)
             """)
@@ -330,22 +394,47 @@ enum ResourceImport {
         let staged: Int = try tx.query("SELECT count(*) AS n FROM registry.import_rows WHERE import_id = \(id)::uuid")[0].decode("n")
         let organizations = try tx.query("""
             WITH made AS (
-                INSERT INTO registry.organizations (tenant, name)
-                SELECT DISTINCT \(tenant), s.organization FROM registry.import_rows s
+                INSERT INTO registry.organizations (tenant, name, corporate_number)
+                SELECT DISTINCT ON (s.organization) \(tenant), s.organization, coalesce(s.corporate_number, '')
+                FROM registry.import_rows s
                 WHERE s.import_id = \(id)::uuid AND NOT EXISTS (SELECT 1 FROM registry.organizations o
                     WHERE o.tenant = \(tenant) AND o.name = s.organization AND o.retired_at IS NULL)
+                ORDER BY s.organization, s.corporate_number NULLS LAST
                 RETURNING *)
             INSERT INTO registry.organization_history (organization_id, version, changed_by, change, snapshot)
             SELECT id, version, \(principal.tokenID), 'created', to_jsonb(made) FROM made RETURNING organization_id
             """).count
+        // A file with the corporate_number column gives its organisations that 法人番号 (a new
+        // version when it changes); without the column they keep theirs.
+        try tx.query("""
+            WITH wanted AS (
+                SELECT DISTINCT organization, corporate_number FROM registry.import_rows
+                WHERE import_id = \(id)::uuid AND corporate_number IS NOT NULL),
+            changed AS (
+                UPDATE registry.organizations o SET corporate_number = w.corporate_number, version = o.version + 1, updated_at = now()
+                FROM wanted w
+                WHERE o.tenant = \(tenant) AND o.name = w.organization AND o.retired_at IS NULL
+                  AND o.corporate_number <> w.corporate_number
+                RETURNING o.*)
+            INSERT INTO registry.organization_history (organization_id, version, changed_by, change, snapshot)
+            SELECT id, version, \(principal.tokenID), 'updated', to_jsonb(changed) FROM changed
+            """)
 
         // A file without the hours column keeps the hours already stored (set by resource.update):
         // copied in here, they compare equal below and leave an otherwise unchanged row unchanged.
         try tx.query("""
             UPDATE registry.import_rows s SET hours = coalesce(s.hours, r.hours),
-                serves_except_own_bodies = coalesce(s.serves_except_own_bodies, r.serves_except_own_bodies)
+                serves_except_own_bodies = coalesce(s.serves_except_own_bodies, r.serves_except_own_bodies),
+                phones = coalesce(s.phones, r.phones), languages = coalesce(s.languages, r.languages),
+                accessibility = coalesce(s.accessibility, r.accessibility), eligibility = coalesce(s.eligibility, r.eligibility),
+                fees = coalesce(s.fees, r.fees), office_number = coalesce(s.office_number, r.office_number),
+                last_verified_at = coalesce(s.last_verified_at, coalesce(r.last_verified_at::text, '')),
+                last_verified_by = coalesce(s.last_verified_by, r.last_verified_by), status = coalesce(s.status, r.status)
             FROM registry.resources r
-            WHERE s.import_id = \(id)::uuid AND (s.hours IS NULL OR s.serves_except_own_bodies IS NULL)
+            WHERE s.import_id = \(id)::uuid
+              AND (s.hours IS NULL OR s.serves_except_own_bodies IS NULL OR s.phones IS NULL OR s.languages IS NULL
+                   OR s.accessibility IS NULL OR s.eligibility IS NULL OR s.fees IS NULL OR s.office_number IS NULL
+                   OR s.last_verified_at IS NULL OR s.last_verified_by IS NULL OR s.status IS NULL)
               AND r.tenant = \(tenant) AND r.external_id = s.external_id
             """)
         try tx.execute(unsafeSQL: """
@@ -359,11 +448,14 @@ enum ResourceImport {
             up AS (
                 INSERT INTO registry.resources AS r (tenant, organization_id, external_id, name, kana, category_code, kinds,
                     municipality_code, daily_life_area_id, serves_area, postal_code, address, latitude, longitude, phone, email,
-                    url, description, hours, access_modes, capacity, vacancies, consultation_types, serves_except_own_bodies, search_text)
+                    url, description, hours, access_modes, capacity, vacancies, consultation_types, serves_except_own_bodies, search_text,
+                    phones, languages, accessibility, eligibility, fees, office_number, last_verified_at, last_verified_by, status)
                 SELECT \(tenant), organization_id, external_id, name, kana, category_code, kinds, municipality_code,
                     daily_life_area_id, serves_area, postal_code, address, latitude, longitude, phone, email, url, description,
                     coalesce(hours, '[]'), access_modes, capacity, vacancies, consultation_types,
-                    coalesce(serves_except_own_bodies, false), search_text
+                    coalesce(serves_except_own_bodies, false), search_text, coalesce(phones, '[]'), coalesce(languages, '{}'),
+                    coalesce(accessibility, ''), coalesce(eligibility, ''), coalesce(fees, ''), coalesce(office_number, ''),
+                    nullif(last_verified_at, '')::date, coalesce(last_verified_by, ''), coalesce(status, 'active')
                 FROM src ORDER BY line
                 ON CONFLICT (tenant, external_id) DO UPDATE SET organization_id = EXCLUDED.organization_id, name = EXCLUDED.name,
                     kana = EXCLUDED.kana, category_code = EXCLUDED.category_code, kinds = EXCLUDED.kinds,
@@ -372,17 +464,24 @@ enum ResourceImport {
                     latitude = EXCLUDED.latitude, longitude = EXCLUDED.longitude, phone = EXCLUDED.phone, email = EXCLUDED.email,
                     url = EXCLUDED.url, description = EXCLUDED.description, hours = EXCLUDED.hours, access_modes = EXCLUDED.access_modes,
                     capacity = EXCLUDED.capacity, vacancies = EXCLUDED.vacancies, consultation_types = EXCLUDED.consultation_types,
-                    serves_except_own_bodies = EXCLUDED.serves_except_own_bodies, search_text = EXCLUDED.search_text, version = r.version + 1, updated_at = now(), retired_at = NULL
+                    serves_except_own_bodies = EXCLUDED.serves_except_own_bodies, phones = EXCLUDED.phones,
+                    languages = EXCLUDED.languages, accessibility = EXCLUDED.accessibility, eligibility = EXCLUDED.eligibility,
+                    fees = EXCLUDED.fees, office_number = EXCLUDED.office_number, last_verified_at = EXCLUDED.last_verified_at,
+                    last_verified_by = EXCLUDED.last_verified_by, status = EXCLUDED.status,
+                    search_text = EXCLUDED.search_text, version = r.version + 1, updated_at = now(), retired_at = NULL
                 WHERE (r.organization_id, r.name, r.kana, r.category_code, r.kinds, r.municipality_code, r.daily_life_area_id,
                        r.serves_area, r.postal_code, r.address, r.latitude, r.longitude, r.phone, r.email, r.url, r.description,
                        r.hours, r.access_modes, r.capacity, r.vacancies, r.consultation_types, r.serves_except_own_bodies,
-                       r.retired_at IS NULL)
+                       r.phones, r.languages, r.accessibility, r.eligibility, r.fees, r.office_number, r.last_verified_at,
+                       r.last_verified_by, r.status, r.retired_at IS NULL)
                    IS DISTINCT FROM
                       (EXCLUDED.organization_id, EXCLUDED.name, EXCLUDED.kana, EXCLUDED.category_code, EXCLUDED.kinds,
                        EXCLUDED.municipality_code, EXCLUDED.daily_life_area_id, EXCLUDED.serves_area, EXCLUDED.postal_code,
                        EXCLUDED.address, EXCLUDED.latitude, EXCLUDED.longitude, EXCLUDED.phone, EXCLUDED.email, EXCLUDED.url,
                        EXCLUDED.description, EXCLUDED.hours, EXCLUDED.access_modes, EXCLUDED.capacity, EXCLUDED.vacancies,
-                       EXCLUDED.consultation_types, EXCLUDED.serves_except_own_bodies, true)
+                       EXCLUDED.consultation_types, EXCLUDED.serves_except_own_bodies, EXCLUDED.phones, EXCLUDED.languages,
+                       EXCLUDED.accessibility, EXCLUDED.eligibility, EXCLUDED.fees, EXCLUDED.office_number,
+                       EXCLUDED.last_verified_at, EXCLUDED.last_verified_by, EXCLUDED.status, true)
                 RETURNING r.id, r.version = 1 AS created, r.external_id)
             INSERT INTO import_changed (id, created, line)
             SELECT up.id, up.created, (SELECT min(line) FROM registry.import_rows s WHERE s.import_id = \(id)::uuid AND s.external_id = up.external_id)

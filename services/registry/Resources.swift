@@ -17,7 +17,7 @@ enum Resources {
     static func text(_ max: Int) -> String { #"{"type":"string","maxLength":\#(max)}"# }
     static let organizationFields: [(String, String)] = [
         ("name", #"{"type":"string","minLength":1,"maxLength":200}"#), ("kana", text(200)), ("description", text(4000)),
-        ("url", text(500)), ("email", text(200)), ("phone", text(50)),
+        ("url", text(500)), ("email", text(200)), ("phone", text(50)), DirectoryFields.corporateNumberField,
     ]
     static let resourceFields: [(String, String)] = [
         ("organization_id", #"{"type":"string","pattern":"\#(Schemas.uuid)","maxLength":36}"#),
@@ -39,7 +39,7 @@ enum Resources {
         ("capacity", #"{"type":["integer","null"],"minimum":0,"maximum":100000}"#),
         ("vacancies", #"{"type":["integer","null"],"minimum":0,"maximum":100000}"#),
         ("consultation_types", #"{"type":"array","maxItems":20,"items":{"enum":["general","disability","elderly","specialist_mental_health","complex_cases","developmental","employment"]}}"#),
-    ]
+    ] + DirectoryFields.resourceFields
     static func nullableText(_ max: Int) -> String { #"{"type":["string","null"],"maxLength":\#(max)}"# }
     /// What an update names, plus the read-only fields a client may send back unchanged from a
     /// read (they are ignored), so read-modify-write needs no editing of the record's shape.
@@ -58,10 +58,12 @@ enum Resources {
                 schema: Schemas.object(organizationFields, required: ["name"]), input: JSONValue.self
             ) { context, input, tx in
                 let principal = try context.writer()
+                try DirectoryFields.check(input)
                 let id: String = try tx.query("""
-                    INSERT INTO registry.organizations (tenant, name, kana, description, url, email, phone)
+                    INSERT INTO registry.organizations (tenant, name, kana, description, url, email, phone, corporate_number)
                     SELECT \(principal.tenant), i->>'name', coalesce(i->>'kana', ''), coalesce(i->>'description', ''),
-                           coalesce(i->>'url', ''), coalesce(i->>'email', ''), coalesce(i->>'phone', '')
+                           coalesce(i->>'url', ''), coalesce(i->>'email', ''), coalesce(i->>'phone', ''),
+                           coalesce(i->>'corporate_number', '')
                     FROM (SELECT \(input.jsonText)::jsonb AS i) s RETURNING id::text
                     """)[0].decode("id")
                 try org.recordHistory(id: id, change: "created", by: principal, on: tx)
@@ -73,12 +75,13 @@ enum Resources {
             ) { context, input, tx in
                 let principal = try context.writer()
                 let (id, version) = idAndVersion(input)
+                try DirectoryFields.check(input)
                 _ = try org.lockForChange(id: id, version: version, principal: principal, on: tx)
                 try tx.query("""
                     UPDATE registry.organizations SET name = i->>'name', kana = coalesce(i->>'kana', ''),
                         description = coalesce(i->>'description', ''), url = coalesce(i->>'url', ''),
                         email = coalesce(i->>'email', ''), phone = coalesce(i->>'phone', ''),
-                        version = version + 1, updated_at = now()
+                        corporate_number = coalesce(i->>'corporate_number', ''), version = version + 1, updated_at = now()
                     FROM (SELECT \(input.jsonText)::jsonb AS i) s WHERE id = \(id)::uuid
                     """)
                 try org.recordHistory(id: id, change: "updated", by: principal, on: tx)
@@ -103,6 +106,7 @@ enum Resources {
                 input: JSONValue.self
             ) { context, input, tx in
                 let principal = try context.writer()
+                try DirectoryFields.check(input)
                 try checkReferences(input, tenant: principal.tenant, principal: principal, on: tx)
                 let id: String = try tx.query("""
                     INSERT INTO registry.resources (tenant, organization_id, \(unsafeRaw: updatableColumns), search_text)
@@ -123,6 +127,7 @@ enum Resources {
             ) { context, input, tx in
                 let principal = try context.writer()
                 let (id, version) = idAndVersion(input)
+                try DirectoryFields.check(input)
                 // Areas before the resource row, in the order area.import locks them: no deadlock.
                 try lockReferencedAreas(input, on: tx)
                 let owner = try res.lockForChange(id: id, version: version, principal: principal, on: tx)
@@ -184,12 +189,15 @@ enum Resources {
             try .read(
                 "resource.get", summary: "One resource, retired or not.", schema: Schemas.id, input: IDInput.self
             ) { context, input in
-                try await context.database.withConnection { try res.fetch(id: input.id, on: $0) }
+                // The staff-only fields are for the resource's own tenant's writers (and national admins).
+                let resource = try await context.database.withConnection { try res.fetch(id: input.id, on: $0) }
+                return DirectoryFields.visible(resource, to: context.principal)
             },
             try .read(
                 "resource.history", summary: "Every version of a resource, oldest first.", schema: Schemas.id, input: IDInput.self
             ) { context, input in
-                try await context.database.withConnection { try res.history(id: input.id, on: $0) }
+                let history = try await context.database.withConnection { try res.history(id: input.id, on: $0) }
+                return DirectoryFields.visibleHistory(history, to: context.principal)
             },
         ]
     }
@@ -209,7 +217,8 @@ enum Resources {
     static let updatableColumns: StaticString = """
         external_id, name, kana, category_code, kinds, municipality_code, daily_life_area_id, serves_area, postal_code, address,
         latitude, longitude, phone, email, url, description, hours, access_modes, capacity, vacancies, consultation_types,
-        serves_except_own_bodies
+        serves_except_own_bodies, phones, languages, accessibility, eligibility, fees, office_number, last_verified_at,
+        last_verified_by, status, staff_phone, staff_address
         """
     /// Their values, taken from the input object bound as `i`.
     static let updatableValues: StaticString = """
@@ -221,7 +230,12 @@ enum Resources {
         ARRAY(SELECT DISTINCT jsonb_array_elements_text(coalesce(i->'access_modes', '[]'))),
         (i->>'capacity')::numeric::int, (i->>'vacancies')::numeric::int,
         ARRAY(SELECT DISTINCT jsonb_array_elements_text(coalesce(i->'consultation_types', '[]'))),
-        coalesce((i->>'serves_except_own_bodies')::boolean, false)
+        coalesce((i->>'serves_except_own_bodies')::boolean, false), coalesce(i->'phones', '[]'),
+        ARRAY(SELECT l FROM jsonb_array_elements_text(coalesce(i->'languages', '[]')) WITH ORDINALITY x(l, n) GROUP BY l ORDER BY min(n)),
+        coalesce(i->>'accessibility', ''),
+        coalesce(i->>'eligibility', ''), coalesce(i->>'fees', ''), coalesce(i->>'office_number', ''),
+        (i->>'last_verified_at')::date, coalesce(i->>'last_verified_by', ''), coalesce(i->>'status', 'active'),
+        coalesce(i->>'staff_phone', ''), coalesce(i->>'staff_address', '')
         """
 
     /// What free-text search matches: name, kana, address and description, folded.

@@ -17,8 +17,10 @@ enum Search {
         'municipality_code', r.municipality_code, 'daily_life_area_id', r.daily_life_area_id, 'serves_area', r.serves_area,
         'address', r.address, 'phone', r.phone, 'url', r.url, 'access_modes', r.access_modes, 'capacity', r.capacity,
         'vacancies', r.vacancies, 'consultation_types', r.consultation_types, 'latitude', r.latitude,
-        'longitude', r.longitude, 'serves_except_own_bodies', r.serves_except_own_bodies, 'version', r.version
+        'longitude', r.longitude, 'serves_except_own_bodies', r.serves_except_own_bodies, 'phones', r.phones,
+        'languages', r.languages, 'status', r.status, 'last_verified_at', r.last_verified_at, 'version', r.version
         """
+    // Never the staff-only fields (DirectoryFields.staffOnly): search, serve and backup.chain are public.
 
     struct Filters: Decodable, Sendable {
         let categoryCode: String?
