@@ -157,6 +157,10 @@ def test_a_resident_finds_their_daily_life_area_by_where_they_live(suite):
         for typed in ("緑町", "みどりまち", "ミドリマチ", "ﾐﾄﾞﾘﾏﾁ", "みどりま"):
             assert find(typed, municipality=SUWA) == [(KAMISUWA, ["緑町"]), (SHIGA, ["緑町三丁目"])], typed
         assert find("緑町三") == [(SHIGA, ["緑町三丁目"])]
+        # 3丁目 is 三丁目; a whole address finds the most specific place it starts with.
+        assert find("緑町3丁目") == [(SHIGA, ["緑町三丁目"])] == find("緑町３丁目")
+        assert find("緑町三丁目5番12号") == [(SHIGA, ["緑町三丁目"])] == find("緑町3-5-12".replace("3-", "3丁目"))
+        assert find("緑町1丁目") == [(KAMISUWA, ["緑町"])] and find("みどりまちさんちょうめ5ばん") == [(SHIGA, ["緑町三丁目"])]
         assert find("ﾐﾄﾞﾘ") == [(KAMISUWA, ["緑ケ丘", "緑町"]), (SHIGA, ["緑町三丁目"])]
         assert find("しがしょう") == [(SHIGA, ["四賀小学校区"])]
         assert find("上諏訪小") == [(KAMISUWA, ["上諏訪小学校区"])]

@@ -130,7 +130,7 @@ enum AreaPlaces {
         if !problems.isEmpty { throw AreaGroups.report(problems) }
         let placesJSON = JSONValue.array(places.map {
             .object(["area": .string($0.area), "kind": .string($0.kind), "name": .string($0.name), "kana": .string($0.kana),
-                     "name_search": .string(SearchText.normalise($0.name)), "kana_search": .string(SearchText.normalise($0.kana))])
+                     "name_search": .string(placeForm($0.name)), "kana_search": .string(placeForm($0.kana))])
         }).jsonText
         let removed: Int = try tx.query("""
             WITH gone AS (DELETE FROM registry.area_places p USING registry.area_groups g
@@ -154,22 +154,43 @@ enum AreaPlaces {
     // MARK: Finding
 
     static func find(_ input: FindInput, database: PostgresPool) async throws -> JSONValue {
-        let text = SearchText.normalise(input.text).trimmingCharacters(in: .whitespacesAndNewlines)
+        let text = placeForm(input.text).trimmingCharacters(in: .whitespacesAndNewlines)
         guard !text.isEmpty else {
             throw WireError.invalidInput("text is blank", violations: [.init(path: "/text", message: "type part of a place's name")])
         }
         let pattern = SearchText.likePrefix(text)
+        // A resident may type their whole address (緑町三丁目5番): the places whose name starts the
+        // text match too, equality against the text's prefixes (at most 100), so the index serves.
+        let prefixes = text.indices.map { String(text[...$0]) }
         let limit = input.limit ?? 20
         let (municipality, after) = (input.municipality, input.after)
         return try await database.withConnection { connection in
+            // Places whose name starts with the text; when there are none, the place named by the
+            // start of the text (the longest such name: 緑町三丁目 before 緑町).
+            let forward: PostgresQuery = "(p.name_search LIKE \(pattern) ESCAPE '\\' OR p.kana_search LIKE \(pattern) ESCAPE '\\')"
+            let anyForward = try !connection.query("""
+                SELECT 1 FROM registry.area_places p JOIN registry.area_groups g ON g.id = p.daily_life_area_id
+                WHERE \(forward) AND (\(municipality)::text IS NULL OR g.municipality_code = \(municipality)) LIMIT 1
+                """).isEmpty
+            let longest: Int? = anyForward ? nil : try connection.query("""
+                SELECT max(greatest(CASE WHEN p.name_search = ANY(\(prefixes)::text[]) THEN char_length(p.name_search) END,
+                                    CASE WHEN p.kana_search = ANY(\(prefixes)::text[]) THEN char_length(p.kana_search) END)) AS n
+                FROM registry.area_places p JOIN registry.area_groups g ON g.id = p.daily_life_area_id
+                WHERE (p.name_search = ANY(\(prefixes)::text[]) OR p.kana_search = ANY(\(prefixes)::text[]))
+                  AND (\(municipality)::text IS NULL OR g.municipality_code = \(municipality))
+                """)[0].decode("n")
+            let matches: PostgresQuery = if let longest {
+                "((p.name_search = ANY(\(prefixes)::text[]) AND char_length(p.name_search) = \(longest)::int) OR (p.kana_search = ANY(\(prefixes)::text[]) AND char_length(p.kana_search) = \(longest)::int))"
+            } else {
+                forward
+            }
             var areas = try connection.jsonRows("""
                 WITH hits AS (
                     SELECT p.daily_life_area_id AS id,
                            jsonb_agg(jsonb_build_object('kind', p.kind, 'name', p.name, 'kana', p.kana)
                                      ORDER BY p.kind DESC, p.name_search, p.name) AS places
                     FROM registry.area_places p JOIN registry.area_groups g ON g.id = p.daily_life_area_id
-                    WHERE (p.name_search LIKE \(pattern) ESCAPE '\\' OR p.kana_search LIKE \(pattern) ESCAPE '\\')
-                      AND (\(municipality)::text IS NULL OR g.municipality_code = \(municipality))
+                    WHERE \(matches) AND (\(municipality)::text IS NULL OR g.municipality_code = \(municipality))
                       AND (\(after)::text IS NULL OR p.daily_life_area_id > \(after))
                     GROUP BY p.daily_life_area_id
                     ORDER BY p.daily_life_area_id
@@ -189,5 +210,42 @@ enum AreaPlaces {
             }
             return .object(["areas": .array(areas), "next_after": next])
         }
+    }
+
+    /// A place name as searched: folded as every search here is (`SearchText.normalise`), and
+    /// numbers in kanji numerals written in digits, so 三丁目 and 3丁目 are one place (names and
+    /// typed text are converted alike: 三鷹 is searched as 3鷹, and found by either).
+    static func placeForm(_ text: String) -> String {
+        let folded = Array(SearchText.normalise(text))
+        let digits: [Character: Int] = ["〇": 0, "一": 1, "二": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9]
+        var out = ""
+        var index = 0
+        while index < folded.count {
+            var end = index
+            while end < folded.count, digits[folded[end]] != nil || folded[end] == "十" { end += 1 }
+            if end > index, let number = kanjiNumber(folded[index..<end], digits) {
+                out += String(number)
+                index = end
+                continue
+            }
+            out.append(folded[index])
+            index += 1
+        }
+        return out
+    }
+
+    /// 三 = 3, 十二 = 12, 二十 = 20, 二十三 = 23 (up to 99; a 丁目 is never more), or nil.
+    private static func kanjiNumber(_ characters: ArraySlice<Character>, _ digits: [Character: Int]) -> Int? {
+        let text = Array(characters)
+        guard text.count <= 3 else { return nil }
+        if let ten = text.firstIndex(of: "十") {
+            guard text.filter({ $0 == "十" }).count == 1 else { return nil }
+            let tens = ten == 0 ? 1 : (ten == 1 ? digits[text[0]] : nil)
+            let ones = ten == text.count - 1 ? 0 : (ten == text.count - 2 ? digits[text[text.count - 1]] : nil)
+            guard let tens, let ones, tens > 0 else { return nil }
+            return tens * 10 + ones
+        }
+        guard text.count == 1 else { return nil }
+        return digits[text[0]]
     }
 }
