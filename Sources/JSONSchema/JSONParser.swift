@@ -82,7 +82,10 @@ struct JSONParser {
 
     private mutating func parseObject(depth: Int) throws(JSONParseError) -> JSONValue {
         var object: [String: JSONValue] = [:]
-        try forEachMember(depth: depth) { key, value in object.updateValue(value, forKey: key) == nil }
+        try forEachMember(depth: depth) { name, value in
+            guard case .other(let key) = name else { return false }  // no names were given to match
+            return object.updateValue(value, forKey: key) == nil
+        }
         return .object(object)
     }
 
@@ -91,35 +94,17 @@ struct JSONParser {
     private mutating func parseSelectedMembers(_ names: [StaticString]) throws(JSONParseError) -> [JSONValue?] {
         var values = [JSONValue?](repeating: nil, count: names.count)
         var others: Set<String> = []
-        index += 1
-        skipWhitespace()
-        if current == UInt8(ascii: "}") {
-            index += 1
-            return values
-        }
-        while true {
-            skipWhitespace()
-            guard current == UInt8(ascii: "\"") else { throw failure("expected a member name") }
-            let name = try parseName(among: names)
-            skipWhitespace()
-            guard current == UInt8(ascii: ":") else { throw failure("expected ':'") }
-            index += 1
-            skipWhitespace()
-            let value = try parseValue(depth: 1)
+        try forEachMember(depth: 0, among: names) { name, value in
             switch name {
             case .known(let position):
-                guard values[position] == nil else { throw failure("duplicate member name \"\(names[position])\"") }
+                guard values[position] == nil else { return false }
                 values[position] = value
+                return true
             case .other(let text):
-                guard others.insert(text).inserted else { throw failure("duplicate member name \"\(text.prefix(64))\"") }
-            }
-            skipWhitespace()
-            switch current {
-            case UInt8(ascii: ","): index += 1
-            case UInt8(ascii: "}"): index += 1; return values
-            default: throw failure("expected ',' or '}'")
+                return others.insert(text).inserted
             }
         }
+        return values
     }
 
     private enum MemberName { case known(Int), other(String) }
@@ -144,9 +129,11 @@ struct JSONParser {
     }
 
     /// Reads `{ "name": value, ... }` from the current `{`, handing each member to `body`, which
-    /// says whether it was new. Duplicate names are refused: parsers disagree on which one wins
+    /// says whether it was new; names that are one of `among` come as `.known` (matched as bytes),
+    /// others as their text. Duplicate names are refused: parsers disagree on which one wins
     /// (Foundation keeps the first, many keep the last), so a checked value and a used value could differ.
-    private mutating func forEachMember(depth: Int, _ body: (String, JSONValue) -> Bool) throws(JSONParseError) {
+    private mutating func forEachMember(depth: Int, among names: [StaticString] = [],
+                                        _ body: (MemberName, JSONValue) -> Bool) throws(JSONParseError) {
         index += 1
         skipWhitespace()
         if current == UInt8(ascii: "}") {
@@ -156,13 +143,17 @@ struct JSONParser {
         while true {
             skipWhitespace()
             guard current == UInt8(ascii: "\"") else { throw failure("expected a member name") }
-            let key = try parseString()
+            let name = names.isEmpty ? .other(try parseString()) : try parseName(among: names)
             skipWhitespace()
             guard current == UInt8(ascii: ":") else { throw failure("expected ':'") }
             index += 1
             skipWhitespace()
-            guard body(key, try parseValue(depth: depth + 1)) else {
-                throw failure("duplicate member name \"\(key.prefix(64))\"")
+            guard body(name, try parseValue(depth: depth + 1)) else {
+                let text = switch name {
+                case .known(let position): names[position].description
+                case .other(let text): String(text.prefix(64))
+                }
+                throw failure("duplicate member name \"\(text)\"")
             }
             skipWhitespace()
             switch current {

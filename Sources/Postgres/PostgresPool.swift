@@ -105,6 +105,17 @@ public final class PostgresPool: @unchecked Sendable {
         try await withConnection { connection in try connection.withTransaction(body) }
     }
 
+    /// `shutdown()` from async code: it waits for the pool's threads, so it runs on a thread of
+    /// its own, never blocking the cooperative pool.
+    public func shutdownInBackground() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async {
+                self.shutdown()
+                continuation.resume()
+            }
+        }
+    }
+
     /// Stops taking jobs, lets queued ones finish, closes every connection and waits for the threads.
     public func shutdown() {
         condition.lock()

@@ -58,13 +58,7 @@ public struct PostgresPoolService: Service {
 
     public func run() async throws {
         try? await gracefulShutdown()
-        // `shutdown()` waits for the pool's threads: off the cooperative pool.
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            DispatchQueue.global().async {
-                pool.shutdown()
-                continuation.resume()
-            }
-        }
+        await pool.shutdownInBackground()
     }
 }
 

@@ -118,21 +118,16 @@ public enum ServiceRunner {
             // The rest run in one task per request (not a group per batch: nothing waits for a
             // batch as a whole). The connection counts what is in flight; its drain waits for all.
             for request in batch {
-                let accepted: RequestDispatcher.Accepted
-                switch dispatcher.dispatch(request.body) {
-                case .answered(let reply) where testsOnlyReplyDelay == .zero:
+                let dispatch = dispatcher.dispatch(request.body)
+                if case .answered(let reply) = dispatch, testsOnlyReplyDelay == .zero {
                     connection.reply(to: request.replyTo, body: reply)
                     continue
-                case .answered(let reply):
-                    Task {
-                        try? await Task.sleep(for: testsOnlyReplyDelay)
-                        connection.reply(to: request.replyTo, body: reply)
-                    }
-                    continue
-                case .needsTask(let request): accepted = request
                 }
                 Task {
-                    let reply = await dispatcher.run(accepted)
+                    let reply = switch dispatch {
+                    case .answered(let reply): reply
+                    case .needsTask(let accepted): await dispatcher.run(accepted)
+                    }
                     // Tests only: holds each reply after its commit, so a test can kill the
                     // instance between the two. Zero (no delay) unless set.
                     if testsOnlyReplyDelay > .zero { try? await Task.sleep(for: testsOnlyReplyDelay) }

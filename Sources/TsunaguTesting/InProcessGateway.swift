@@ -56,12 +56,6 @@ public final class InProcessGateway: Sendable {
         for connection in connections.withLock({ $0 }) { await connection.stopAndWait() }
         await gateway.stop()
         context.terminate()
-        let pool = self.pool
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            DispatchQueue.global().async {
-                pool.shutdown()
-                continuation.resume()
-            }
-        }
+        await pool.shutdownInBackground()
     }
 }

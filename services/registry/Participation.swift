@@ -52,6 +52,11 @@ enum Participation {
         "registry.body_type(a.code, make_date(\(fiscalYear)::int, 4, 1))"
     }
 
+    /// A program item of that fiscal year's list (each item has the years it exists in).
+    static func itemOf(fiscalYear: Int) -> PostgresQuery {
+        "since_fiscal_year <= \(fiscalYear) AND (until_fiscal_year IS NULL OR until_fiscal_year >= \(fiscalYear))"
+    }
+
     static func operations() throws -> [ServiceOperation] {
         [
             try .write(
@@ -82,7 +87,7 @@ enum Participation {
                 }
                 let offered = try Set(tx.query("""
                     SELECT item FROM registry.program_items
-                    WHERE since_fiscal_year <= \(input.fiscalYear) AND (until_fiscal_year IS NULL OR until_fiscal_year >= \(input.fiscalYear))
+                    WHERE \(itemOf(fiscalYear: input.fiscalYear))
                     """).map { try $0.decode("item", as: Int.self) })
                 let unknown = numbers.filter { !offered.contains($0) }
                 guard unknown.isEmpty else {
@@ -129,7 +134,7 @@ enum Participation {
                     let items = try connection.jsonRows("""
                         SELECT jsonb_build_object('item', item, 'name_ja', name_ja, 'name_en', name_en, 'required', required) AS j
                         FROM registry.program_items
-                        WHERE since_fiscal_year <= \(input.fiscalYear) AND (until_fiscal_year IS NULL OR until_fiscal_year >= \(input.fiscalYear))
+                        WHERE \(itemOf(fiscalYear: input.fiscalYear))
                         ORDER BY item
                         """)
                     var byItem: [String: Int64] = [:]
