@@ -36,7 +36,7 @@ struct GatewayOperations {
                                "events":{"type":"object","additionalProperties":false,"required":["tenants"],
                                          "properties":{
                                            "tenants":{"type":"array","minItems":1,"maxItems":64,
-                                                      "items":{"type":"string","pattern":"^(\\*|[a-z0-9][a-z0-9_.-]{0,63})$","maxLength":64}},
+                                                      "items":{"type":"string","pattern":"^([*]|[a-z0-9][a-z0-9_.-]{0,63})$","maxLength":64}},
                                            "types":{"type":"array","maxItems":32,
                                                     "items":{"type":"string","pattern":"^[A-Za-z0-9._-]{1,200}$","maxLength":200}}}}}}
                 """)),
