@@ -111,7 +111,12 @@ struct EventStreams {
     mutating func publish(_ event: StreamEvent, _ actions: inout RoutingActions) {
         headReceived(stream: event.stream, sequence: event.sequence)
         let sequence = event.sequence
-        for index in subscriptions.indices where subscriptions.values[index].streams.contains(event.stream) {
+        // A loop over `subscriptions.indices` would hold a copy of the dictionary, and each change
+        // below would then copy it whole: indices are walked by hand.
+        var index = subscriptions.startIndex
+        while index != subscriptions.endIndex {
+            defer { subscriptions.formIndex(after: &index) }
+            guard subscriptions.values[index].streams.contains(event.stream) else { continue }
             let identity = subscriptions.values[index].identity
             let pending = subscriptions.values[index].withheld[event.stream]
             if subscriptions.values[index].permissions.visible(tenant: event.tenant, type: event.type) {
@@ -143,7 +148,9 @@ struct EventStreams {
         let silent = subscriptions.values.filter { $0.expiry < now }.map(\.identity)
         for identity in silent { end(identity, reason: "silent for \(EventStreamWire.liveness) heartbeat intervals", &actions) }
         var due: [(identity: Data, token: String)] = []
-        for index in subscriptions.indices {
+        var index = subscriptions.startIndex  // walked by hand, as in `publish`
+        while index != subscriptions.endIndex {
+            defer { subscriptions.formIndex(after: &index) }
             let identity = subscriptions.values[index].identity
             let pending = subscriptions.values[index].withheld
             if !pending.isEmpty {
