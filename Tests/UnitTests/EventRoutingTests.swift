@@ -185,10 +185,13 @@ import Wire
         #expect(gateway.subscribe(osaka, principal: .tokyo).toSubscribers.map(\.command) == [.subscribed])
     }
 
-    @Test func aStoppingGatewayTakesNoNewSubscriber() {
+    @Test func aStoppingGatewayTakesNoNewSubscriberAndTellsItsSubscribers() {
         var gateway = Harness()
+        _ = gateway.subscribe(nation, principal: .national)
         gateway.core.beginDraining()
         #expect(gateway.subscribe(tokyo, principal: .tokyo).errorCodes(to: tokyo) == ["unavailable"])
+        #expect(gateway.core.stop().errorCodes(to: nation) == ["unavailable"])
+        #expect(gateway.core.events.subscriptions.isEmpty)
     }
 
     // MARK: Liveness, revocation, slow subscribers

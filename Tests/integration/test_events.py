@@ -250,3 +250,43 @@ def test_a_slow_subscriber_does_not_stop_a_fast_one(make_suite):
         slow.close()
         fast.close()
         pusher.close()
+
+
+def test_subscribers_are_bounded_silent_ones_forgotten_and_all_told_when_the_gateway_stops(make_suite):
+    suite = make_suite({"TSUNAGU_MAX_SUBSCRIBERS": "2"})
+    suite.start_gateway()
+    first = Subscriber(suite.events_out_endpoint, ADMIN_TOKEN, ["meetings"])
+    second = Subscriber(suite.events_out_endpoint, ADMIN_TOKEN, ["meetings"])
+    third = Subscriber(suite.events_out_endpoint, subscribe=False)
+    silent = zmq.Context.instance().socket(zmq.DEALER)
+    silent.setsockopt(zmq.LINGER, 0)
+    silent.connect(suite.events_out_endpoint)
+    try:
+        assert first.subscribed is not None and second.subscribed is not None
+        assert third.subscribe(ADMIN_TOKEN, ["meetings"])[1]["code"] == "unavailable"
+        second.send("UNSUBSCRIBE")
+        time.sleep(0.3)
+        # A subscriber that never PINGs is forgotten after 3 heartbeat intervals; its place is free again.
+        silent.send_multipart([HEADER, b"SUBSCRIBE", json.dumps({"token": ADMIN_TOKEN, "streams": ["meetings"]}).encode()])
+        assert silent.poll(5000) and silent.recv_multipart()[1] == b"SUBSCRIBED"
+        assert third.subscribe(ADMIN_TOKEN, ["meetings"])[1]["code"] == "unavailable"
+        time.sleep(4 * EVENTS_HEARTBEAT_MS / 1000)
+        assert third.subscribe(ADMIN_TOKEN, ["meetings"])[0] == "SUBSCRIBED"
+        silent.send_multipart([HEADER, b"PING", b"{}"])
+        deadline = time.monotonic() + 5
+        answer = None
+        while time.monotonic() < deadline and silent.poll(int((deadline - time.monotonic()) * 1000) + 1):
+            frames = silent.recv_multipart()
+            if frames[1] == b"ERROR":
+                answer = json.loads(frames[2])
+                break
+        assert answer is not None and answer["code"] == "bad_request", answer
+        # A stopping gateway tells every subscriber, so each subscribes again at once elsewhere.
+        suite.gateway.terminate()
+        for sub in (first, third):
+            sub.wait_for(lambda s: s.errors, 5, "the stopping gateway's ERROR")
+            assert sub.errors[-1]["code"] == "unavailable"
+    finally:
+        silent.close()
+        for sub in (first, second, third):
+            sub.close()

@@ -285,6 +285,7 @@ final class Broker: @unchecked Sendable {
         // The last answers (and the DISCONNECTs) are still queued: give them time to leave.
         try? frontend.setLinger(milliseconds: 2000)
         try? backend.setLinger(milliseconds: 1000)
+        try? eventsOut.setLinger(milliseconds: 500)
     }
 
     // MARK: Performing the core's actions

@@ -84,6 +84,12 @@ struct EventStreams {
         }
     }
 
+    /// Every subscription ends with `error` (the gateway stops).
+    mutating func endAll(_ error: WireError, _ actions: inout RoutingActions) {
+        for identity in subscriptions.keys { Self.sendError(to: identity, error, &actions) }
+        subscriptions.removeAll()
+    }
+
     /// The subscription of `identity` if it still uses `token` (a re-SUBSCRIBE may have changed it).
     func subscription(_ identity: Data, usingToken token: String) -> Subscription? {
         guard let subscription = subscriptions[identity], subscription.token == token else { return nil }

@@ -255,8 +255,8 @@ struct RoutingCore {
     /// Draining, and no accepted request is still waiting for its answer.
     var isDrained: Bool { isDraining && pending.isEmpty }
 
-    /// The gateway stops: workers are told (DISCONNECT) and every pending request is answered
-    /// `unavailable`. Later events change nothing.
+    /// The gateway stops: workers are told (DISCONNECT), every pending request is answered
+    /// `unavailable`, and every subscriber gets `ERROR unavailable`. Later events change nothing.
     mutating func stop() -> RoutingActions {
         var actions = RoutingActions()
         guard !isStopped else { return actions }
@@ -269,6 +269,9 @@ struct RoutingCore {
             replyError(to: request.clientIdentity, service: request.service, requestID: request.requestID,
                        WireError(.unavailable, "the gateway is shutting down"), &actions)
         }
+        // Subscribers are told, so they subscribe again (elsewhere, or here once it is back) at once.
+        subscribing.removeAll()
+        events.endAll(WireError(.unavailable, "the gateway is shutting down; subscribe again"), &actions)
         return actions
     }
 
