@@ -181,7 +181,7 @@ struct RoutingCore {
             case .known(let outcome): answer(.recheck(identity: identity, token: token), outcome, now: now, &actions)
             case .waiting: break
             case .startLookup: actions.append(.lookUpToken(token))
-            case .refused: break  // checked at a later heartbeat
+            case .refused: break  // too many lookups now: checked again at its next turn
             }
         }
         if now >= nextHeartbeat {
@@ -817,7 +817,7 @@ struct RoutingCore {
         guard let identity = frames.first else { return }
         guard !truncated, frames.count == 4, frames[1] == EventStreamWire.header,
               let name = String(data: frames[2], encoding: .utf8), let command = EventStreamWire.Command(rawValue: name) else {
-            actions.append(.log(.warning, "dropped a message with an unknown header on the events-out endpoint"))
+            actions.append(.log(.debug, "dropped a message with an unknown header on the events-out endpoint"))
             EventStreams.sendError(to: identity, WireError(.badRequest, """
                 not a subscriber message: expected ["TSUNAGU-EVENTS/1", SUBSCRIBE|PING|UNSUBSCRIBE, JSON]
                 """), &actions)
