@@ -3,6 +3,7 @@ import Logging
 import ServiceLifecycle
 import Postgres
 import ServiceRuntime
+import Wire
 import ZMQ
 
 /// The gateway process: binds the client and worker endpoints, authenticates, routes, balances.
@@ -160,9 +161,9 @@ public final class RunningGateway: Sendable {
         try await tokens.issueService(service, label: "issued in process").token
     }
 
-    /// A new bearer token of `tenant` with `roles`.
-    public func issueToken(tenant: String, roles: [String]) async throws -> String {
-        try await tokens.issue(tenant: tenant, roles: roles, label: "issued in process").token
+    /// A new bearer token of `tenant` with `roles` (and explicit event permissions, when given).
+    public func issueToken(tenant: String, roles: [String], events: EventPermissions? = nil) async throws -> String {
+        try await tokens.issue(tenant: tenant, roles: roles, label: "issued in process", events: events).token
     }
 
     /// A graceful stop, as on SIGTERM: accepted requests are answered (up to the drain timeout),
