@@ -393,9 +393,10 @@ enum AreaGroups {
         guard !removed.isEmpty || !moved.isEmpty else { return [] }
         let removedSet = Set(removed)
         let candidates = try tx.query("""
-            SELECT r.id::text AS id, r.municipality_code, r.daily_life_area_id, r.serves_area FROM registry.resources r
+            SELECT r.id::text AS id, r.municipality_code, r.daily_life_area_id, to_json(r.serves_areas)::text AS serves_areas
+            FROM registry.resources r
             WHERE r.daily_life_area_id = ANY(\(removed + moved.keys.sorted())::text[])
-               OR r.serves_area = ANY(\(removed)::text[])
+               OR r.serves_areas && \(removed)::text[]
             ORDER BY r.id FOR UPDATE
             """)
         var affected: [JSONValue] = []
@@ -418,7 +419,9 @@ enum AreaGroups {
                                              "reason": .string(reason)]))
                 }
             }
-            if let area = try candidate.decode("serves_area", as: String?.self), removedSet.contains(area) {
+            // Each removed area leaves the list (field `serves_area`, as when there was one area).
+            let serves = try JSONValue.parse(Data(try candidate.decode("serves_areas", as: String.self).utf8))
+            for area in ServesAreas.stored(.object(["serves_areas": serves])) where removedSet.contains(area) {
                 clearServes = true
                 affected.append(.object(["id": .string(id), "field": .string("serves_area"), "area": .string(area),
                                          "reason": .string("removed")]))
@@ -432,13 +435,16 @@ enum AreaGroups {
         try tx.query("""
             UPDATE registry.resources r SET
                 daily_life_area_id = CASE WHEN (x->>'daily')::boolean THEN NULL ELSE r.daily_life_area_id END,
-                serves_area = CASE WHEN (x->>'serves')::boolean THEN NULL ELSE r.serves_area END,
+                serves_areas = CASE WHEN (x->>'serves')::boolean
+                    THEN ARRAY(SELECT a FROM unnest(r.serves_areas) WITH ORDINALITY u(a, n)
+                               WHERE a <> ALL(\(removed)::text[]) ORDER BY n)
+                    ELSE r.serves_areas END,
                 version = r.version + 1, updated_at = now()
             FROM jsonb_array_elements(\(changesJSON)::jsonb) x WHERE r.id = (x->>'id')::uuid
             """)
         try tx.query("""
             INSERT INTO registry.resource_history (resource_id, version, changed_by, change, snapshot)
-            SELECT r.id, r.version, \(principal.tokenID), 'area_removed', to_jsonb(r) - 'search_text'
+            SELECT r.id, r.version, \(principal.tokenID), 'area_removed', to_jsonb(r) - ARRAY['search_text', 'service_area_ids']
             FROM registry.resources r JOIN jsonb_array_elements(\(changesJSON)::jsonb) x ON r.id = (x->>'id')::uuid
             """)
         try tx.query("""

@@ -37,7 +37,7 @@ enum ResourceExport {
     }
 
     static let csvColumns = ["id"] + ["external_id", "organization", "name", "kana", "category_code", "kinds", "municipality_code",
-                                      "daily_life_area_id", "serves_area", "postal_code", "address", "latitude", "longitude", "phone",
+                                      "daily_life_area_id", "serves_areas", "postal_code", "address", "latitude", "longitude", "phone",
                                       "email", "url", "description", "hours", "access_modes", "capacity", "vacancies",
                                       "consultation_types", "serves_except_own_bodies", "phones", "languages",
                                       "accessibility", "eligibility", "fees", "office_number", "last_verified_at",
@@ -100,7 +100,7 @@ enum ResourceExport {
     static let csvSQL: PostgresQuery = """
         jsonb_build_object('id', r.id, 'external_id', r.external_id, 'organization', o.name, 'name', r.name, 'kana', r.kana,
             'category_code', r.category_code, 'kinds', r.kinds, 'municipality_code', r.municipality_code,
-            'daily_life_area_id', r.daily_life_area_id, 'serves_area', r.serves_area, 'postal_code', r.postal_code,
+            'daily_life_area_id', r.daily_life_area_id, 'serves_areas', r.serves_areas, 'postal_code', r.postal_code,
             'address', r.address, 'latitude', r.latitude, 'longitude', r.longitude, 'phone', r.phone, 'email', r.email,
             'url', r.url, 'description', r.description, 'hours', r.hours, 'access_modes', r.access_modes,
             'capacity', r.capacity, 'vacancies', r.vacancies, 'consultation_types', r.consultation_types,
@@ -172,14 +172,17 @@ enum ResourceExport {
                                 string_agg((\(OpeningHours.dayNames)::text[])[array_position(\(OpeningHours.days)::text[], e.day)],
                                            '' ORDER BY e.n) AS label
                          FROM jsonb_array_elements_text(x.h->'days') WITH ORDINALITY AS e(day, n)) d),
-            -- The area it serves, named, with its code (JIS X 0402, a defined area's id, or national)
-            -- as a text extent: HSDS's other extent types are shapes, which we do not have.
-            'service_areas', (SELECT jsonb_build_array(jsonb_build_object('id', md5(r.id::text || 'area')::uuid, 'service_id', r.id,
+            -- The areas it serves (each of serves_areas, else its daily-life area, else its
+            -- municipality), named, with the code (JIS X 0402, a defined area's id, or national)
+            -- as a text extent: HSDS's other extent types are shapes, which we do not have. The
+            -- first keeps the id of the one area exported before.
+            'service_areas', (SELECT jsonb_agg(jsonb_build_object(
+                    'id', md5(r.id::text || 'area' || CASE WHEN s.n = 1 THEN '' ELSE s.n::text END)::uuid, 'service_id', r.id,
                     'name', CASE WHEN s.code = \(AreaGroups.nationID) THEN '全国' ELSE coalesce(
                         (SELECT a.name FROM registry.areas a WHERE a.code = s.code::bpchar),
                         (SELECT g.name FROM registry.area_groups g WHERE g.id = s.code), s.code) END,
-                    'extent', s.code, 'extent_type', 'text'))
-                FROM (SELECT coalesce(r.serves_area, r.daily_life_area_id, r.municipality_code::text) AS code) s),
+                    'extent', s.code, 'extent_type', 'text') ORDER BY s.n)
+                FROM unnest(r.service_area_ids) WITH ORDINALITY AS s(code, n)),
             'service_at_locations', jsonb_build_array(jsonb_build_object(
                 'id', md5(r.id::text || 'sal')::uuid, 'service_id', r.id, 'location_id', md5(r.id::text || 'location')::uuid,
                 'location', jsonb_build_object('id', md5(r.id::text || 'location')::uuid, 'location_type', 'physical',

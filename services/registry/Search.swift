@@ -8,13 +8,14 @@ import Wire
 /// living in municipality X who needs Y: which windows and resources serve them, nearest level
 /// first, and who backs them up"). `backup.chain` is `resource.serve` for consultation windows.
 enum Search {
-    /// The area a resource is responsible for (indexed in 0007_search.sql).
-    static let serviceArea: StaticString = "coalesce(r.serves_area, r.daily_life_area_id, r.municipality_code::text)"
+    /// The areas a resource is responsible for: its `serves_areas`, else its daily-life area, else
+    /// its municipality (a generated column, GIN-indexed in 0032_serves_areas.sql).
+    static let serviceAreas: StaticString = "r.service_area_ids"
 
     /// The fields of a resource in search results, as `jsonb_build_object` arguments for resource row `r`.
     static let summaryColumns: StaticString = """
         'id', r.id, 'tenant', r.tenant, 'name', r.name, 'kana', r.kana, 'category_code', r.category_code, 'kinds', r.kinds,
-        'municipality_code', r.municipality_code, 'daily_life_area_id', r.daily_life_area_id, 'serves_area', r.serves_area,
+        'municipality_code', r.municipality_code, 'daily_life_area_id', r.daily_life_area_id, 'serves_area', r.serves_area, 'serves_areas', r.serves_areas,
         'address', r.address, 'phone', r.phone, 'url', r.url, 'access_modes', r.access_modes, 'capacity', r.capacity,
         'vacancies', r.vacancies, 'consultation_types', r.consultation_types, 'latitude', r.latitude,
         'longitude', r.longitude, 'serves_except_own_bodies', r.serves_except_own_bodies, 'phones', r.phones,
@@ -29,9 +30,12 @@ enum Search {
         let hasVacancy: Bool?
         let accessMode: String?
         let text: String?
+        /// Resources that name this area among the areas they serve.
+        let servesArea: String?
 
         enum CodingKeys: String, CodingKey {
             case kinds, text
+            case servesArea = "serves_area"
             case categoryCode = "category_code"
             case consultationType = "consultation_type"
             case hasVacancy = "has_vacancy"
@@ -48,6 +52,7 @@ enum Search {
             if let consultationType { clauses.append("\(consultationType)::text = ANY(r.consultation_types)") }
             if hasVacancy == true { clauses.append("r.vacancies > 0") }
             if let accessMode { clauses.append("\(accessMode)::text = ANY(r.access_modes)") }
+            if let servesArea { clauses.append("r.serves_areas @> ARRAY[\(servesArea)::text]") }
             if let text {
                 clauses.append("r.search_text LIKE \(SearchText.likeContains(SearchText.normalise(text)))::text ESCAPE '\\'")
             }
@@ -62,6 +67,7 @@ enum Search {
         ("has_vacancy", #"{"type":"boolean"}"#),
         ("access_mode", #"{"enum":["visit","stay","home_visit"]}"#),
         ("text", #"{"type":"string","minLength":1,"maxLength":100}"#),
+        ("serves_area", #"{"type":"string","minLength":1,"maxLength":100}"#),
     ]
 
     struct SearchInput: Decodable, Sendable {
@@ -151,7 +157,8 @@ enum Search {
                 input: ServeInput.self
             ) { context, input in
                 let windows = ServeInput(municipality: input.municipality, dailyLifeAreaID: input.dailyLifeAreaID, filters: Filters(
-                    categoryCode: "consultation", kinds: nil, consultationType: nil, hasVacancy: nil, accessMode: nil, text: nil),
+                    categoryCode: "consultation", kinds: nil, consultationType: nil, hasVacancy: nil, accessMode: nil, text: nil,
+                    servesArea: nil),
                     limit: input.limit, after: input.after)
                 return try await serve(windows, database: context.database)
             },
@@ -188,7 +195,7 @@ enum Search {
             if let area, area != AreaGroups.nationID {
                 if scope == "chain" {
                     let chain = try chainIDs(municipality: area, on: connection)
-                    clauses.append("\(unsafeRaw: serviceArea) = ANY(\(chain)::text[])")
+                    clauses.append("\(unsafeRaw: serviceAreas) && \(chain)::text[]")
                     clauses.append(servesResident(of: area))
                 } else {
                     let resolved = try AreaCache.shared.within(area: area) { try resolveWithin(area: area, on: connection) }
@@ -270,14 +277,16 @@ enum Search {
                     || $0["level"]?.stringValue == "nation"
             }
             let levelIDs = levels.compactMap { $0["id"]?.stringValue }
-            let clauses: [PostgresQuery] = ["\(unsafeRaw: serviceArea) = ANY(\(levelIDs)::text[])", servesResident(of: input.municipality)]
+            let clauses: [PostgresQuery] = ["\(unsafeRaw: serviceAreas) && \(levelIDs)::text[]", servesResident(of: input.municipality)]
                 + input.filters.clauses
+            // A resource serving several of the levels is listed once, at the nearest.
             let rows = try connection.query("""
-                SELECT r.id::text AS id, \(unsafeRaw: serviceArea) AS area,
+                SELECT r.id::text AS id, levels.ids[r.level] AS area,
                        jsonb_build_object(\(unsafeRaw: summaryColumns), 'backed_up_by', \(unsafeRaw: Backups.backersSQL)) AS j
-                FROM registry.resources r
-                WHERE \(clauses, joinedBy: " AND ")
-                ORDER BY array_position(\(levelIDs)::text[], \(unsafeRaw: serviceArea)), r.kana, r.name, r.id
+                FROM (SELECT r.*, (SELECT min(array_position(\(levelIDs)::text[], a)) FROM unnest(\(unsafeRaw: serviceAreas)) a) AS level
+                      FROM registry.resources r WHERE \(clauses, joinedBy: " AND ")) r,
+                     (SELECT \(levelIDs)::text[] AS ids) levels
+                ORDER BY r.level, r.kana, r.name, r.id
                 """)
             let ordered = try rows.map { (id: try $0.decode("id", as: String.self), area: try $0.decode("area", as: String.self), row: $0) }
             var start = 0
