@@ -379,11 +379,11 @@ enum ResourceImport {
                     WHERE NOT EXISTS (SELECT 1 FROM registry.areas a WHERE a.code = s.municipality_code AND a.level = 'municipality')
                 UNION ALL SELECT line, 'no daily-life area ' || daily_life_area_id || ' in ' || municipality_code FROM s
                     WHERE daily_life_area_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM registry.area_groups g
-                        WHERE g.id = s.daily_life_area_id AND g.municipality_code = s.municipality_code)
+                        WHERE g.id = s.daily_life_area_id AND g.municipality_code = s.municipality_code AND upper_inf(g.valid))
                 UNION ALL SELECT line, 'unknown area ' || x FROM s, unnest(s.serves_areas) x
                     WHERE x <> 'national'
                       AND NOT EXISTS (SELECT 1 FROM registry.areas a WHERE a.code = x)
-                      AND NOT EXISTS (SELECT 1 FROM registry.area_groups g WHERE g.id = x)
+                      AND NOT EXISTS (SELECT 1 FROM registry.area_groups g WHERE g.id = x AND upper_inf(g.valid))
                 UNION ALL SELECT line, 'unknown access mode ' || m FROM s, unnest(s.access_modes) m
                     WHERE m NOT IN ('visit', 'stay', 'home_visit')
                 UNION ALL SELECT line, 'unknown consultation type ' || t FROM s, unnest(s.consultation_types) t

@@ -264,11 +264,12 @@ enum Resources {
                      WHERE NOT EXISTS (SELECT 1 FROM registry.kinds WHERE code = k AND category_code = i->>'category_code')) AS bad_kinds,
                    EXISTS (SELECT 1 FROM registry.areas WHERE code = i->>'municipality_code' AND level = 'municipality') AS municipality_ok,
                    (i->>'daily_life_area_id' IS NULL OR EXISTS (SELECT 1 FROM registry.area_groups
-                        WHERE id = i->>'daily_life_area_id' AND municipality_code = i->>'municipality_code')) AS daily_life_ok,
+                        WHERE id = i->>'daily_life_area_id' AND municipality_code = i->>'municipality_code'
+                          AND upper_inf(valid))) AS daily_life_ok,
                    (SELECT coalesce(jsonb_agg(x.n - 1 ORDER BY x.n), '[]')::text
                     FROM jsonb_array_elements_text(coalesce(i->'serves_areas', '[]')) WITH ORDINALITY x(a, n)
                     WHERE NOT (x.a = 'national' OR EXISTS (SELECT 1 FROM registry.areas WHERE code = x.a)
-                               OR EXISTS (SELECT 1 FROM registry.area_groups WHERE id = x.a))) AS bad_serves,
+                               OR EXISTS (SELECT 1 FROM registry.area_groups WHERE id = x.a AND upper_inf(valid)))) AS bad_serves,
                    (i->>'capacity' IS NULL OR i->>'vacancies' IS NULL OR (i->>'vacancies')::numeric::int <= (i->>'capacity')::numeric::int) AS vacancies_ok
             FROM (SELECT \(input.jsonText)::jsonb AS i) s
             """)[0]
@@ -285,12 +286,12 @@ enum Resources {
         if !badKinds.isEmpty { violations.append(.init(path: "/kinds", message: "not kinds of this category: \(badKinds)")) }
         if try !row.decode("municipality_ok", as: Bool.self) { violations.append(.init(path: "/municipality_code", message: "unknown municipality")) }
         if try !row.decode("daily_life_ok", as: Bool.self) {
-            violations.append(.init(path: "/daily_life_area_id", message: "no such daily-life area in this municipality"))
+            violations.append(.init(path: "/daily_life_area_id", message: "no such daily-life area in this municipality (or it ended)"))
         }
         let badServes = try JSONValue.parse(Data(try row.decode("bad_serves", as: String.self).utf8))
         if case .array(let indexes) = badServes {
             let pointers = indexes.compactMap(\.integerValue).map { servesSource.pointer(Int($0)) }
-            for pointer in ServesAreas.dedupe(pointers) { violations.append(.init(path: pointer, message: "unknown area")) }
+            for pointer in ServesAreas.dedupe(pointers) { violations.append(.init(path: pointer, message: "unknown area (or it ended)")) }
         }
         if try !row.decode("vacancies_ok", as: Bool.self) { violations.append(.init(path: "/vacancies", message: "more than the capacity")) }
         guard violations.isEmpty else {

@@ -75,13 +75,19 @@ enum Search {
         let scope: String?
         let limit: Int?
         let after: String?
+        /// The day whose area definitions `area` is read with (default today).
+        let asOf: String?
         let filters: Filters
 
-        enum CodingKeys: String, CodingKey { case area, scope, limit, after }
+        enum CodingKeys: String, CodingKey {
+            case area, scope, limit, after
+            case asOf = "as_of"
+        }
 
         init(from decoder: Decoder) throws {
             let container = try decoder.container(keyedBy: CodingKeys.self)
             area = try container.decodeIfPresent(String.self, forKey: .area)
+            asOf = try container.decodeIfPresent(String.self, forKey: .asOf)
             scope = try container.decodeIfPresent(String.self, forKey: .scope)
             limit = try container.decodeIfPresent(Int.self, forKey: .limit)
             after = try container.decodeIfPresent(String.self, forKey: .after)
@@ -95,23 +101,28 @@ enum Search {
         let filters: Filters
         let limit: Int?
         let after: String?
+        /// The day whose areas (and implementing bodies) answer (default today).
+        let asOf: String?
 
         enum CodingKeys: String, CodingKey {
             case municipality, limit, after
             case dailyLifeAreaID = "daily_life_area_id"
+            case asOf = "as_of"
         }
 
-        init(municipality: String, dailyLifeAreaID: String?, filters: Filters, limit: Int?, after: String?) {
+        init(municipality: String, dailyLifeAreaID: String?, filters: Filters, limit: Int?, after: String?, asOf: String?) {
             self.municipality = municipality
             self.dailyLifeAreaID = dailyLifeAreaID
             self.filters = filters
             self.limit = limit
             self.after = after
+            self.asOf = asOf
         }
 
         init(from decoder: Decoder) throws {
             let container = try decoder.container(keyedBy: CodingKeys.self)
             municipality = try container.decode(String.self, forKey: .municipality)
+            asOf = try container.decodeIfPresent(String.self, forKey: .asOf)
             dailyLifeAreaID = try container.decodeIfPresent(String.self, forKey: .dailyLifeAreaID)
             limit = try container.decodeIfPresent(Int.self, forKey: .limit)
             after = try container.decodeIfPresent(String.self, forKey: .after)
@@ -125,6 +136,7 @@ enum Search {
         ("daily_life_area_id", #"{"type":"string","maxLength":100}"#),
         ("limit", #"{"type":"integer","minimum":1,"maximum":200}"#),
         ("after", #"{"type":"string","pattern":"\#(Schemas.uuid)","maxLength":36}"#),
+        AsOf.property,
     ]
 
     static func operations() throws -> [ServiceOperation] {
@@ -137,6 +149,7 @@ enum Search {
                     ("scope", #"{"enum":["within","chain"]}"#),
                     ("limit", #"{"type":"integer","minimum":1,"maximum":200}"#),
                     ("after", #"{"type":"string","maxLength":100}"#),
+                    AsOf.property,
                 ] + filterProperties, required: []),
                 input: SearchInput.self
             ) { context, input in
@@ -159,7 +172,7 @@ enum Search {
                 let windows = ServeInput(municipality: input.municipality, dailyLifeAreaID: input.dailyLifeAreaID, filters: Filters(
                     categoryCode: "consultation", kinds: nil, consultationType: nil, hasVacancy: nil, accessMode: nil, text: nil,
                     servesArea: nil),
-                    limit: input.limit, after: input.after)
+                    limit: input.limit, after: input.after, asOf: input.asOf)
                 return try await serve(windows, database: context.database)
             },
         ]
@@ -168,17 +181,19 @@ enum Search {
     /// Leaves out, for a resident of `municipality`, a resource that serves its area except the
     /// bodies that run their own, when the resident's municipality is such a body today and runs
     /// its own of the resource's kinds (registry.own_bodies_run): the body's own answers instead.
-    static func servesResident(of municipality: String) -> PostgresQuery {
+    static func servesResident(of municipality: String, asOf: String?) -> PostgresQuery {
         """
         NOT (r.serves_except_own_bodies AND EXISTS (
             SELECT 1 FROM registry.own_bodies_run o
-            WHERE o.type = registry.body_type(\(municipality)::char(6), current_date) AND o.kind_code = ANY(r.kinds)))
+            WHERE o.type = registry.body_type(\(municipality)::char(6), \(AsOf.day(asOf))) AND o.kind_code = ANY(r.kinds)))
         """
     }
 
     // MARK: resource.search
 
     static func search(_ input: SearchInput, database: PostgresPool) async throws -> RawJSON {
+        try AsOf.check(input.asOf)
+        let asOf = input.asOf
         let limit = input.limit ?? 50
         let cursor = try input.after.map { after throws(WireError) -> (municipality: String, id: String) in
             let parts = after.split(separator: ":", maxSplits: 1).map(String.init)
@@ -194,11 +209,13 @@ enum Search {
             var clauses: [PostgresQuery] = []
             if let area, area != AreaGroups.nationID {
                 if scope == "chain" {
-                    let chain = try chainIDs(municipality: area, on: connection)
+                    let chain = try chainIDs(municipality: area, asOf: asOf, on: connection)
                     clauses.append("\(unsafeRaw: serviceAreas) && \(chain)::text[]")
-                    clauses.append(servesResident(of: area))
+                    clauses.append(servesResident(of: area, asOf: asOf))
                 } else {
-                    let resolved = try AreaCache.shared.within(area: area) { try resolveWithin(area: area, on: connection) }
+                    let resolved = try AreaCache.shared.within(area: area, asOf: asOf) {
+                        try resolveWithin(area: area, asOf: asOf, on: connection)
+                    }
                     if let dailyLife = resolved.dailyLifeArea {
                         clauses.append("r.daily_life_area_id = \(dailyLife)::text")
                     } else {
@@ -228,16 +245,19 @@ enum Search {
     }
 
     /// The municipalities inside an area (prefecture, municipality, health-centre, disability or
-    /// medical area),
-    /// or the daily-life area itself.
-    static func resolveWithin(area: String, on connection: PostgresConnection) throws -> (municipalities: [String], dailyLifeArea: String?) {
+    /// medical area) on `asOf` (today, when nil), or the daily-life area itself (when valid then).
+    static func resolveWithin(area: String, asOf: String? = nil,
+                              on connection: PostgresConnection) throws -> (municipalities: [String], dailyLifeArea: String?) {
         let rows = try connection.query("""
+            WITH day AS (SELECT \(AsOf.day(asOf)) AS d)
             SELECT 'area' AS source, a.code AS code FROM registry.areas a
               WHERE a.level = 'municipality' AND (a.code = \(area) OR a.prefecture_code = \(area))
             UNION ALL
-            SELECT 'group', m.municipality_code FROM registry.area_group_members m WHERE m.group_id = \(area)
+            SELECT 'group', m.municipality_code FROM registry.area_group_members m, day
+              WHERE m.group_id = \(area) AND m.valid @> day.d
             UNION ALL
-            SELECT 'daily_life', g.id FROM registry.area_groups g WHERE g.id = \(area) AND g.kind = 'daily_life_area'
+            SELECT 'daily_life', g.id FROM registry.area_groups g, day
+              WHERE g.id = \(area) AND g.kind = 'daily_life_area' AND g.valid @> day.d
             """)
         if let dailyLife = rows.first(where: { (try? $0.decode("source", as: String.self)) == "daily_life" }) {
             return ([], try dailyLife.decode("code"))
@@ -249,8 +269,8 @@ enum Search {
 
     /// The ids of every level serving a municipality: its daily-life areas, itself, its
     /// health-centre, disability and medical areas, its prefecture, and `national`.
-    static func chainIDs(municipality: String, on connection: PostgresConnection) throws -> [String] {
-        let chain = try AreaGroups.chainJSON(municipality: municipality, on: connection)
+    static func chainIDs(municipality: String, asOf: String?, on connection: PostgresConnection) throws -> [String] {
+        let chain = try AreaGroups.chainJSON(municipality: municipality, asOf: asOf, on: connection)
         guard case .array(let levels)? = chain["chain"] else { return [] }
         return levels.compactMap { $0["id"]?.stringValue }
     }
@@ -264,8 +284,9 @@ enum Search {
     /// resource appears once, at the one level it serves; a page holds `limit` of them in that
     /// order, every level listed (empty ones too) so a screen can show where the page stands.
     static func serve(_ input: ServeInput, database: PostgresPool) async throws -> JSONValue {
-        try await database.withConnection { connection in
-            let chain = try AreaGroups.chainJSON(municipality: input.municipality, on: connection)
+        try AsOf.check(input.asOf)
+        return try await database.withConnection { connection in
+            let chain = try AreaGroups.chainJSON(municipality: input.municipality, asOf: input.asOf, on: connection)
             guard case .array(var levels)? = chain["chain"] else { throw WireError(.notFound, "no municipality \(input.municipality)") }
             if let dailyLife = input.dailyLifeAreaID {
                 guard levels.contains(where: { $0["level"]?.stringValue == "daily_life_area" && $0["id"]?.stringValue == dailyLife }) else {
@@ -277,7 +298,7 @@ enum Search {
                     || $0["level"]?.stringValue == "nation"
             }
             let levelIDs = levels.compactMap { $0["id"]?.stringValue }
-            let clauses: [PostgresQuery] = ["\(unsafeRaw: serviceAreas) && \(levelIDs)::text[]", servesResident(of: input.municipality)]
+            let clauses: [PostgresQuery] = ["\(unsafeRaw: serviceAreas) && \(levelIDs)::text[]", servesResident(of: input.municipality, asOf: input.asOf)]
                 + input.filters.clauses
             // A resource serving several of the levels is listed once, at the nearest.
             let rows = try connection.query("""
@@ -307,7 +328,8 @@ enum Search {
                 return .object(fields)
             }
             let next: JSONValue = page.endIndex < ordered.count ? .string(page.last!.id) : .null
-            return JSONValue.object(["municipality": .string(input.municipality), "levels": .array(served),
+            return JSONValue.object(["municipality": .string(input.municipality), "as_of": chain["as_of"] ?? .null,
+                                     "levels": .array(served),
                                      "total": .integer(Int64(ordered.count)), "next_after": next])
         }
     }
