@@ -41,7 +41,7 @@ enum ResourceExport {
                                       "email", "url", "description", "hours", "access_modes", "capacity", "vacancies",
                                       "consultation_types", "serves_except_own_bodies", "phones", "languages",
                                       "accessibility", "eligibility", "fees", "office_number", "last_verified_at",
-                                      "last_verified_by", "status", "corporate_number"]
+                                      "last_verified_by", "status", "corporate_number", "locations"]
     // Never the staff-only fields (DirectoryFields.staffOnly): an export is public.
 
     static func export(_ input: Input, database: PostgresPool) async throws -> JSONValue {
@@ -80,6 +80,7 @@ enum ResourceExport {
                         switch record[column] {
                         case let hours? where column == "hours": OpeningHours.csvText(hours)
                         case let phones? where column == "phones": DirectoryFields.phonesCSV(phones)
+                        case let locations? where column == "locations": Locations.csvText(locations)
                         case .string(let s)?: s
                         case .integer(let i)?: String(i)
                         case .number(let d)?: String(d)
@@ -107,7 +108,7 @@ enum ResourceExport {
             'serves_except_own_bodies', r.serves_except_own_bodies, 'phones', r.phones, 'languages', r.languages,
             'accessibility', r.accessibility, 'eligibility', r.eligibility, 'fees', r.fees, 'office_number', r.office_number,
             'last_verified_at', r.last_verified_at, 'last_verified_by', r.last_verified_by, 'status', r.status,
-            'corporate_number', o.corporate_number)
+            'corporate_number', o.corporate_number, 'locations', r.locations)
         """
 
     /// The free text of a `url` column that HSDS's `"format": "uri"` accepts: an absolute http(s)
@@ -200,7 +201,36 @@ enum ResourceExport {
                         'city', (SELECT a.name FROM registry.areas a WHERE a.code = r.municipality_code),
                         'state_province', (SELECT p.name FROM registry.areas a JOIN registry.areas p ON p.code = a.prefecture_code
                                            WHERE a.code = r.municipality_code),
-                        'postal_code', r.postal_code, 'country', 'JP', 'address_type', 'physical')) END))),
+                        'postal_code', r.postal_code, 'country', 'JP', 'address_type', 'physical')) END)))
+                -- Then each of its other locations (Locations.swift), ids from the resource's and the
+                -- place in the list, its hours as the schedules of that service_at_location.
+                || coalesce((SELECT jsonb_agg(jsonb_build_object(
+                    'id', md5(r.id::text || 'sal' || l.n)::uuid, 'service_id', r.id, 'location_id', md5(r.id::text || 'location' || l.n)::uuid,
+                    'location', jsonb_build_object('id', md5(r.id::text || 'location' || l.n)::uuid, 'location_type', 'physical',
+                        'organization_id', o.id, 'name', coalesce(nullif(l.e->>'name', ''), r.name),
+                        'latitude', (l.e->>'latitude')::double precision, 'longitude', (l.e->>'longitude')::double precision,
+                        'accessibilitys', CASE WHEN l.e->>'accessibility' <> '' THEN jsonb_build_array(jsonb_build_object(
+                            'id', md5(r.id::text || 'accessibility' || l.n)::uuid, 'location_id', md5(r.id::text || 'location' || l.n)::uuid,
+                            'description', l.e->>'accessibility')) END,
+                        'addresss', jsonb_build_array(jsonb_build_object(
+                            'id', md5(r.id::text || 'address' || l.n)::uuid, 'location_id', md5(r.id::text || 'location' || l.n)::uuid,
+                            'address_1', l.e->>'address', 'city', m.name, 'state_province', p.name,
+                            'postal_code', coalesce(l.e->>'postal_code', ''), 'country', 'JP', 'address_type', 'physical'))),
+                    'schedules', (SELECT jsonb_agg(jsonb_build_object(
+                            'id', md5(r.id::text || 'schedule' || l.n || ':' || x.ord)::uuid,
+                            'service_at_location_id', md5(r.id::text || 'sal' || l.n)::uuid,
+                            'freq', CASE WHEN d.byday IS NOT NULL THEN 'WEEKLY' END, 'byday', d.byday,
+                            'opens_at', replace(x.h->>'opens', '24:00', '00:00') || ':00+09:00',
+                            'closes_at', replace(x.h->>'closes', '24:00', '00:00') || ':00+09:00', 'timezone', 9,
+                            'description', d.label || ' ' || (x.h->>'opens') || '-' || (x.h->>'closes')) ORDER BY x.ord)
+                        FROM jsonb_array_elements(l.e->'hours') WITH ORDINALITY AS x(h, ord),
+                        LATERAL (SELECT string_agg(upper(e.day), ',' ORDER BY e.n) FILTER (WHERE e.day <> 'holiday') AS byday,
+                                        string_agg((\(OpeningHours.dayNames)::text[])[array_position(\(OpeningHours.days)::text[], e.day)],
+                                                   '' ORDER BY e.n) AS label
+                                 FROM jsonb_array_elements_text(x.h->'days') WITH ORDINALITY AS e(day, n)) d)) ORDER BY l.n)
+                    FROM jsonb_array_elements(r.locations) WITH ORDINALITY AS l(e, n)
+                    JOIN registry.areas m ON m.code = coalesce(l.e->>'municipality_code', r.municipality_code::text)
+                    JOIN registry.areas p ON p.code = m.prefecture_code), '[]'),
             -- Terms of two taxonomies of ours: the resource taxonomy (a category, kinds under it) and
             -- the consultation types. A term's description is its English name (its Japanese one
             -- when a tenant's kind has none).

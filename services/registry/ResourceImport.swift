@@ -37,7 +37,7 @@ enum ResourceImport {
                                   "status", "corporate_number"]
     static let columns = textColumns + listColumns + ["serves_areas", "serves_area", "latitude", "longitude", "capacity", "vacancies",
                                                       "hours", "serves_except_own_bodies",
-                                                      "phones", "languages"] + keptTextColumns
+                                                      "phones", "languages", "locations"] + keptTextColumns
     static let maxErrorsShown = 500
     /// How long an import may stay open (begun, not committed) before it expires.
     static let expirySeconds = 86_400
@@ -223,6 +223,15 @@ enum ResourceImport {
                     bad = true
                 }
             }
+            // The other locations, as JSON (Locations); left out, as hours: the stored list stays.
+            if let text = values["locations"] {
+                switch Locations.parse(csvText: text) {
+                case .success(let locations): row["locations"] = locations
+                case .failure(let problem):
+                    staged.errors.append((line, problem.message))
+                    bad = true
+                }
+            }
             if let text = values["languages"] {
                 let codes = text.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
                 if codes.count <= DirectoryFields.maxLanguages,
@@ -282,7 +291,7 @@ enum ResourceImport {
                     municipality_code, daily_life_area_id, serves_areas, postal_code, address, latitude, longitude, phone, email,
                     url, description, hours, access_modes, capacity, vacancies, consultation_types, serves_except_own_bodies, search_text,
                     phones, languages, accessibility, eligibility, fees, office_number, last_verified_at, last_verified_by, status,
-                    corporate_number)
+                    corporate_number, locations)
                 SELECT \(importID)::uuid, (x->>'line')::int, x->>'external_id', x->>'organization', x->>'name', x->>'kana',
                     x->>'category_code', ARRAY(SELECT jsonb_array_elements_text(x->'kinds')), x->>'municipality_code',
                     nullif(x->>'daily_life_area_id', ''),
@@ -294,7 +303,7 @@ enum ResourceImport {
                     (x->>'serves_except_own_bodies')::boolean, x->>'search_text', x->'phones',
                     CASE WHEN x ? 'languages' THEN ARRAY(SELECT jsonb_array_elements_text(x->'languages')) END,
                     x->>'accessibility', x->>'eligibility', x->>'fees', x->>'office_number', x->>'last_verified_at',
-                    x->>'last_verified_by', x->>'status', x->>'corporate_number'
+                    x->>'last_verified_by', x->>'status', x->>'corporate_number', x->'locations'
                 FROM jsonb_array_elements(\(JSONValue.array(staged.rows).jsonText)::jsonb) x
                 ON CONFLICT (import_id, line) DO NOTHING
                 """)
@@ -389,6 +398,16 @@ enum ResourceImport {
                 UNION ALL SELECT line, 'unknown consultation type ' || t FROM s, unnest(s.consultation_types) t
                     WHERE NOT EXISTS (SELECT 1 FROM registry.consultation_types c WHERE c.code = t)
                 UNION ALL SELECT line, 'vacancies exceed the capacity' FROM s WHERE vacancies > capacity
+                UNION ALL SELECT line, 'unknown municipality ' || (e.value->>'municipality_code') || ' in locations'
+                    FROM s, jsonb_array_elements(s.locations) e
+                    WHERE s.locations IS NOT NULL AND e.value->>'municipality_code' IS NOT NULL AND NOT EXISTS (
+                        SELECT 1 FROM registry.areas a WHERE a.code = e.value->>'municipality_code' AND a.level = 'municipality')
+                UNION ALL SELECT s.line, 'locations name the staff-only address, which must not be public'
+                    FROM s JOIN registry.resources r ON r.tenant = \(tenant) AND r.external_id = s.external_id
+                    WHERE s.locations IS NOT NULL AND r.staff_address <> '' AND EXISTS (
+                        SELECT 1 FROM jsonb_array_elements(s.locations) e
+                        WHERE regexp_replace(normalize(e.value->>'address', NFKC), '\\s', '', 'g')
+                            = regexp_replace(normalize(r.staff_address, NFKC), '\\s', '', 'g'))
                 UNION ALL SELECT line, 'corporate_number of ' || organization || ' differs from line ' || first FROM
                     (SELECT line, organization, corporate_number,
                             first_value(line) OVER (PARTITION BY organization ORDER BY line) AS first,
@@ -439,6 +458,7 @@ enum ResourceImport {
         // copied in here, they compare equal below and leave an otherwise unchanged row unchanged.
         try tx.query("""
             UPDATE registry.import_rows s SET hours = coalesce(s.hours, r.hours), serves_areas = coalesce(s.serves_areas, r.serves_areas),
+                locations = coalesce(s.locations, r.locations),
                 serves_except_own_bodies = coalesce(s.serves_except_own_bodies, r.serves_except_own_bodies),
                 phones = coalesce(s.phones, r.phones), languages = coalesce(s.languages, r.languages),
                 accessibility = coalesce(s.accessibility, r.accessibility), eligibility = coalesce(s.eligibility, r.eligibility),
@@ -447,7 +467,7 @@ enum ResourceImport {
                 last_verified_by = coalesce(s.last_verified_by, r.last_verified_by), status = coalesce(s.status, r.status)
             FROM registry.resources r
             WHERE s.import_id = \(id)::uuid
-              AND (s.hours IS NULL OR s.serves_areas IS NULL OR s.serves_except_own_bodies IS NULL OR s.phones IS NULL OR s.languages IS NULL
+              AND (s.hours IS NULL OR s.serves_areas IS NULL OR s.locations IS NULL OR s.serves_except_own_bodies IS NULL OR s.phones IS NULL OR s.languages IS NULL
                    OR s.accessibility IS NULL OR s.eligibility IS NULL OR s.fees IS NULL OR s.office_number IS NULL
                    OR s.last_verified_at IS NULL OR s.last_verified_by IS NULL OR s.status IS NULL)
               AND r.tenant = \(tenant) AND r.external_id = s.external_id
@@ -464,13 +484,15 @@ enum ResourceImport {
                 INSERT INTO registry.resources AS r (tenant, organization_id, external_id, name, kana, category_code, kinds,
                     municipality_code, daily_life_area_id, serves_areas, postal_code, address, latitude, longitude, phone, email,
                     url, description, hours, access_modes, capacity, vacancies, consultation_types, serves_except_own_bodies, search_text,
-                    phones, languages, accessibility, eligibility, fees, office_number, last_verified_at, last_verified_by, status)
+                    phones, languages, accessibility, eligibility, fees, office_number, last_verified_at, last_verified_by, status,
+                    locations)
                 SELECT \(tenant), organization_id, external_id, name, kana, category_code, kinds, municipality_code,
                     daily_life_area_id, coalesce(serves_areas, '{}'), postal_code, address, latitude, longitude, phone, email, url,
                     description, coalesce(hours, '[]'), access_modes, capacity, vacancies, consultation_types,
                     coalesce(serves_except_own_bodies, false), search_text, coalesce(phones, '[]'), coalesce(languages, '{}'),
                     coalesce(accessibility, ''), coalesce(eligibility, ''), coalesce(fees, ''), coalesce(office_number, ''),
-                    nullif(last_verified_at, '')::date, coalesce(last_verified_by, ''), coalesce(status, 'active')
+                    nullif(last_verified_at, '')::date, coalesce(last_verified_by, ''), coalesce(status, 'active'),
+                    registry.canonical_locations(locations)
                 FROM src ORDER BY line
                 ON CONFLICT (tenant, external_id) DO UPDATE SET organization_id = EXCLUDED.organization_id, name = EXCLUDED.name,
                     kana = EXCLUDED.kana, category_code = EXCLUDED.category_code, kinds = EXCLUDED.kinds,
@@ -482,13 +504,13 @@ enum ResourceImport {
                     serves_except_own_bodies = EXCLUDED.serves_except_own_bodies, phones = EXCLUDED.phones,
                     languages = EXCLUDED.languages, accessibility = EXCLUDED.accessibility, eligibility = EXCLUDED.eligibility,
                     fees = EXCLUDED.fees, office_number = EXCLUDED.office_number, last_verified_at = EXCLUDED.last_verified_at,
-                    last_verified_by = EXCLUDED.last_verified_by, status = EXCLUDED.status,
+                    last_verified_by = EXCLUDED.last_verified_by, status = EXCLUDED.status, locations = EXCLUDED.locations,
                     search_text = EXCLUDED.search_text, version = r.version + 1, updated_at = now(), retired_at = NULL
                 WHERE (r.organization_id, r.name, r.kana, r.category_code, r.kinds, r.municipality_code, r.daily_life_area_id,
                        r.serves_areas, r.postal_code, r.address, r.latitude, r.longitude, r.phone, r.email, r.url, r.description,
                        r.hours, r.access_modes, r.capacity, r.vacancies, r.consultation_types, r.serves_except_own_bodies,
                        r.phones, r.languages, r.accessibility, r.eligibility, r.fees, r.office_number, r.last_verified_at,
-                       r.last_verified_by, r.status, r.retired_at IS NULL)
+                       r.last_verified_by, r.status, r.locations, r.retired_at IS NULL)
                    IS DISTINCT FROM
                       (EXCLUDED.organization_id, EXCLUDED.name, EXCLUDED.kana, EXCLUDED.category_code, EXCLUDED.kinds,
                        EXCLUDED.municipality_code, EXCLUDED.daily_life_area_id, EXCLUDED.serves_areas, EXCLUDED.postal_code,
@@ -496,7 +518,7 @@ enum ResourceImport {
                        EXCLUDED.description, EXCLUDED.hours, EXCLUDED.access_modes, EXCLUDED.capacity, EXCLUDED.vacancies,
                        EXCLUDED.consultation_types, EXCLUDED.serves_except_own_bodies, EXCLUDED.phones, EXCLUDED.languages,
                        EXCLUDED.accessibility, EXCLUDED.eligibility, EXCLUDED.fees, EXCLUDED.office_number,
-                       EXCLUDED.last_verified_at, EXCLUDED.last_verified_by, EXCLUDED.status, true)
+                       EXCLUDED.last_verified_at, EXCLUDED.last_verified_by, EXCLUDED.status, EXCLUDED.locations, true)
                 RETURNING r.id, r.version = 1 AS created, r.external_id)
             INSERT INTO import_changed (id, created, line)
             SELECT up.id, up.created, (SELECT min(line) FROM registry.import_rows s WHERE s.import_id = \(id)::uuid AND s.external_id = up.external_id)

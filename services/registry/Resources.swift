@@ -29,6 +29,8 @@ enum Resources {
         ("daily_life_area_id", nullableText(100)), ("serves_area", nullableText(100)),
         // Several areas, nearest first (ServesAreas); serves_area is the first of them.
         ("serves_areas", ServesAreas.schema),
+        // The other places it is given at (Locations): address, coordinates, accessibility, hours each.
+        ("locations", Locations.schema),
         // Serves `serves_area` except the bodies that run their own (a prefecture's 精神保健福祉センター
         // does not serve a designated city's residents; its 保健所 no health-centre city's).
         ("serves_except_own_bodies", #"{"type":"boolean"}"#),
@@ -222,7 +224,7 @@ enum Resources {
         external_id, name, kana, category_code, kinds, municipality_code, daily_life_area_id, serves_areas, postal_code, address,
         latitude, longitude, phone, email, url, description, hours, access_modes, capacity, vacancies, consultation_types,
         serves_except_own_bodies, phones, languages, accessibility, eligibility, fees, office_number, last_verified_at,
-        last_verified_by, status, staff_phone, staff_address
+        last_verified_by, status, staff_phone, staff_address, locations
         """
     /// Their values, taken from the input object bound as `i`.
     static let updatableValues: StaticString = """
@@ -241,7 +243,7 @@ enum Resources {
         coalesce(i->>'accessibility', ''),
         coalesce(i->>'eligibility', ''), coalesce(i->>'fees', ''), coalesce(i->>'office_number', ''),
         (i->>'last_verified_at')::date, coalesce(i->>'last_verified_by', ''), coalesce(i->>'status', 'active'),
-        coalesce(i->>'staff_phone', ''), coalesce(i->>'staff_address', '')
+        coalesce(i->>'staff_phone', ''), coalesce(i->>'staff_address', ''), registry.canonical_locations(i->'locations')
         """
 
     /// What free-text search matches: name, kana, address and description, folded.
@@ -270,6 +272,10 @@ enum Resources {
                     FROM jsonb_array_elements_text(coalesce(i->'serves_areas', '[]')) WITH ORDINALITY x(a, n)
                     WHERE NOT (x.a = 'national' OR EXISTS (SELECT 1 FROM registry.areas WHERE code = x.a)
                                OR EXISTS (SELECT 1 FROM registry.area_groups WHERE id = x.a AND upper_inf(valid)))) AS bad_serves,
+                   (SELECT coalesce(jsonb_agg(x.n - 1 ORDER BY x.n), '[]')::text
+                    FROM jsonb_array_elements(coalesce(i->'locations', '[]')) WITH ORDINALITY x(e, n)
+                    WHERE e->>'municipality_code' IS NOT NULL AND NOT EXISTS (SELECT 1 FROM registry.areas
+                        WHERE code = e->>'municipality_code' AND level = 'municipality')) AS bad_locations,
                    (i->>'capacity' IS NULL OR i->>'vacancies' IS NULL OR (i->>'vacancies')::numeric::int <= (i->>'capacity')::numeric::int) AS vacancies_ok
             FROM (SELECT \(input.jsonText)::jsonb AS i) s
             """)[0]
@@ -292,6 +298,11 @@ enum Resources {
         if case .array(let indexes) = badServes {
             let pointers = indexes.compactMap(\.integerValue).map { servesSource.pointer(Int($0)) }
             for pointer in ServesAreas.dedupe(pointers) { violations.append(.init(path: pointer, message: "unknown area (or it ended)")) }
+        }
+        if case .array(let indexes) = try JSONValue.parse(Data(try row.decode("bad_locations", as: String.self).utf8)) {
+            for index in indexes.compactMap(\.integerValue) {
+                violations.append(.init(path: "/locations/\(index)/municipality_code", message: "unknown municipality"))
+            }
         }
         if try !row.decode("vacancies_ok", as: Bool.self) { violations.append(.init(path: "/vacancies", message: "more than the capacity")) }
         guard violations.isEmpty else {
