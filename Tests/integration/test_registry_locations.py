@@ -2,7 +2,8 @@
 file) gives consultations at its own office and at two branches, one in another city. Each
 location is an HSDS service_at_location with its address, accessibility and hours, and the export
 validates; the CSV round trip carries the list (as JSON in one cell); search and serve summaries
-stay small; the staff-only address is never a location, nor in any public output."""
+stay small; the staff-only address is never a location, nor in any public output. The export
+also says who last verified the record (HSDS metadata)."""
 import json
 import uuid
 
@@ -115,6 +116,10 @@ def test_hsds_has_a_service_at_location_for_each_and_validates(centre):
     assert [(s["byday"], s["opens_at"], s["closes_at"], s["service_at_location_id"]) for s in branch["schedules"]] == [
         ("TU", "13:00:00+09:00", "16:00:00+09:00", branch["id"])]
     assert "schedules" not in places[2]
+    # Who last verified the record, and when: HSDS metadata.
+    assert [(m["last_action_date"], m["last_action_type"], m["updated_by"]) for m in ours["metadata"]] == [
+        ("2026-04-01", "verified", "愛媛県障がい福祉課")]
+    assert ours["assured_date"] == "2026-04-01"
 
 
 def test_summaries_stay_small_and_public_reads_never_show_the_staff_address(suite, centre):

@@ -132,8 +132,16 @@ enum ResourceExport {
             'email', CASE WHEN r.email ~ \(emailPattern) THEN r.email END,
             'status', CASE WHEN r.status = 'temporarily_closed' THEN 'temporarily closed' ELSE 'active' END,
             'eligibility_description', nullif(r.eligibility, ''), 'fees_description', nullif(r.fees, ''),
-            -- The day the record was last checked; who checked it (a role or office) has no place in HSDS.
+            -- The day the record was last checked, and (below, metadata) who checked it.
             'assured_date', to_char(r.last_verified_at, 'YYYY-MM-DD'),
+            -- HSDS keeps provenance in metadata entries: the last verification as one, its date, the
+            -- action `verified`, and `updated_by` the role or office that checked (never a person's
+            -- name: last_verified_by is a role by our rules). It says nothing was replaced.
+            'metadata', CASE WHEN r.last_verified_at IS NOT NULL THEN jsonb_build_array(jsonb_build_object(
+                'id', md5(r.id::text || 'verified')::uuid, 'resource_id', r.id, 'resource_type', 'service',
+                'last_action_date', to_char(r.last_verified_at, 'YYYY-MM-DD'), 'last_action_type', 'verified',
+                'field_name', 'assured_date', 'previous_value', '', 'replacement_value', to_char(r.last_verified_at, 'YYYY-MM-DD'),
+                'updated_by', r.last_verified_by)) END,
             -- ISO 639 codes, named in Japanese when we know the name (jsl 日本手話).
             'languages', (SELECT jsonb_agg(jsonb_build_object('id', md5(r.id::text || 'language:' || l.code)::uuid, 'service_id', r.id,
                     'code', l.code, 'name', (\(DirectoryFields.languageNames)::text[])[array_position(\(DirectoryFields.languageCodes)::text[], l.code)])
