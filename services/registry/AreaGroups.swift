@@ -566,7 +566,7 @@ enum AreaGroups {
             """)
         try tx.query("""
             INSERT INTO registry.resource_history (resource_id, version, changed_by, change, snapshot)
-            SELECT r.id, r.version, \(principal.tokenID), 'area_removed', to_jsonb(r) - ARRAY['search_text', 'service_area_ids']
+            SELECT r.id, r.version, \(principal.tokenID), 'area_removed', to_jsonb(r) - 'search_text'
             FROM registry.resources r JOIN jsonb_array_elements(\(changesJSON)::jsonb) x ON r.id = (x->>'id')::uuid
             """)
         try tx.query("""

@@ -191,7 +191,7 @@ enum ResourceExport {
                         (SELECT a.name FROM registry.areas a WHERE a.code = s.code::bpchar),
                         (SELECT g.name FROM registry.area_groups g WHERE g.id = s.code), s.code) END,
                     'extent', s.code, 'extent_type', 'text') ORDER BY s.n)
-                FROM unnest(r.service_area_ids) WITH ORDINALITY AS s(code, n)),
+                FROM unnest(\(unsafeRaw: Search.serviceAreas)) WITH ORDINALITY AS s(code, n)),
             'service_at_locations', jsonb_build_array(jsonb_build_object(
                 'id', md5(r.id::text || 'sal')::uuid, 'service_id', r.id, 'location_id', md5(r.id::text || 'location')::uuid,
                 'location', jsonb_build_object('id', md5(r.id::text || 'location')::uuid, 'location_type', 'physical',

@@ -526,7 +526,7 @@ enum ResourceImport {
             """)
         try tx.query("""
             INSERT INTO registry.resource_history (resource_id, version, changed_by, change, snapshot)
-            SELECT r.id, r.version, \(principal.tokenID), CASE WHEN c.created THEN 'created' ELSE 'updated' END, to_jsonb(r) - ARRAY['search_text', 'service_area_ids']
+            SELECT r.id, r.version, \(principal.tokenID), CASE WHEN c.created THEN 'created' ELSE 'updated' END, to_jsonb(r) - 'search_text'
             FROM registry.resources r JOIN import_changed c ON c.id = r.id
             """)
         // No lock: the events are numbered by the publisher once this commits (EventOutbox), in

@@ -9,8 +9,30 @@ import Wire
 /// first, and who backs them up"). `backup.chain` is `resource.serve` for consultation windows.
 enum Search {
     /// The areas a resource is responsible for: its `serves_areas`, else its daily-life area, else
-    /// its municipality (a generated column, GIN-indexed in 0032_serves_areas.sql).
-    static let serviceAreas: StaticString = "r.service_area_ids"
+    /// its municipality.
+    static let serviceAreas: StaticString = """
+        (CASE WHEN cardinality(r.serves_areas) > 0 THEN r.serves_areas
+              ELSE ARRAY[coalesce(r.daily_life_area_id, r.municipality_code::text)] END)
+        """
+
+    /// The position in `levels` of the nearest level resource `r` serves (the one area of a
+    /// resource naming none is read as a scalar: most are such, and unnesting each costs twice).
+    static func nearestLevel(_ levels: [String]) -> PostgresQuery {
+        """
+        CASE WHEN cardinality(r.serves_areas) = 0
+             THEN array_position(\(levels)::text[], coalesce(r.daily_life_area_id, r.municipality_code::text))
+             ELSE (SELECT min(array_position(\(levels)::text[], a)) FROM unnest(r.serves_areas) a) END
+        """
+    }
+
+    /// Resources responsible for any of `ids`: written as the two cases 0032_serves_areas.sql
+    /// indexes (areas named, GIN; none named, by own area and category), which the planner ORs.
+    static func servesAny(_ ids: [String]) -> PostgresQuery {
+        """
+        ((cardinality(r.serves_areas) = 0 AND coalesce(r.daily_life_area_id, r.municipality_code::text) = ANY(\(ids)::text[]))
+         OR r.serves_areas && \(ids)::text[])
+        """
+    }
 
     /// The fields of a resource in search results, as `jsonb_build_object` arguments for resource row `r`.
     static let summaryColumns: StaticString = """
@@ -210,7 +232,7 @@ enum Search {
             if let area, area != AreaGroups.nationID {
                 if scope == "chain" {
                     let chain = try chainIDs(municipality: area, asOf: asOf, on: connection)
-                    clauses.append("\(unsafeRaw: serviceAreas) && \(chain)::text[]")
+                    clauses.append(servesAny(chain))
                     clauses.append(servesResident(of: area, asOf: asOf))
                 } else {
                     let resolved = try AreaCache.shared.within(area: area, asOf: asOf) {
@@ -298,14 +320,13 @@ enum Search {
                     || $0["level"]?.stringValue == "nation"
             }
             let levelIDs = levels.compactMap { $0["id"]?.stringValue }
-            let clauses: [PostgresQuery] = ["\(unsafeRaw: serviceAreas) && \(levelIDs)::text[]", servesResident(of: input.municipality, asOf: input.asOf)]
+            let clauses: [PostgresQuery] = [servesAny(levelIDs), servesResident(of: input.municipality, asOf: input.asOf)]
                 + input.filters.clauses
             // A resource serving several of the levels is listed once, at the nearest.
             let rows = try connection.query("""
                 SELECT r.id::text AS id, levels.ids[r.level] AS area,
                        jsonb_build_object(\(unsafeRaw: summaryColumns), 'backed_up_by', \(unsafeRaw: Backups.backersSQL)) AS j
-                FROM (SELECT r.*, (SELECT min(array_position(\(levelIDs)::text[], a)) FROM unnest(\(unsafeRaw: serviceAreas)) a) AS level
-                      FROM registry.resources r WHERE \(clauses, joinedBy: " AND ")) r,
+                FROM (SELECT r.*, \(nearestLevel(levelIDs)) AS level FROM registry.resources r WHERE \(clauses, joinedBy: " AND ")) r,
                      (SELECT \(levelIDs)::text[] AS ids) levels
                 ORDER BY r.level, r.kana, r.name, r.id
                 """)

@@ -9,7 +9,7 @@ import Wire
 /// a write takes whichever of the two the writer changed.
 enum ServesAreas {
     static let maxAreas = 20
-    static let schema = #"{"type":["array","null"],"maxItems":20,"items":{"type":"string","minLength":1,"maxLength":100}}"#
+    static let schema = #"{"type":["array","null"],"maxItems":\#(maxAreas),"items":{"type":"string","minLength":1,"maxLength":100}}"#
 
     /// Where a write's list came from, for JSON Pointers in errors.
     enum Source {
@@ -19,8 +19,8 @@ enum ServesAreas {
 
         func pointer(_ index: Int) -> String {
             switch self {
-            case .list: "/serves_areas/\(index)"
-            case .single, .stored: "/serves_area"
+            case .list, .stored: "/serves_areas/\(index)"
+            case .single: "/serves_area"
             }
         }
     }

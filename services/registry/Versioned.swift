@@ -43,13 +43,13 @@ struct VersionedTable: Sendable {
     func recordHistory(id: String, change: String, by principal: Principal, on tx: PostgresConnection) throws {
         try tx.query("""
             INSERT INTO \(unsafeRaw: historyTable) (\(unsafeRaw: historyKey), version, changed_by, change, snapshot)
-            SELECT id, version, \(principal.tokenID), \(change), to_jsonb(t) - ARRAY['search_text', 'service_area_ids'] FROM \(unsafeRaw: table) t WHERE id = \(id)::uuid
+            SELECT id, version, \(principal.tokenID), \(change), to_jsonb(t) - 'search_text' FROM \(unsafeRaw: table) t WHERE id = \(id)::uuid
             """)
     }
 
     /// The row as the API shows it.
     func fetch(id: String, on connection: PostgresConnection) throws -> JSONValue {
-        try connection.jsonRow("SELECT to_jsonb(t) - ARRAY['search_text', 'service_area_ids'] AS j FROM \(unsafeRaw: table) t WHERE id = \(id)::uuid",
+        try connection.jsonRow("SELECT to_jsonb(t) - 'search_text' AS j FROM \(unsafeRaw: table) t WHERE id = \(id)::uuid",
                                notFound: "no \(noun) \(id)")
     }
 
