@@ -492,7 +492,8 @@ enum ResourceImport {
                     coalesce(serves_except_own_bodies, false), search_text, coalesce(phones, '[]'), coalesce(languages, '{}'),
                     coalesce(accessibility, ''), coalesce(eligibility, ''), coalesce(fees, ''), coalesce(office_number, ''),
                     nullif(last_verified_at, '')::date, coalesce(last_verified_by, ''), coalesce(status, 'active'),
-                    registry.canonical_locations(locations)
+                    -- Most files give no locations: no function call per row for them.
+                    CASE WHEN locations IS NULL OR locations = '[]' THEN '[]' ELSE registry.canonical_locations(locations) END
                 FROM src ORDER BY line
                 ON CONFLICT (tenant, external_id) DO UPDATE SET organization_id = EXCLUDED.organization_id, name = EXCLUDED.name,
                     kana = EXCLUDED.kana, category_code = EXCLUDED.category_code, kinds = EXCLUDED.kinds,
