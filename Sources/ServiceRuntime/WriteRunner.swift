@@ -96,7 +96,8 @@ struct WriteRunner: Sendable {
 enum RuntimeMigrations {
     static let table = "runtime_migrations"
 
-    static func all(schema: String) -> [PostgresMigration] {
+    /// - Parameter events: the service has an event stream (`EventStream.migrations`: its tables).
+    static func all(schema: String, events: Bool) -> [PostgresMigration] {
         [
             PostgresMigration(id: "0001_idempotency", sql: """
                 CREATE TABLE \(schema).idempotency (
@@ -110,6 +111,6 @@ enum RuntimeMigrations {
                 );
                 CREATE INDEX idempotency_created ON \(schema).idempotency (created_at);
                 """),
-        ]
+        ] + (events ? EventStream.migrations(schema: schema) : [])
     }
 }
