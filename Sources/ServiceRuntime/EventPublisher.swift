@@ -41,13 +41,13 @@ struct EventPublisher: Sendable {
     func run() async {
         let clock = ContinuousClock()
         var lastHead: ContinuousClock.Instant?
-        var leading = false
+        var leading: Bool?
         while !Task.isCancelled {
             var busy = false
             do {
                 let leader = try await database.withConnection { [stream] connection in try Self.lead(stream, on: connection) }
                 if leader != leading {
-                    logger.info(leader ? "publishing events" : "another instance publishes events", metadata: [LogKey.service: "\(stream.name)"])
+                    logger.info(leader ? "publishing events" : "standing by: another instance publishes events")
                     leading = leader
                 }
                 if leader {
@@ -61,7 +61,7 @@ struct EventPublisher: Sendable {
             } catch {
                 logger.debug("event publishing paused", metadata: ["error": "\(error)"])
             }
-            if !busy { try? await Task.sleep(for: leading ? pollInterval : standbyInterval) }
+            if !busy { try? await Task.sleep(for: leading == true ? pollInterval : standbyInterval) }
         }
     }
 
