@@ -1,13 +1,15 @@
 """The service side of event delivery (docs/events.md): the runtime's stream tables, the one
 publisher that numbers committed events and pushes them, and `events.read` with the caller's
 permissions. Everything goes through the real gateway and real registry processes."""
+import json
 import os
+import re
 import shutil
 import subprocess
-import threading
 import time
 import uuid
 
+import jsonschema
 import psycopg
 import pytest
 
@@ -313,3 +315,47 @@ def test_the_registry_outbox_moves_into_the_stream_with_its_sequences(database_b
         assert db.execute("SELECT to_regclass('registry.outbox'), to_regclass('registry.outbox_cursor')").fetchone() == (None, None)
         assert wait_until(lambda: db.execute("SELECT pushed FROM registry.event_cursor").fetchone()[0] == 6,
                           what="the new publisher pushing the rest")
+
+
+# MARK: docs/events.md
+
+def documented():
+    """The JSON blocks of docs/events.md tagged `schema=<name>` and `example=<type>`."""
+    with open(os.path.join(ROOT, "docs", "events.md"), encoding="utf-8") as handle:
+        text = handle.read()
+    blocks = re.findall(r"```json (schema|example)=(\S+)\n(.*?)```", text, flags=re.S)
+    schemas = {name: json.loads(body) for kind, name, body in blocks if kind == "schema"}
+    examples = {name: json.loads(body) for kind, name, body in blocks if kind == "example"}
+    return schemas, examples
+
+
+def check_event(event, schemas):
+    checker = jsonschema.FormatChecker()
+    jsonschema.validate(event, schemas["cloudevent"], format_checker=checker)
+    jsonschema.validate(event["data"], schemas[event["type"]], format_checker=checker)
+
+
+def test_every_documented_type_has_a_valid_example_and_real_events_match_their_schema(suite):
+    """Each event type in docs/events.md has a schema and an example that matches it; the events a
+    resource's whole life writes (created, changed, vacancies_changed, retired) match theirs."""
+    schemas, examples = documented()
+    registry_types = {CREATED, "jp.tsunagu.registry.resource.changed", "jp.tsunagu.registry.resource.vacancies_changed",
+                      "jp.tsunagu.registry.resource.retired"}
+    assert registry_types <= set(examples) and set(examples) == set(schemas) - {"cloudevent"}
+    for name, example in examples.items():
+        assert example["type"] == name
+        check_event(example, schemas)
+    with Closing(suite.client(token=token_for(suite, TOKYO, ["editor"]))) as client:
+        before = head(client)
+        made = create(client, make_org(client, "型の法人")["id"], f"型の施設{uuid.uuid4().hex[:8]}")
+        changed = ok(client.call("registry", "resource.update", dict(made, description="更新", vacancies=1)))
+        ok(client.call("registry", "resource.vacancies.set", {"id": made["id"], "vacancies": 0}))
+        ok(client.call("registry", "resource.retire", {"id": made["id"], "version": changed["version"] + 1}))
+
+        def all_four():
+            es = [e for e in read_all(client, before)[0] if e["subject"] == f"resources/{made['id']}"]
+            return es if {e["type"] for e in es} == registry_types else None
+        events = wait_until(all_four, what="the resource's four kinds of event")
+    for event in events:
+        check_event(event, schemas)
+        assert "staff_phone" not in event["data"] and "staff_address" not in event["data"]
