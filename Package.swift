@@ -11,6 +11,7 @@ let package = Package(
     products: [
         .executable(name: "tsunagu-gateway", targets: ["GatewayMain"]),
         .executable(name: "tsunagu-registry", targets: ["Registry"]),
+        .executable(name: "tsunagu-meetings", targets: ["Meetings"]),
         .executable(name: "tsunagu", targets: ["TsunaguCLI"]),
         .executable(name: "tsunagu-bench", targets: ["Bench"]),
         .library(name: "ServiceRuntime", targets: ["ServiceRuntime"]),
@@ -20,6 +21,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        // The meetings service encrypts case content before it reaches PostgreSQL (AES-GCM, HKDF).
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
     ],
     targets: [
         .systemLibrary(name: "CLibZMQ", pkgConfig: "libzmq", providers: [.apt(["libzmq3-dev"])]),
@@ -67,6 +70,18 @@ let package = Package(
             dependencies: ["ServiceRuntime", "CSV", "Postgres", "Wire", "JSONSchema", .product(name: "Logging", package: "swift-log")],
             path: "services/registry",
             exclude: ["README.md", "seed"],
+            resources: [.copy("migrations")],
+            swiftSettings: swiftSettings
+        ),
+        // Meetings never reads the registry's tables: it calls the registry through the gateway.
+        .executableTarget(
+            name: "Meetings",
+            dependencies: [
+                "ServiceRuntime", "Postgres", "Wire", "JSONSchema", .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            path: "services/meetings",
+            exclude: ["README.md"],
             resources: [.copy("migrations")],
             swiftSettings: swiftSettings
         ),

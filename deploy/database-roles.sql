@@ -6,12 +6,13 @@
 -- and point each service at its own role:
 --   gateway:  TSUNAGU_DATABASE_URL=postgresql://tsunagu_gateway@host/tsunagu
 --   registry: TSUNAGU_DATABASE_URL=postgresql://tsunagu_registry@host/tsunagu
+--   meetings: TSUNAGU_DATABASE_URL=postgresql://tsunagu_meetings@host/tsunagu
 DO $$
 DECLARE
     service text;
     object record;
 BEGIN
-    FOREACH service IN ARRAY ARRAY['gateway', 'registry'] LOOP
+    FOREACH service IN ARRAY ARRAY['gateway', 'registry', 'meetings'] LOOP
         IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'tsunagu_' || service) THEN
             EXECUTE format('CREATE ROLE %I LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE', 'tsunagu_' || service);
         END IF;

@@ -73,7 +73,8 @@ start_postgres() {
   "$bin/psql" -q -v ON_ERROR_STOP=1 "$TSUNAGU_DATABASE_URL" -f "$TSUNAGU_ROOT/deploy/database-roles.sql" >/dev/null
   export TSUNAGU_GATEWAY_DATABASE_URL="postgresql://tsunagu_gateway@127.0.0.1:$port/tsunagu"
   export TSUNAGU_REGISTRY_DATABASE_URL="postgresql://tsunagu_registry@127.0.0.1:$port/tsunagu"
-  log "PostgreSQL is up at $TSUNAGU_DATABASE_URL (services connect as tsunagu_gateway, tsunagu_registry)"
+  export TSUNAGU_MEETINGS_DATABASE_URL="postgresql://tsunagu_meetings@127.0.0.1:$port/tsunagu"
+  log "PostgreSQL is up at $TSUNAGU_DATABASE_URL (services connect as tsunagu_gateway, tsunagu_registry, tsunagu_meetings)"
 }
 
 stop_postgres() {

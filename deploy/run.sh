@@ -59,6 +59,9 @@ TSUNAGU_SERVICE_TOKEN=$(service_token registry "$RUN_DIR/registry-service-token"
 TSUNAGU_SERVICE_TOKEN=$TSUNAGU_SERVICE_TOKEN TSUNAGU_DATABASE_URL=${TSUNAGU_REGISTRY_DATABASE_URL:-$TSUNAGU_DATABASE_URL} \
   setsid "$BIN/tsunagu-registry" & pids+=($!); names+=(registry)
 wait_for registry area.get '{"code":"131016"}' || exit 1
+TSUNAGU_SERVICE_TOKEN=$(service_token meetings "$RUN_DIR/meetings-service-token") || exit 1
+TSUNAGU_SERVICE_TOKEN=$TSUNAGU_SERVICE_TOKEN TSUNAGU_DATABASE_URL=${TSUNAGU_MEETINGS_DATABASE_URL:-$TSUNAGU_DATABASE_URL} \
+  setsid "$BIN/tsunagu-meetings" & pids+=($!); names+=(meetings)
 
 cat <<TXT
 

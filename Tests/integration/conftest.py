@@ -19,6 +19,7 @@ DATABASE_URL = os.environ.get("TSUNAGU_DATABASE_URL")
 SERVICE_DATABASE_URLS = {
     "tsunagu-gateway": os.environ.get("TSUNAGU_GATEWAY_DATABASE_URL", DATABASE_URL),
     "tsunagu-registry": os.environ.get("TSUNAGU_REGISTRY_DATABASE_URL", DATABASE_URL),
+    "tsunagu-meetings": os.environ.get("TSUNAGU_MEETINGS_DATABASE_URL", DATABASE_URL),
 }
 ADMIN_TOKEN = "test-admin-token-0123456789abcdef"
 HEARTBEAT_MS = 200
