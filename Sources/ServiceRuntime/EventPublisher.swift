@@ -14,12 +14,13 @@ import Wire
 ///   connection, and PostgreSQL releases the lock at once.
 /// - Each round: number up to `numberingBatch` committed, unnumbered rows in insertion order and
 ///   commit; then push what follows the `pushed` cursor in batches of `pushBatch`, each followed by
-///   a head; only once the whole batch is in the events socket's queue move the cursor, with a
-///   compare-and-set (`pushed` must still be what this round read). A batch that cannot be queued
-///   within `sendTimeout` (the gateway is away or slow) is not dropped: the cursor stays and the
-///   next round sends it again. A publisher that dies before moving the cursor leaves it where it
-///   was, and the next one sends those events again: duplicates (subscribers dedupe by id), never
-///   loss.
+///   a head; only once the events socket's queue has taken them move the cursor, with a
+///   compare-and-set (`pushed` must still be what this round read), up to the last event taken. What
+///   the socket cannot take within `sendTimeout` (the gateway is away or slow) is not dropped: the
+///   cursor stays there and the next round sends the rest again (with `retryTimeout` while the
+///   gateway still takes nothing, so numbering goes on meanwhile). A publisher that dies before
+///   moving the cursor leaves it where it was, and the next one sends those events again:
+///   duplicates (subscribers dedupe by id), never loss.
 /// - Heads: `["tsunagu.head", {"stream":…,"sequence":N}]` after every pushed batch (N its last
 ///   sequence) and at least every `headInterval` (N the highest number given out), so a subscriber
 ///   notices a lost tail within a heartbeat.
@@ -34,6 +35,7 @@ struct EventPublisher: Sendable {
     var pollInterval: Duration = .milliseconds(100)
     var standbyInterval: Duration = .milliseconds(500)
     var sendTimeout: Duration = .seconds(2)
+    var retryTimeout: Duration = .milliseconds(200)
     var numberingBatch = 5000
     var pushBatch = 500
 
@@ -42,6 +44,7 @@ struct EventPublisher: Sendable {
         let clock = ContinuousClock()
         var lastHead: ContinuousClock.Instant?
         var leading: Bool?
+        var stalled = false
         while !Task.isCancelled {
             var busy = false
             do {
@@ -51,11 +54,13 @@ struct EventPublisher: Sendable {
                     leading = leader
                 }
                 if leader {
-                    let round = try await self.round()
+                    let round = try await self.round(within: stalled ? retryTimeout : sendTimeout)
                     busy = round.busy
+                    if let pushed = round.pushedAll { stalled = !pushed }
                     if round.pushedBatch { lastHead = clock.now }
                     if lastHead.map({ clock.now - $0 >= headInterval }) ?? true {
-                        if await connection.publish([head(round.assigned)], within: sendTimeout) { lastHead = clock.now }
+                        stalled = await connection.publish([head(round.assigned)], within: stalled ? retryTimeout : sendTimeout) == 0
+                        if !stalled { lastHead = clock.now }
                     }
                 }
             } catch {
@@ -86,31 +91,40 @@ struct EventPublisher: Sendable {
         var assigned: Int64
         var pushedBatch = false
         var busy = false
+        /// Whether the events socket took all it was given in time; nil when there was nothing to give.
+        var pushedAll: Bool?
     }
 
     /// Numbers, then pushes until the cursor reaches what is numbered (or a push fails).
-    private func round() async throws -> Round {
+    private func round(within timeout: Duration) async throws -> Round {
         let (numbered, pushed, assigned) = try await database.withConnection { [stream, numberingBatch] connection in
             try connection.withTransaction { tx in try Self.number(stream, batch: numberingBatch, on: tx) }
         }
         var result = Round(assigned: assigned, busy: numbered == numberingBatch)
         var through = pushed
         while through < assigned && !Task.isCancelled {
-            let (messages, last) = try await database.withConnection { [stream, pushBatch, through] connection in
+            let (events, last) = try await database.withConnection { [stream, pushBatch, through] connection in
                 try Self.batch(stream, after: through, upTo: assigned, limit: pushBatch, on: connection)
             }
-            guard await connection.publish(messages + [head(last)], within: sendTimeout) else {
-                logger.debug("events not queued in time; sending them again next round", metadata: ["after": "\(through)"])
+            let taken = await connection.publish(events.map(\.message) + [head(last)], within: timeout)
+            // The events taken (all, with the head after them, or the first few) count as pushed.
+            let reached = taken > events.count ? last : taken > 0 ? events[taken - 1].sequence : through
+            if reached > through {
+                let moved = try await database.withConnection { [stream, through] connection in
+                    try Self.movePushed(stream, from: through, to: reached, on: connection)
+                }
+                result.pushedBatch = true
+                // Another publisher moved it (this one had lost its lock): it carries on from there.
+                guard moved else { return result }
+                through = reached
+            }
+            guard taken > events.count else {
+                logger.debug("the gateway took no more events in time; the rest go again next round", metadata: ["after": "\(through)"])
                 result.busy = false
+                result.pushedAll = false
                 return result
             }
-            let moved = try await database.withConnection { [stream, through] connection in
-                try Self.movePushed(stream, from: through, to: last, on: connection)
-            }
-            result.pushedBatch = true
-            // Another publisher moved it (this one had lost its lock): it carries on from there.
-            guard moved else { return result }
-            through = last
+            result.pushedAll = true
         }
         return result
     }
@@ -140,16 +154,18 @@ struct EventPublisher: Sendable {
         return (numbered, pushed, last)
     }
 
-    /// The event messages after `after`, up to `upTo`, at most `limit`, and the last sequence they cover.
+    /// The event messages after `after`, up to `upTo`, at most `limit`, with their sequences, and
+    /// the last sequence they cover.
     static func batch(_ stream: EventStream, after: Int64, upTo: Int64, limit: Int,
-                      on connection: PostgresConnection) throws -> ([[Data]], Int64) {
+                      on connection: PostgresConnection) throws -> ([(sequence: Int64, message: [Data])], Int64) {
         let rows = try connection.query("""
             SELECT o.sequence, o.type, o.tenant, \(stream.eventJSON())::text AS j FROM \(stream.events) o
             WHERE o.sequence > \(after)::bigint AND o.sequence <= \(upTo)::bigint ORDER BY o.sequence LIMIT \(limit)::int
             """)
         let messages = try rows.map { row in
             let topic = TsunaguWire.eventTopic(type: try row.decode("type"), tenant: try row.decode("tenant"))
-            return [Data(topic.utf8), Data((try row.decode("j", as: String.self)).utf8)]
+            return (sequence: try row.decode("sequence", as: Int64.self),
+                    message: [Data(topic.utf8), Data((try row.decode("j", as: String.self)).utf8)])
         }
         // A short page ends the range (numbers the registry's pre-0014 history never used are no rows).
         let last = rows.count < limit ? upTo : try rows[rows.count - 1].decode("sequence", as: Int64.self)

@@ -58,7 +58,7 @@ public final class WorkerConnection: @unchecked Sendable {
         /// How many of `messages` the socket has taken.
         var sent = 0
         let deadline: ContinuousClock.Instant
-        let done: CheckedContinuation<Bool, Never>
+        let done: CheckedContinuation<Int, Never>
     }
 
     /// The most event messages one `publish` call may hand over: the whole queue of events
@@ -122,7 +122,7 @@ public final class WorkerConnection: @unchecked Sendable {
                 defer { state.events = nil }
                 return state.events
             }
-            unsent?.done.resume(returning: false)
+            unsent.map { $0.done.resume(returning: $0.sent) }
             self.finished.signal()
         }
         thread.name = "zmq-worker-\(settings.service)"
@@ -140,23 +140,22 @@ public final class WorkerConnection: @unchecked Sendable {
     }
 
     /// Hands event messages (`[topic, CloudEvent JSON]` or a head, without the credential, which
-    /// the loop adds) to the gateway's events-in socket, in order, and returns true once the socket
-    /// has taken every one of them. A message the socket cannot take now (its queue is full, or no
-    /// gateway is connected) waits and is tried again, never dropped; past `timeout` the rest of the
-    /// batch is given up and this returns false (the caller sends it again). Also false at once when
-    /// there is no events endpoint, the loop has ended, or another batch is still on its way (one
-    /// publisher per connection). Safe from any thread.
-    public func publish(_ messages: [[Data]], within timeout: Duration) async -> Bool {
+    /// the loop adds) to the gateway's events-in socket, in order, and returns how many the socket
+    /// took: all of them, unless `timeout` passed first. A message the socket cannot take now (its
+    /// queue is full, or no gateway is connected) waits and is tried again, never dropped; past
+    /// `timeout` the rest of the batch is given up (the caller sends it again). Nothing is taken
+    /// when there is no events endpoint, the loop has ended, or another batch is still on its way
+    /// (one publisher per connection). Safe from any thread.
+    public func publish(_ messages: [[Data]], within timeout: Duration) async -> Int {
         precondition(messages.count <= Self.maxEventBatch, "an event batch holds at most \(Self.maxEventBatch) messages")
-        guard settings.eventsEndpoint != nil else { return false }
-        guard !messages.isEmpty else { return true }
-        return await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
-            let taken = shared.withLock { state -> Bool in
+        guard settings.eventsEndpoint != nil, !messages.isEmpty else { return 0 }
+        return await withCheckedContinuation { (continuation: CheckedContinuation<Int, Never>) in
+            let accepted = shared.withLock { state -> Bool in
                 guard state.events == nil, !state.ended else { return false }
                 state.events = PendingEvents(messages: messages, deadline: .now + timeout, done: continuation)
                 return true
             }
-            if taken { wakeup.wake() } else { continuation.resume(returning: false) }
+            if accepted { wakeup.wake() } else { continuation.resume(returning: 0) }
         }
     }
 
@@ -361,7 +360,7 @@ public final class WorkerConnection: @unchecked Sendable {
         }
         let over = !blocked || ContinuousClock.now >= pending.deadline
         shared.withLock { $0.events = over ? nil : pending }
-        if over { pending.done.resume(returning: !blocked) }
+        if over { pending.done.resume(returning: pending.sent) }
         return !over
     }
 

@@ -47,11 +47,11 @@ import ZMQ
         let worker = try connection(context, events: endpoint)
         worker.start()
         let batch = (1...3).map { [Data("topic/\($0)".utf8), Data("{\"sequence\":\($0)}".utf8)] }
-        #expect(await worker.publish(batch, within: .seconds(5)))
+        #expect(await worker.publish(batch, within: .seconds(5)) == 3)
         for expected in batch {
             #expect(try pull.receive() == expected + [Data("service-credential".utf8)])
         }
-        #expect(await worker.publish([], within: .seconds(1)))
+        #expect(await worker.publish([], within: .seconds(1)) == 0)
         await worker.stopAndWait()
         try pull.close()
         context.terminate()
@@ -66,14 +66,14 @@ import ZMQ
         try probe.close()
         let worker = try connection(context, events: endpoint)  // no gateway: the socket takes nothing
         worker.start()
-        #expect(await worker.publish([[Data("t".utf8), Data("{}".utf8)]], within: .milliseconds(200)) == false)
+        #expect(await worker.publish([[Data("t".utf8), Data("{}".utf8)]], within: .milliseconds(200)) == 0)
         // Once a gateway is there, the same batch goes through (the publisher sends it again).
         let pull = try context.socket(.pull)
         try pull.bind(endpoint)
-        #expect(await worker.publish([[Data("t".utf8), Data("{}".utf8)]], within: .seconds(5)))
+        #expect(await worker.publish([[Data("t".utf8), Data("{}".utf8)]], within: .seconds(5)) == 1)
         #expect(try pull.receive().count == 3)
         await worker.stopAndWait()
-        #expect(await worker.publish([[Data("t".utf8)]], within: .seconds(1)) == false)  // the loop has ended
+        #expect(await worker.publish([[Data("t".utf8)]], within: .seconds(1)) == 0)  // the loop has ended
         try pull.close()
         context.terminate()
     }

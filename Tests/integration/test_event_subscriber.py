@@ -144,3 +144,37 @@ def test_a_kill_9_of_the_publisher_between_commit_and_push_loses_nothing_for_a_s
     assert sorted(e["subject"] for e in handed) == sorted(committed) == sorted(expected)
     sequences = [e["sequence"] for e in subscriber.events()]
     assert sequences == sorted(sequences) and len(set(sequences)) == len(sequences)
+
+
+def test_heartbeats_carry_the_registry_head_and_a_tenant_sees_other_tenants_events_as_withheld(suite):
+    """On the raw protocol: after writes of two tenants, a Tokyo subscriber gets Tokyo's EVENTs
+    and WITHHELD for Osaka's sequences, and a HEARTBEAT whose registry head is events.read's head
+    (the registry's publisher sent it with a tsunagu.head)."""
+    import zmq
+    tag = uuid.uuid4().hex[:8]
+    sock = zmq.Context.instance().socket(zmq.DEALER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.connect(suite.events_out_endpoint)
+    try:
+        sock.send_multipart([b"TSUNAGU-EVENTS/1", b"SUBSCRIBE",
+                             json.dumps({"token": token_for(suite, TOKYO, ["staff"]), "streams": ["registry"]}).encode()])
+        assert sock.poll(10000)
+        marker, command, body = sock.recv_multipart()
+        assert (marker, command) == (b"TSUNAGU-EVENTS/1", b"SUBSCRIBED"), (command, body)
+        with Closing(suite.client(token=token_for(suite, OSAKA, ["editor"]))) as osaka, \
+                Closing(suite.client(token=token_for(suite, TOKYO, ["editor"]))) as tokyo, Closing(suite.client()) as national:
+            write(osaka, make_org(osaka, f"大阪{tag}")["id"], f"大阪{tag}", 2, "271004")
+            write(tokyo, make_org(tokyo, f"東京{tag}")["id"], f"東京{tag}", 1)
+            target = wait_until(lambda: (lambda h: h if h >= 3 else None)(head(national)), what="three events numbered")
+            got = {"EVENT": [], "WITHHELD": [], "HEARTBEAT": []}
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and not any(h["streams"].get("registry", 0) >= target for h in got["HEARTBEAT"]):
+                if sock.poll(200):
+                    _, command, body = sock.recv_multipart()
+                    got.setdefault(command.decode(), []).append(json.loads(body))
+        assert [e for e in got["EVENT"] if e["tenant"] != TOKYO] == []
+        assert any(e["data"]["name"].startswith(f"東京{tag}") for e in got["EVENT"])
+        assert got["WITHHELD"] and all(w["stream"] == "registry" for w in got["WITHHELD"])
+        assert any(h["streams"].get("registry") == target for h in got["HEARTBEAT"])
+    finally:
+        sock.close()
