@@ -182,6 +182,6 @@ struct EventPublisher: Sendable {
     /// A head message: the stream's highest sequence known to be numbered and sent.
     func head(_ sequence: Int64) -> [Data] {
         let body = JSONValue.object(["stream": .string(stream.name), "sequence": .integer(sequence)])
-        return [Data(TsunaguWire.eventHeadTopic.utf8), body.serialized()]
+        return [EventStreamWire.headTopic, body.serialized()]
     }
 }

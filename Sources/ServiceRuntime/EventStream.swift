@@ -50,7 +50,7 @@ public struct EventStream: Sendable {
         precondition(schema.range(of: "^[a-z_][a-z0-9_]*$", options: .regularExpression) != nil, "bad schema name")
         self.name = name
         self.schema = schema
-        self.source = "/tsunagu/\(name)"
+        self.source = EventStreamWire.source(ofStream: name)
         self.typePrefix = typePrefix
         self.events = PostgresQuery(unsafeSQL: "\(schema).events")
         self.cursor = PostgresQuery(unsafeSQL: "\(schema).event_cursor")
@@ -154,7 +154,7 @@ public struct EventStream: Sendable {
         page AS (
             SELECT o.* FROM \(events) o
             WHERE o.sequence > \(after)::bigint AND o.sequence <= (SELECT b FROM bound)
-              AND (\(EventPermissions.everyTenant)::text = ANY(\(permissions.tenants)::text[]) OR o.tenant = ANY(\(permissions.tenants)::text[]))
+              AND (\(EventPermissions.allTenants)::text = ANY(\(permissions.tenants)::text[]) OR o.tenant = ANY(\(permissions.tenants)::text[]))
               AND (cardinality(\(permissions.types)::text[]) = 0
                    OR EXISTS (SELECT 1 FROM unnest(\(permissions.types)::text[]) AS p (prefix) WHERE starts_with(o.type, p.prefix)))
               AND (cardinality(\(types)::text[]) = 0 OR o.type = ANY(\(types)::text[]))

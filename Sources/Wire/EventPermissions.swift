@@ -1,42 +1,43 @@
-import Foundation
-
 /// Which events a principal may see: the one rule used by the gateway's live stream and by every
-/// service's `events.read` (docs/events.md, "Permissions").
+/// service's `events.read`, so a subscriber sees the same events live and on replay.
+///
+/// An event is visible when its tenant is allowed (`tenants` holds it, or `"*"`) and its type is
+/// allowed (`types` is empty, or one of them is a prefix of the type: `"jp.tsunagu.meetings."`
+/// allows every meetings event, a whole type allows that type).
 /// - Note: `Sendable`; a value.
+/// - Important: the service half's stand-in: the gateway half (branch events-gateway) has the
+///   same type with `Principal.events` (explicit permissions from the token); take that one.
 public struct EventPermissions: Sendable, Codable, Equatable {
-    /// Tenant codes whose events are visible, or `["*"]` for every tenant.
-    public var tenants: [String]
-    /// Event-type prefixes (`jp.tsunagu.meetings.`, or a whole type); empty admits every type.
-    public var types: [String]
+    /// Tenant codes, or `["*"]` for every tenant.
+    public let tenants: [String]
+    /// Event-type prefixes; empty allows every type.
+    public let types: [String]
 
-    /// The wildcard in `tenants`.
-    public static let everyTenant = "*"
+    /// The tenant code that stands for every tenant.
+    public static let allTenants = "*"
 
-    public init(tenants: [String], types: [String]) {
+    public init(tenants: [String], types: [String] = []) {
         self.tenants = tenants
         self.types = types
     }
 
-    /// True when an event of `tenant` and `type` is visible: its tenant is listed (or every tenant
-    /// is) and its type starts with one of the prefixes (or no prefix is given).
-    public func visible(tenant: String, type: String) -> Bool {
-        (tenants.contains(Self.everyTenant) || tenants.contains(tenant))
-            && (types.isEmpty || types.contains(where: { type.hasPrefix($0) }))
+    /// What a principal without explicit permissions sees: everything for tenant `national`,
+    /// otherwise its own tenant's events of every type.
+    public static func `default`(forTenant tenant: String) -> EventPermissions {
+        tenant == TsunaguWire.nationalTenant ? EventPermissions(tenants: [allTenants]) : EventPermissions(tenants: [tenant])
     }
 
-    /// What a principal without explicit permissions sees: tenant `national` every event, any
-    /// other tenant its own tenant's events, of every type.
-    public static func defaultRule(forTenant tenant: String) -> EventPermissions {
-        tenant == TsunaguWire.nationalTenant
-            ? EventPermissions(tenants: [everyTenant], types: [])
-            : EventPermissions(tenants: [tenant], types: [])
+    /// Whether an event of `tenant` and `type` may be shown.
+    public func visible(tenant: String, type: String) -> Bool {
+        guard tenants.contains(where: { $0 == Self.allTenants || $0 == tenant }) else { return false }
+        return types.isEmpty || types.contains(where: { type.hasPrefix($0) })
     }
 }
 
 extension Principal {
-    /// The events this principal may see. Until the principal carries explicit permissions (the
-    /// gateway's `events` member), this is the default rule for its tenant.
+    /// The default rule for this principal's tenant (until `Principal` carries the token's
+    /// explicit `events`: then those, else this).
     public var eventPermissions: EventPermissions {
-        EventPermissions.defaultRule(forTenant: tenant)
+        .default(forTenant: tenant)
     }
 }

@@ -53,7 +53,4 @@ public enum TsunaguWire {
     /// Event messages (service PUSH -> gateway PULL -> gateway PUB -> subscriber SUB) are two
     /// frames: the topic `<type>/<tenant>` (subscribers filter by its prefix) and the CloudEvent JSON.
     public static func eventTopic(type: String, tenant: String) -> String { "\(type)/\(tenant)" }
-    /// Topic of a head message, `["tsunagu.head", {"stream":…,"sequence":N}, credential]`: the
-    /// highest sequence a service's publisher has numbered (docs/events.md, "Heads").
-    public static let eventHeadTopic = "tsunagu.head"
 }
