@@ -11,7 +11,8 @@ accounted for), and hands each event on once, deduplicated by id, as one JSON li
         --state registry-events.json --output events.jsonl
 
 Exit status: 0 after SIGTERM/SIGINT; 2 bad request; 3 unauthorized (bad or revoked token);
-4 the gateway did not answer a replay. Log lines (stderr) carry sequence numbers, never event content.
+4 the gateway did not answer a replay. An `unavailable` refusal (the gateway is full or stopping)
+is retried. Log lines (stderr) carry sequence numbers, never event content.
 """
 import argparse
 import collections
@@ -32,6 +33,10 @@ PAGE = 1000  # events.read limit
 
 def log(message):
     print(f"event_subscriber: {message}", file=sys.stderr, flush=True)
+
+
+class Retry(Exception):
+    """The gateway asked to come back later (ERROR unavailable): subscribe again."""
 
 
 class Fatal(Exception):
@@ -188,11 +193,17 @@ class Subscriber:
                     self.replay(stream, int(heads.get(stream, 0)))
                 return True
             if command == b"ERROR":
-                self.refused(body)
+                try:
+                    self.refused(body)
+                except Retry:
+                    return False
             # Anything else before SUBSCRIBED (a late message of an earlier subscription) is dropped.
 
     def refused(self, body):
         code = body.get("code")
+        if code == "unavailable":
+            log(f"the gateway cannot take the subscription now ({body.get('message')}); trying again")
+            raise Retry()
         raise Fatal(3 if code == "unauthorized" else 2, f"the gateway refused the subscription: {code}: {body.get('message')}")
 
     def receive(self):
@@ -256,17 +267,25 @@ class Subscriber:
             if not self.sock.poll(int(max(0.0, min(next_ping, heard + 3 * self.interval) - now) * 1000) + 1):
                 continue
             # Drain what is there, then store the state once.
-            while self.sock.poll(0):
-                command, body = self.receive()
+            try:
+                while self.sock.poll(0):
+                    command, body = self.receive()
+                    heard = time.monotonic()
+                    if command == b"EVENT":
+                        self.on_event(body)
+                    elif command == b"WITHHELD":
+                        self.on_withheld(body)
+                    elif command == b"HEARTBEAT":
+                        self.on_heartbeat(body)
+                    elif command == b"ERROR":
+                        self.refused(body)
+            except Retry:
+                self.state.save()
+                time.sleep(self.interval)
+                while not self.stopping and not self.subscribe():
+                    time.sleep(self.interval)
                 heard = time.monotonic()
-                if command == b"EVENT":
-                    self.on_event(body)
-                elif command == b"WITHHELD":
-                    self.on_withheld(body)
-                elif command == b"HEARTBEAT":
-                    self.on_heartbeat(body)
-                elif command == b"ERROR":
-                    self.refused(body)
+                continue
             self.state.save()
         if self.sock is not None:
             self.send(b"UNSUBSCRIBE", {})
