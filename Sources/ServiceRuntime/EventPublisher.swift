@@ -21,6 +21,7 @@ import Wire
 ///   gateway still takes nothing, so numbering goes on meanwhile). A publisher that dies before
 ///   moving the cursor leaves it where it was, and the next one sends those events again:
 ///   duplicates (subscribers dedupe by id), never loss.
+/// - Between rounds it sleeps `pollInterval`, less when a write of this instance commits (`EventNudge`).
 /// - Heads: `["tsunagu.head", {"stream":…,"sequence":N}]` after every pushed batch (N its last
 ///   sequence) and at least every `headInterval` (N the highest number given out), so a subscriber
 ///   notices a lost tail within a heartbeat.
@@ -66,7 +67,9 @@ struct EventPublisher: Sendable {
             } catch {
                 logger.debug("event publishing paused", metadata: ["error": "\(error)"])
             }
-            if !busy { try? await Task.sleep(for: leading == true ? pollInterval : standbyInterval) }
+            if !busy {
+                if leading == true { await stream.nudge.sleep(for: pollInterval) } else { try? await Task.sleep(for: standbyInterval) }
+            }
         }
     }
 

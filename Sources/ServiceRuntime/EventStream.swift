@@ -36,6 +36,8 @@ public struct EventStream: Sendable {
     /// table names cannot be bound, and these are made from the checked schema name only.
     let events: PostgresQuery
     let cursor: PostgresQuery
+    /// Woken by this instance's committed writes (`WriteRunner`), slept on by its publisher.
+    let nudge = EventNudge()
 
     /// The most sequence numbers one `events.read` page looks at: a page may hold no visible
     /// event and still move `last_sequence` on (the rest is `withheld`), so its cost is bounded

@@ -18,11 +18,15 @@ import Wire
 struct WriteRunner: Sendable {
     let schema: String
     let retention: Duration
+    /// Told after each write that committed: the service's event publisher, which then need not
+    /// wait for its next poll to number and push what the write appended.
+    let events: EventNudge?
 
-    init(schema: String, retention: Duration) {
+    init(schema: String, retention: Duration, events: EventNudge? = nil) {
         precondition(schema.range(of: "^[a-z_][a-z0-9_]{0,62}$", options: .regularExpression) != nil, "bad schema name")
         self.schema = schema
         self.retention = retention
+        self.events = events
     }
 
     func run(_ context: RequestContext, _ body: @escaping @Sendable (PostgresConnection) throws -> Data) async throws -> Data {
@@ -33,7 +37,7 @@ struct WriteRunner: Sendable {
         let tenant = context.principal?.tenant ?? ""
         let operation = context.operation
         let canonical = key == nil ? "" : context.canonicalInput()
-        return try await context.database.withConnection(deadline: deadline) { connection in
+        let reply = try await context.database.withConnection(deadline: deadline) { connection in
             try connection.withTransaction(statementTimeoutMs: try Self.millisecondsLeft(until: deadline)) { connection in
                 if let key {
                     try connection.query(PostgresQuery(unsafeSQL: "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
@@ -67,6 +71,8 @@ struct WriteRunner: Sendable {
                 return .commit(reply)
             }
         }
+        events?.nudge()
+        return reply
     }
 
     /// Milliseconds before `deadline` (at least 1; PostgreSQL reads 0 as "no timeout"), or

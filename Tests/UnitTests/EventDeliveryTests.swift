@@ -1,6 +1,6 @@
 import Foundation
 import Logging
-import ServiceRuntime
+@testable import ServiceRuntime
 import Testing
 import Wire
 import ZMQ
@@ -76,5 +76,17 @@ import ZMQ
         #expect(await worker.publish([[Data("t".utf8)]], within: .seconds(1)) == 0)  // the loop has ended
         try pull.close()
         context.terminate()
+    }
+}
+
+/// The publisher's sleep ends when a write of the instance commits.
+@Suite struct EventNudgeTests {
+    @Test(.timeLimit(.minutes(1))) func aNudgeEndsTheSleepOrTheNextOneAtOnce() async {
+        let nudge = EventNudge()
+        nudge.nudge()
+        await nudge.sleep(for: .seconds(3600))  // nudged before it slept: returns at once
+        let sleeping = Task { await nudge.sleep(for: .seconds(3600)) }
+        nudge.nudge()  // before that sleep begins (kept for it) or during it (ends it)
+        await sleeping.value
     }
 }
