@@ -183,6 +183,24 @@ def test_a_tenant_reads_only_its_events_and_the_rest_is_withheld(suite):
         assert beyond["events"] == [] and beyond["withheld"] == [] and beyond["last_sequence"] == page["head"] + 1000
 
 
+def test_a_page_looks_at_no_more_than_10000_sequences(suite):
+    """10,050 events of another tenant (written straight into the table, as a bulk writer does):
+    a Tokyo reader's page after them shows none, withholds 10,000 numbers and moves last_sequence
+    on by as many; the next page goes on from there to the head."""
+    with Closing(suite.client()) as national, Closing(suite.client(token=token_for(suite, TOKYO, ["staff"]))) as tokyo:
+        before = head(national)
+        with psycopg.connect(DATABASE_URL, autocommit=True) as db:
+            db.execute("""INSERT INTO registry.events (type, subject, tenant, data)
+                          SELECT 'jp.tsunagu.registry.resource.changed', 'resources/' || gen_random_uuid(), '019999', '{}'::jsonb
+                          FROM generate_series(1, 10050)""")
+        wait_until(lambda: head(national) >= before + 10050, what="the filler numbered")
+        page = ok(tokyo.call("registry", "events.read", {"after": before, "limit": 1000}))
+        assert page["events"] == [] and page["last_sequence"] == before + 10000
+        assert page["withheld"] == [{"from": before + 1, "to": before + 10000}]
+        rest = ok(tokyo.call("registry", "events.read", {"after": page["last_sequence"], "limit": 1000}))
+        assert rest["last_sequence"] == rest["head"] and rest["withheld"][0]["from"] == before + 10001
+
+
 # MARK: the publisher
 
 def test_kill_9_of_the_publisher_under_load_loses_nothing_and_numbers_each_event_once(make_suite):
