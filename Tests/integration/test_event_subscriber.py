@@ -179,3 +179,27 @@ def test_heartbeats_carry_the_registry_head_and_a_tenant_sees_other_tenants_even
         assert any(h["streams"].get("registry") == target for h in got["HEARTBEAT"]), (target, got["HEARTBEAT"][-3:])
     finally:
         sock.close()
+
+
+def test_events_read_applies_a_tokens_explicit_event_permissions(suite):
+    """A token made with event permissions (two tenants, one type prefix) reads with events.read
+    exactly the events the same rule lets through live; the rest is withheld."""
+    tag = uuid.uuid4().hex[:8]
+    with Closing(suite.client()) as admin:
+        limited = ok(admin.call("tsunagu.gateway", "tokens.create", {
+            "tenant": "national", "roles": ["staff"],
+            "events": {"tenants": [TOKYO, OSAKA], "types": ["jp.tsunagu.registry.resource.vacancies_changed"]}}))["token"]
+    with Closing(suite.client(token=token_for(suite, TOKYO, ["editor"]))) as tokyo, \
+            Closing(suite.client(token=token_for(suite, "011002", ["editor"]))) as sapporo, \
+            Closing(suite.client()) as national, Closing(suite.client(token=limited)) as reader:
+        before = head(national)
+        mine = write(tokyo, make_org(tokyo, f"東京{tag}")["id"], f"東京{tag}", 1)[0]
+        ok(tokyo.call("registry", "resource.vacancies.set", {"id": mine["id"], "vacancies": 1}))
+        theirs = write(sapporo, make_org(sapporo, f"札幌{tag}")["id"], f"札幌{tag}", 1, "011002")[0]
+        ok(sapporo.call("registry", "resource.vacancies.set", {"id": theirs["id"], "vacancies": 1}))
+        wait_until(lambda: head(national) >= before + 4, what="four events numbered")
+        events, withheld, last = read_all(reader, before)
+    assert [(e["type"], e["subject"]) for e in events] == [
+        ("jp.tsunagu.registry.resource.vacancies_changed", f"resources/{mine['id']}")]
+    covered = [e["sequence"] for e in events] + [n for a, z in withheld for n in range(a, z + 1)]
+    assert sorted(covered) == list(range(before + 1, last + 1))
