@@ -518,7 +518,7 @@ enum AreaGroups {
             SELECT r.id::text AS id, r.municipality_code, r.daily_life_area_id, to_json(r.serves_areas)::text AS serves_areas
             FROM registry.resources r
             WHERE r.daily_life_area_id = ANY(\(removed + moved.keys.sorted())::text[])
-               OR r.serves_areas && \(removed)::text[]
+               OR (cardinality(r.serves_areas) > 0 AND r.serves_areas && \(removed)::text[])
             ORDER BY r.id FOR UPDATE
             """)
         var affected: [JSONValue] = []

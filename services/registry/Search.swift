@@ -30,7 +30,7 @@ enum Search {
     static func servesAny(_ ids: [String]) -> PostgresQuery {
         """
         ((cardinality(r.serves_areas) = 0 AND coalesce(r.daily_life_area_id, r.municipality_code::text) = ANY(\(ids)::text[]))
-         OR r.serves_areas && \(ids)::text[])
+         OR (cardinality(r.serves_areas) > 0 AND r.serves_areas && \(ids)::text[]))
         """
     }
 
@@ -74,7 +74,7 @@ enum Search {
             if let consultationType { clauses.append("\(consultationType)::text = ANY(r.consultation_types)") }
             if hasVacancy == true { clauses.append("r.vacancies > 0") }
             if let accessMode { clauses.append("\(accessMode)::text = ANY(r.access_modes)") }
-            if let servesArea { clauses.append("r.serves_areas @> ARRAY[\(servesArea)::text]") }
+            if let servesArea { clauses.append("cardinality(r.serves_areas) > 0 AND r.serves_areas @> ARRAY[\(servesArea)::text]") }
             if let text {
                 clauses.append("r.search_text LIKE \(SearchText.likeContains(SearchText.normalise(text)))::text ESCAPE '\\'")
             }

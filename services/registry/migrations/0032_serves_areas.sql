@@ -11,8 +11,10 @@ UPDATE registry.resources SET serves_areas = ARRAY[serves_area] WHERE serves_are
 -- Drops the indexes on it too (resources_serves_area, resources_serves_area_all, resources_service_area).
 ALTER TABLE registry.resources DROP COLUMN serves_area;
 ALTER TABLE registry.resources ADD COLUMN serves_area text GENERATED ALWAYS AS (serves_areas[1]) STORED;
--- The areas named (all rows: area.import finds retired resources serving an area it ends too).
-CREATE INDEX resources_serves_areas ON registry.resources USING gin (serves_areas);
+-- The areas named (retired rows too: area.import finds them when it ends an area), only where some
+-- are: most resources name none, and an import of them then writes nothing to this index. Queries
+-- say `cardinality(serves_areas) > 0` beside `&&` or `@>` so the planner sees the index applies.
+CREATE INDEX resources_serves_areas ON registry.resources USING gin (serves_areas) WHERE cardinality(serves_areas) > 0;
 -- The resources naming none, by their own area and category.
 CREATE INDEX resources_own_area ON registry.resources ((coalesce(daily_life_area_id, municipality_code::text)), category_code)
     WHERE retired_at IS NULL AND cardinality(serves_areas) = 0;
