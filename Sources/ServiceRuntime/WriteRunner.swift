@@ -13,7 +13,8 @@ import Wire
 ///
 /// The transaction gets `statement_timeout` from the time left before the request's deadline, and
 /// is rolled back instead of committed once the deadline has passed: the caller has been told
-/// `timeout` by then, and must not find the change made after all.
+/// `timeout` by then, and must not find the change made after all. A handler that throws
+/// `CommittedRefusal` has its writes committed and its refusal answered.
 /// - Note: `Sendable`; immutable.
 struct WriteRunner: Sendable {
     let schema: String
@@ -33,7 +34,7 @@ struct WriteRunner: Sendable {
         let tenant = context.principal?.tenant ?? ""
         let operation = context.operation
         let canonical = key == nil ? "" : context.canonicalInput()
-        return try await context.database.withConnection(deadline: deadline) { connection in
+        return try await context.database.withConnection(deadline: deadline) { connection -> Result<Data, WireError> in
             try connection.withTransaction(statementTimeoutMs: try Self.millisecondsLeft(until: deadline)) { connection in
                 if let key {
                     try connection.query(PostgresQuery(unsafeSQL: "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
@@ -49,10 +50,14 @@ struct WriteRunner: Sendable {
                                             details: .object(["idempotency_key": .string(key)]))
                         }
                         // Done before: the stored reply, and nothing of this transaction kept.
-                        return .rollback(Data(try row.decode("reply", as: String.self).utf8))
+                        return .rollback(Result<Data, WireError>.success(Data(try row.decode("reply", as: String.self).utf8)))
                     }
                 }
-                let reply = try body(connection)
+                let reply: Data
+                do { reply = try body(connection) } catch let refusal as CommittedRefusal {
+                    // What the handler wrote before refusing is kept; the refusal is the answer.
+                    return .commit(Result<Data, WireError>.failure(refusal.error))
+                }
                 if let key {
                     try connection.query(PostgresQuery(unsafeSQL: """
                         INSERT INTO \(schema).idempotency (tenant, operation, key, request_hash, reply)
@@ -64,9 +69,9 @@ struct WriteRunner: Sendable {
                 if let deadline, ContinuousClock.now >= deadline {
                     throw WireError(.timeout, "the deadline passed before the change was committed; nothing was changed")
                 }
-                return .commit(reply)
+                return .commit(Result<Data, WireError>.success(reply))
             }
-        }
+        }.get()
     }
 
     /// Milliseconds before `deadline` (at least 1; PostgreSQL reads 0 as "no timeout"), or
