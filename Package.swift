@@ -81,7 +81,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             path: "services/meetings",
-            exclude: ["README.md"],
+            exclude: ["README.md", "seed"],
             resources: [.copy("migrations")],
             swiftSettings: swiftSettings
         ),
