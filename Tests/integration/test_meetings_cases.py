@@ -146,6 +146,10 @@ def test_only_case_members_of_the_owning_body_read_and_write_and_every_access_is
         assert error_code(reader.call("meetings", "case.update", {"id": case_id, "content": {"pseudonym": "x"}})) == "forbidden"
         assert error_code(reader.call("meetings", "case.erase", {"id": case_id, "reason": "data_subject_request"})) == "forbidden"
         assert error_code(reader.call("meetings", "case.audit", {"id": case_id})) == "forbidden"
+        # A keyed refusal stores no reply: the same request again is judged, and audited, again.
+        for _ in range(2):
+            assert error_code(reader.call("meetings", "case.update", {"id": case_id, "status": "closed"},
+                                          idempotency_key="refused-close")) == "forbidden"
 
     refused_replies = []
     for token, _ in people.outsiders():
@@ -179,6 +183,8 @@ def test_only_case_members_of_the_owning_body_read_and_write_and_every_access_is
     assert updates == [["case_type", "support_agreed"]]
     assert {e["token_id"] for e in by_action[("update", "forbidden")]} >= {people.reader_id, people.plain_id, people.stranger_id}
     assert {e["token_id"] for e in by_action[("erase", "forbidden")]} == {people.reader_id}
+    assert [e["fields"] for e in by_action[("update", "forbidden")] if e["token_id"] == people.reader_id] \
+        == [["pseudonym"], ["status"], ["status"]]
     # The secretariat's reading of the audit is in the audit too; no entry holds content.
     assert any(e["token_id"] == people.secretariat_id for e in by_action[("audit_read", "allowed")])
     assert_none_in(json.dumps(entries, ensure_ascii=False), all_markers(mark), "the audit")
