@@ -5,7 +5,10 @@ in a dump, a log line, an event or a reply to anyone else. Each test writes dist
 strings into the content and looks for them where they must not be."""
 import base64
 import json
+import os
 import secrets
+import shutil
+import subprocess
 import time
 import uuid
 
@@ -112,6 +115,16 @@ def dump_meetings_schema():
         return "\n".join(parts), tables
 
 
+def pg_dump_meetings_schema():
+    """pg_dump of schema meetings (data and definitions), as an operator's backup holds it."""
+    pg_dump = os.path.join(os.environ.get("TSUNAGU_PG_BIN", ""), "pg_dump")
+    if not os.path.exists(pg_dump):
+        pg_dump = shutil.which("pg_dump")
+    assert pg_dump, "pg_dump not found (deploy/test.sh sets TSUNAGU_PG_BIN)"
+    return subprocess.run([pg_dump, "--schema=meetings", "--dbname", DATABASE_URL], check=True,
+                          capture_output=True).stdout.decode(errors="replace")
+
+
 def audit_of(client, case_id, **filters):
     return ok(client.call("meetings", "case.audit", {"id": case_id, **filters}))["entries"]
 
@@ -203,6 +216,9 @@ def test_a_dump_of_the_schema_holds_no_case_plaintext_and_ciphertexts_are_bound_
     dump, tables = dump_meetings_schema()
     assert "cases" in tables and "case_audit" in tables and one in dump
     assert_none_in(dump, all_markers(first, second), "the meetings schema")
+    backup = pg_dump_meetings_schema()
+    assert "meetings.case_audit" in backup and one in backup
+    assert_none_in(backup, all_markers(first, second), "pg_dump of the meetings schema")
     # Also not in base64 or hex of the content, as a careless bytea copy would hold it.
     for value in all_markers(first, second):
         assert base64.b64encode(value.encode()).decode()[:16] not in dump
