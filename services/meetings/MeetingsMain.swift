@@ -20,7 +20,8 @@ enum MeetingsMain {
                 version: "0.1.0",
                 schema: "meetings",
                 migrations: try ServiceRunner.bundledMigrations(in: .module),
-                operations: try Bodies.operations() + Members.operations() + Cases.operations(keyring: keyring)
+                operations: try Bodies.operations() + Members.operations() + Meetings.operations() + Agenda.operations()
+                    + Cases.operations(keyring: keyring)
             )
         }
     }
