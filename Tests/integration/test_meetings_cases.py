@@ -140,15 +140,17 @@ def test_only_case_members_of_the_owning_body_read_and_write_and_every_access_is
     with people.client(people.editor) as editor:
         created = ok(editor.call("meetings", "case.create", case_input(people.body["id"], mark)))
         case_id = created["id"]
-        assert created["content"]["pseudonym"] == mark["pseudonym"] and created["status"] == "open"
+        assert "content" not in created and created["status"] == "open" and created["basis"] == "consent"
         assert created["version"] == 1 and created["case_type"] == "long_stay_transition"
         got = ok(editor.call("meetings", "case.get", {"id": case_id}))
         assert got["content"]["situation_summary"] == mark["summary"]
         assert got["content"]["needs"] == [{"category": "housing", "note": mark["note"]}, {"category": "peer_support", "note": ""}]
         changed = ok(editor.call("meetings", "case.update", {
             "id": case_id, "version": 1, "case_type": "difficult", "content": {"support_agreed": mark["support"] + " 追記"}}))
-        assert changed["version"] == 2 and changed["case_type"] == "difficult"
-        assert changed["content"]["pseudonym"] == mark["pseudonym"]  # untouched fields kept
+        assert changed["version"] == 2 and changed["case_type"] == "difficult" and "content" not in changed
+        reread = ok(editor.call("meetings", "case.get", {"id": case_id}))["content"]
+        assert reread["pseudonym"] == mark["pseudonym"]  # untouched fields kept
+        assert reread["support_agreed"] == mark["support"] + " 追記"
         assert error_code(editor.call("meetings", "case.update", {"id": case_id, "version": 1, "status": "closed"})) == "conflict"
         listed = ok(editor.call("meetings", "case.list", {"body_id": people.body["id"]}))
         assert [c["id"] for c in listed["cases"]] == [case_id] and "content" not in listed["cases"][0]
@@ -208,19 +210,28 @@ def test_only_case_members_of_the_owning_body_read_and_write_and_every_access_is
 
 
 def test_a_dump_of_the_schema_holds_no_case_plaintext_and_ciphertexts_are_bound_to_their_case(people):
-    first, second = markers(), markers()
+    first, second, third = markers(), markers(), markers()
     with people.client(people.editor) as editor:
         one = ok(editor.call("meetings", "case.create", case_input(people.body["id"], first)))["id"]
-        two = ok(editor.call("meetings", "case.create", case_input(people.body["id"], second, "outreach")))["id"]
-        ok(editor.call("meetings", "case.get", {"id": one}))
+        # Keyed writes: the runtime keeps their replies (meetings.idempotency), which carry no content.
+        two = ok(editor.call("meetings", "case.create", case_input(people.body["id"], second, "outreach"),
+                             idempotency_key="create-two"))["id"]
+        ok(editor.call("meetings", "case.update", {"id": one, "content": {"situation_summary": third["summary"],
+                                                                          "pseudonym": third["pseudonym"]}},
+                       idempotency_key="update-one"))
+        ok(editor.call("meetings", "case.update", {"id": one, "content": {"situation_summary": first["summary"],
+                                                                          "pseudonym": first["pseudonym"]}}))
+        assert ok(editor.call("meetings", "case.get", {"id": two}))["content"]["pseudonym"] == second["pseudonym"]
     dump, tables = dump_meetings_schema()
-    assert "cases" in tables and "case_audit" in tables and one in dump
-    assert_none_in(dump, all_markers(first, second), "the meetings schema")
+    assert "cases" in tables and "case_audit" in tables and "idempotency" in tables and one in dump
+    with psycopg.connect(DATABASE_URL) as connection:
+        assert connection.execute("SELECT count(*) FROM meetings.idempotency WHERE key IN ('create-two', 'update-one')").fetchone() == (2,)
+    assert_none_in(dump, all_markers(first, second, third), "the meetings schema")
     backup = pg_dump_meetings_schema()
     assert "meetings.case_audit" in backup and one in backup
-    assert_none_in(backup, all_markers(first, second), "pg_dump of the meetings schema")
+    assert_none_in(backup, all_markers(first, second, third), "pg_dump of the meetings schema")
     # Also not in base64 or hex of the content, as a careless bytea copy would hold it.
-    for value in all_markers(first, second):
+    for value in all_markers(first, second, third):
         assert base64.b64encode(value.encode()).decode()[:16] not in dump
         assert value.encode().hex()[:24] not in dump
 
@@ -233,7 +244,7 @@ def test_a_dump_of_the_schema_holds_no_case_plaintext_and_ciphertexts_are_bound_
         assert error_code(result) == "unavailable"
         assert result[0]["error"]["details"]["reason"] == "case_content_unreadable"
         assert ok(editor.call("meetings", "case.get", {"id": one}))["content"]["pseudonym"] == first["pseudonym"]
-        assert [e["outcome"] for e in audit_of(editor, two, action="read")] == ["unreadable"]
+        assert [e["outcome"] for e in audit_of(editor, two, action="read")] == ["allowed", "unreadable"]
 
 
 def test_erasure_destroys_content_and_key_and_leaves_an_audited_tombstone(people):

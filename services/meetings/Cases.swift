@@ -184,7 +184,7 @@ enum Cases {
         return [
             try .write(
                 "case.create",
-                summary: "Record an individual case under a pseudonym for a body (its case editors only); content is encrypted, the access audited.",
+                summary: "Record an individual case under a pseudonym for a body (its case editors only); content is encrypted, the access audited. The reply has no content.",
                 schema: """
                     {"type":"object","additionalProperties":false,"required":["body_id","case_type","basis","content"],
                      "properties":{"body_id":\(uuidSchema),"case_type":{"enum":\(types)},"basis":{"enum":\(bases)},
@@ -195,7 +195,7 @@ enum Cases {
             ) { context, input, tx in try create(context, input, tx, keyring: keyring) },
             try .write(
                 "case.update",
-                summary: "Change a case's content fields, type, basis or status (open/closed); its body's case editors only; audited with the fields changed.",
+                summary: "Change a case's content fields, type, basis or status (open/closed); its body's case editors only; audited with the fields changed. The reply has no content.",
                 schema: """
                     {"type":"object","additionalProperties":false,"required":["id"],
                      "properties":{"id":\(uuidSchema),"version":{"type":"integer","minimum":1,"maximum":2147483647},
@@ -296,7 +296,9 @@ enum Cases {
         try CaseAudit.record(on: tx, context: context, principal: principal, action: .create, caseID: caseID, bodyID: input.bodyID,
                              fields: fields, outcome: .allowed)
         guard let record = try CaseRecord.load(caseID, on: tx, forUpdate: false) else { throw WireError(.internal, "case vanished") }
-        return CaseView(record, content: content)
+        // No content in a write's reply: the runtime stores a keyed write's reply in clear
+        // (`meetings.idempotency`). The caller reads it back with `case.get`.
+        return CaseView(record, content: nil)
     }
 
     static func update(_ context: RequestContext, _ input: UpdateInput, _ tx: PostgresConnection, keyring: CaseKeyring) throws -> CaseView {
@@ -335,7 +337,7 @@ enum Cases {
         try CaseAudit.record(on: tx, context: context, principal: principal, action: .update, caseID: record.id,
                              bodyID: record.bodyID, fields: fields, outcome: .allowed)
         guard let updated = try CaseRecord.load(record.id, on: tx, forUpdate: false) else { throw WireError(.internal, "case vanished") }
-        return CaseView(updated, content: content)
+        return CaseView(updated, content: nil)  // as for `case.create`: never content in a stored reply
     }
 
     static func erase(_ context: RequestContext, _ input: EraseInput, _ tx: PostgresConnection) throws -> CaseView {
