@@ -15,7 +15,7 @@ import uuid
 import psycopg
 import pytest
 
-from conftest import ADMIN_TOKEN, DATABASE_URL, Closing
+from conftest import ADMIN_TOKEN, BIN, DATABASE_URL, Closing
 from tsunagu_peer import error_code, ok
 
 TOKYO = "130001"
@@ -311,6 +311,12 @@ def test_the_service_refuses_to_start_without_a_valid_case_master_key(suite, key
     if key:
         assert key not in process.output()
     assert suite.instances("meetings") == []
+
+
+def test_migrate_only_needs_no_case_master_key(suite):
+    process = suite.start("tsunagu-meetings", [os.path.join(BIN, "tsunagu-meetings"), "--migrate-only"],
+                          env={"TSUNAGU_MEETINGS_CASE_KEY": ""})
+    assert process.proc.wait(60) == 0, process.output()
 
 
 def test_case_statistics_count_by_type_and_suppress_small_cells(people):

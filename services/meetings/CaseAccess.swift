@@ -6,7 +6,7 @@ import Wire
 ///
 /// - **read** a case: a current member of the owning body whose `account` is the caller's token
 ///   id and whose `case_role` is `reader` or `editor`, calling with a token of the body's own
-///   tenant. Current means today (Japan time) within [term_start, term_end].
+///   tenant. Current means today (Japan time, `Members.today`) within [term_start, term_end].
 /// - **write** (create, update, erase): the same with `case_role = editor`, and a token with a
 ///   writer role (`editor` or `admin`) as for every write.
 /// - **read the audit** of a case: the body's case editors and its secretariat members (role
@@ -40,8 +40,8 @@ struct CaseAccess: Sendable {
             FROM meetings.bodies b
             LEFT JOIN meetings.members m
                    ON m.body_id = b.id AND m.account = \(token) AND \(token) <> ''
-                  AND m.term_start <= (now() AT TIME ZONE 'Asia/Tokyo')::date
-                  AND (m.term_end IS NULL OR m.term_end >= (now() AT TIME ZONE 'Asia/Tokyo')::date)
+                  AND m.term_start <= \(unsafeRaw: Members.today)
+                  AND (m.term_end IS NULL OR m.term_end >= \(unsafeRaw: Members.today))
             WHERE b.id = \(bodyID.uuidString.lowercased())::uuid
             GROUP BY b.tenant
             """)
