@@ -14,7 +14,7 @@ enum MeetingsMain {
                 version: "0.1.0",
                 schema: "meetings",
                 migrations: try ServiceRunner.bundledMigrations(in: .module),
-                operations: try Bodies.operations() + Members.operations() + Meetings.operations() + Agenda.operations() + RegionalIssues.operations()
+                operations: try Bodies.operations() + Members.operations() + Meetings.operations() + Agenda.operations() + RegionalIssues.operations() + ActivityFigures.operations()
             )
         }
     }
