@@ -8,6 +8,7 @@ from tsunagu_peer import error_code, ok
 TOKYO = "130001"
 CHIYODA, CHUO, MINATO = "131016", "131024", "131032"
 SAPPORO = "011002"
+OSAKA, TOYONAKA, IKEDA, KISHIWADA = "270008", "272035", "272043", "272027"
 
 
 def token_for(suite, tenant, roles):
@@ -92,31 +93,37 @@ def test_body_lifecycle_members_and_terms(meetings):
 
 
 def test_levels_map_and_escalation_targets(meetings):
-    tokyo, _ = token_for(meetings, TOKYO, ["editor"])
-    with Closing(meetings.client(token=tokyo)) as client:
-        prefectural = make_body(client, name="東京都 協議の場", level="prefecture", municipalities=[],
+    # Osaka: no other test makes bodies there, so the map's counts are this test's alone.
+    osaka, _ = token_for(meetings, OSAKA, ["editor"])
+    with Closing(meetings.client(token=osaka)) as client:
+        prefectural = make_body(client, name="大阪府 協議の場", level="prefecture", prefecture_code=OSAKA, municipalities=[],
                                 secretariat="health_centre", basis="standalone")
-        area = make_body(client, name="区中央部 圏域協議の場", level="disability_area", municipalities=[CHIYODA, CHUO],
-                         area_code="D1", secretariat="health_centre", basis="area_council", escalates_to=prefectural["id"])
-        own = make_body(client, escalates_to=area["id"])
-        joint = make_body(client, name="中央区・港区 合同協議の場", level="joint", municipalities=[CHUO, MINATO],
-                          secretariat="core_consultation_centre", escalates_to=area["id"])
+        area = make_body(client, name="豊能圏域 協議の場", level="disability_area", prefecture_code=OSAKA,
+                         municipalities=[TOYONAKA, IKEDA], area_code="D1", secretariat="health_centre", basis="area_council",
+                         escalates_to=prefectural["id"])
+        own = make_body(client, name="豊中市 協議の場", prefecture_code=OSAKA, municipalities=[TOYONAKA], escalates_to=area["id"])
+        joint = make_body(client, name="池田市・岸和田市 合同協議の場", level="joint", prefecture_code=OSAKA,
+                          municipalities=[IKEDA, KISHIWADA], secretariat="core_consultation_centre", escalates_to=area["id"])
         assert own["escalates_to"] == area["id"] and joint["level"] == "joint"
 
-        tokyo_map = ok(client.call("meetings", "body.map", {"prefecture_code": TOKYO}))
-        status = {m["code"]: m for m in tokyo_map["municipalities"]}
-        assert status[CHIYODA]["status"] == "own" and [b["id"] for b in status[CHIYODA]["bodies"]] == [own["id"]]
-        assert status[CHUO]["status"] == "joint" and status[MINATO]["status"] == "joint"
-        assert status["131041"]["status"] == "none" and status["131041"]["bodies"] == []
-        assert tokyo_map["counts"]["own"] == 1 and tokyo_map["counts"]["joint"] == 2
-        assert sum(tokyo_map["counts"].values()) == len(tokyo_map["municipalities"]) == 62
+        osaka_map = ok(client.call("meetings", "body.map", {"prefecture_code": OSAKA}))
+        status = {m["code"]: m for m in osaka_map["municipalities"]}
+        assert status[TOYONAKA]["status"] == "own" and [b["id"] for b in status[TOYONAKA]["bodies"]] == [own["id"]]
+        assert status[IKEDA]["status"] == "joint" and status[KISHIWADA]["status"] == "joint"
+        assert status["271004"]["status"] == "none" and status["271004"]["bodies"] == []
+        assert osaka_map["counts"] == {"own": 1, "joint": 2, "none": 40} and len(osaka_map["municipalities"]) == 43
+        assert osaka_map["name"] == "大阪府"
 
         # Downwards or sideways escalation, and a body escalating to itself, are refused.
-        assert violation_paths(client.call("meetings", "body.create", body_input(escalates_to=own["id"]))) == ["/escalates_to"]
+        assert violation_paths(client.call("meetings", "body.create", body_input(
+            prefecture_code=OSAKA, municipalities=[TOYONAKA], escalates_to=own["id"]))) == ["/escalates_to"]
         assert violation_paths(client.call("meetings", "body.update", dict(prefectural, escalates_to=area["id"]))) == ["/escalates_to"]
         assert violation_paths(client.call("meetings", "body.update", dict(area, escalates_to=area["id"]))) == ["/escalates_to"]
         assert violation_paths(client.call("meetings", "body.create", body_input(
-            escalates_to="00000000-0000-4000-8000-000000000000"))) == ["/escalates_to"]
+            prefecture_code=OSAKA, municipalities=[TOYONAKA], escalates_to="00000000-0000-4000-8000-000000000000"))) == ["/escalates_to"]
+        # A retired body leaves the map.
+        ok(client.call("meetings", "body.retire", {"id": own["id"], "version": 1}))
+        assert {m["code"]: m["status"] for m in ok(client.call("meetings", "body.map", {"prefecture_code": OSAKA}))["municipalities"]}[TOYONAKA] == "none"
 
     sapporo, _ = token_for(meetings, SAPPORO, ["editor"])
     with Closing(meetings.client(token=sapporo)) as client:

@@ -245,7 +245,9 @@ enum Meetings {
                         SELECT jsonb_agg(\(Agenda.actionJSON(principal)) ORDER BY om.starts_at, ai.created_at, ai.id)
                         FROM meetings.action_items ai JOIN meetings.meetings om ON om.id = ai.meeting_id
                         WHERE ai.body_id = mt.body_id AND om.starts_at < mt.starts_at
-                          AND (ai.done_at IS NULL OR ai.done_at > mt.starts_at)), '[]'::jsonb)),
+                          AND (ai.done_at IS NULL OR ai.done_at > mt.starts_at)), '[]'::jsonb),
+                    'escalated_issues', \(RegionalIssues.onAgenda(status: "escalated")),
+                    'answered_issues', \(RegionalIssues.onAgenda(status: "answered"))),
                 'decisions', coalesce((SELECT jsonb_agg(\(Agenda.decisionJSON(text)) ORDER BY d.created_at, d.id)
                                        FROM meetings.decisions d WHERE d.meeting_id = mt.id), '[]'::jsonb),
                 'action_items', coalesce((SELECT jsonb_agg(\(Agenda.actionJSON(principal)) ORDER BY ai.created_at, ai.id)

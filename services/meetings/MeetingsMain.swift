@@ -21,7 +21,7 @@ enum MeetingsMain {
                 schema: "meetings",
                 migrations: try ServiceRunner.bundledMigrations(in: .module),
                 operations: try Bodies.operations() + Members.operations() + Meetings.operations() + Agenda.operations()
-                    + Cases.operations(keyring: keyring)
+                    + RegionalIssues.operations() + ActivityFigures.operations() + Cases.operations(keyring: keyring)
             )
         }
     }
