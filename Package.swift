@@ -81,7 +81,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             path: "services/meetings",
-            exclude: ["README.md"],
+            exclude: ["README.md", "seed"],
             resources: [.copy("migrations")],
             swiftSettings: swiftSettings
         ),
@@ -103,7 +103,8 @@ let package = Package(
         ),
         .testTarget(
             name: "UnitTests",
-            dependencies: ["ZMQ", "Postgres", "Wire", "JSONSchema", "ServiceRuntime", "TsunaguClient", "CSV", "Gateway", "TsunaguTesting",
+            dependencies: ["ZMQ", "Postgres", "Wire", "JSONSchema", "ServiceRuntime", "TsunaguClient", "CSV", "Gateway", "TsunaguTesting", "Meetings",
+                           .product(name: "Crypto", package: "swift-crypto"),
                            .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),

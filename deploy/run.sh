@@ -27,6 +27,13 @@ if [ -z "${TSUNAGU_ADMIN_TOKEN:-}" ]; then
 fi
 export TSUNAGU_ADMIN_TOKEN
 
+# The meetings service's case master key (32 random bytes, base64): it wraps every case's data key,
+# and cases sealed under it open with it alone. Kept in .run/meetings-case-key; override with the env.
+if [ -z "${TSUNAGU_MEETINGS_CASE_KEY:-}" ] && [ -z "${TSUNAGU_MEETINGS_CASE_KEY_FILE:-}" ]; then
+  (umask 077; [ -f "$RUN_DIR/meetings-case-key" ] || python3 -c 'import base64, secrets; print(base64.b64encode(secrets.token_bytes(32)).decode())' > "$RUN_DIR/meetings-case-key")
+  export TSUNAGU_MEETINGS_CASE_KEY_FILE=$RUN_DIR/meetings-case-key
+fi
+
 pids=()
 names=()
 cleanup() {

@@ -13,7 +13,8 @@ import Wire
 ///
 /// The transaction gets `statement_timeout` from the time left before the request's deadline, and
 /// is rolled back instead of committed once the deadline has passed: the caller has been told
-/// `timeout` by then, and must not find the change made after all.
+/// `timeout` by then, and must not find the change made after all. A handler that throws
+/// `CommittedRefusal` has its writes committed and its refusal answered.
 /// - Note: `Sendable`; immutable.
 struct WriteRunner: Sendable {
     let schema: String
@@ -37,7 +38,7 @@ struct WriteRunner: Sendable {
         let tenant = context.principal?.tenant ?? ""
         let operation = context.operation
         let canonical = key == nil ? "" : context.canonicalInput()
-        let reply = try await context.database.withConnection(deadline: deadline) { connection in
+        let outcome = try await context.database.withConnection(deadline: deadline) { connection -> Result<Data, WireError> in
             try connection.withTransaction(statementTimeoutMs: try Self.millisecondsLeft(until: deadline)) { connection in
                 if let key {
                     try connection.query(PostgresQuery(unsafeSQL: "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
@@ -53,10 +54,14 @@ struct WriteRunner: Sendable {
                                             details: .object(["idempotency_key": .string(key)]))
                         }
                         // Done before: the stored reply, and nothing of this transaction kept.
-                        return .rollback(Data(try row.decode("reply", as: String.self).utf8))
+                        return .rollback(Result<Data, WireError>.success(Data(try row.decode("reply", as: String.self).utf8)))
                     }
                 }
-                let reply = try body(connection)
+                let reply: Data
+                do { reply = try body(connection) } catch let refusal as CommittedRefusal {
+                    // What the handler wrote before refusing is kept; the refusal is the answer.
+                    return .commit(Result<Data, WireError>.failure(refusal.error))
+                }
                 if let key {
                     try connection.query(PostgresQuery(unsafeSQL: """
                         INSERT INTO \(schema).idempotency (tenant, operation, key, request_hash, reply)
@@ -68,11 +73,12 @@ struct WriteRunner: Sendable {
                 if let deadline, ContinuousClock.now >= deadline {
                     throw WireError(.timeout, "the deadline passed before the change was committed; nothing was changed")
                 }
-                return .commit(reply)
+                return .commit(Result<Data, WireError>.success(reply))
             }
         }
+        // A committed change may have appended events: the publisher need not wait for its poll.
         events?.nudge()
-        return reply
+        return try outcome.get()
     }
 
     /// Milliseconds before `deadline` (at least 1; PostgreSQL reads 0 as "no timeout"), or

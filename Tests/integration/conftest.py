@@ -1,6 +1,8 @@
 """Fixtures that start real processes: the gateway and services built by the test command, on free
 loopback ports, against the throwaway PostgreSQL that deploy/test.sh started."""
+import base64
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -93,6 +95,8 @@ class Suite:
             "TSUNAGU_MAX_MESSAGE_BYTES": str(MAX_MESSAGE_BYTES),
             "TSUNAGU_TOKEN_CACHE_MS": "30000",
             "TSUNAGU_LOG_LEVEL": "info",
+            # The meetings service does not start without a case master key: one per suite.
+            "TSUNAGU_MEETINGS_CASE_KEY": base64.b64encode(secrets.token_bytes(32)).decode(),
         })
         self.env.update(extra_env or {})
         self.processes = []

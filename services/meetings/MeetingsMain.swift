@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import ServiceRuntime
 
@@ -9,12 +10,18 @@ import ServiceRuntime
 enum MeetingsMain {
     static func main() {
         ServiceRunner.main {
-            ServiceDefinition(
+            // Without the case master key the service does not start: it would hold cases it
+            // cannot seal or open. `--migrate-only` touches no case and needs none.
+            let keyring = CommandLine.arguments.contains("--migrate-only")
+                ? CaseKeyring(masterKey: .init(size: .bits256))
+                : try CaseKeyring(configuration: try Configuration())
+            return ServiceDefinition(
                 name: "meetings",
                 version: "0.1.0",
                 schema: "meetings",
                 migrations: try ServiceRunner.bundledMigrations(in: .module),
-                operations: []
+                operations: try Bodies.operations() + Members.operations() + Meetings.operations() + Agenda.operations()
+                    + RegionalIssues.operations() + ActivityFigures.operations() + Cases.operations(keyring: keyring)
             )
         }
     }
