@@ -15,7 +15,7 @@ PREFIX = "jp.tsunagu.meetings."
 
 # The appends are written (MeetingsEvents.swift) but record nothing until the runtime makes the
 # event tables for every service with `events` (the event delivery rebuild): then set
-# MeetingsEvents.enabled, pass `events:` and `operations()` in MeetingsMain.swift, and drop this
+# the stream in MeetingsEvents.swift, pass `events:` and `operations()` in MeetingsMain.swift, and drop this
 # mark. Run once against a trial copy of the registry's outbox tables, this test passed.
 pytestmark = pytest.mark.skip(reason="meetings events wait for the runtime's event tables")
 
