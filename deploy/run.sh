@@ -67,7 +67,7 @@ cat <<TXT
 
 Tsunagu is running.
   clients: ${TSUNAGU_CLIENT_ENDPOINT:-tcp://127.0.0.1:5555}    workers: ${TSUNAGU_WORKER_ENDPOINT:-tcp://127.0.0.1:5556}
-  events (ZeroMQ SUB, topic "<type>/<tenant>"): ${TSUNAGU_EVENTS_OUT_ENDPOINT:-tcp://127.0.0.1:5558}
+  events (ZeroMQ DEALER, SUBSCRIBE with a token; docs/protocol.md §10): ${TSUNAGU_EVENTS_OUT_ENDPOINT:-tcp://127.0.0.1:5558}
   database: $TSUNAGU_DATABASE_URL
 
 Try, in another terminal:

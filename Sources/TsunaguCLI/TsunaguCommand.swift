@@ -165,18 +165,31 @@ struct Token: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Create a token; it is printed once and stored only as a hash.",
             discussion: """
-                A client token: --tenant and --role. A service credential (what a service instance needs to \
-                register with the gateway and push events, as TSUNAGU_SERVICE_TOKEN): --service NAME \
-                (national admins only).
+                A client token: --tenant and --role, optionally with the events its holder may see \
+                (--event-tenants 130001,270008 or '*', --event-types jp.tsunagu.meetings.; without them: \
+                tenant national sees every tenant's events, any other tenant its own). A service credential \
+                (what a service instance needs to register with the gateway and push events, as \
+                TSUNAGU_SERVICE_TOKEN): --service NAME (national admins only).
                 """)
         @Option(help: "Tenant, e.g. 130001 or national.") var tenant: String?
         @Option(name: .customLong("role"), help: "A role; repeat for several.") var roles: [String] = []
         @Option(help: "Make a service credential for this service instead of a client token.") var service: String?
         @Option(help: "A note on what the token is for.") var label: String = ""
+        @Option(help: "Tenants whose events the token sees, comma-separated, or '*' for all.") var eventTenants: String?
+        @Option(help: "Event-type prefixes the token sees, comma-separated (default: every type); needs --event-tenants.")
+        var eventTypes: String?
         @OptionGroup var connection: ConnectionOptions
 
         func validate() throws {
             guard (tenant == nil) != (service == nil) else { throw ValidationError("give either --tenant (with --role) or --service") }
+            if service != nil, eventTenants != nil || eventTypes != nil {
+                throw ValidationError("--event-tenants and --event-types are for client tokens (--tenant), not service credentials")
+            }
+            if eventTypes != nil, eventTenants == nil { throw ValidationError("--event-types needs --event-tenants") }
+        }
+
+        private static func list(_ text: String?) -> [String] {
+            (text ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         }
 
         func run() throws {
@@ -186,8 +199,9 @@ struct Token: ParsableCommand {
                 printJSON(try connection.call(service: TsunaguWire.gatewayService, operation: "service_tokens.create", payload: body))
                 return
             }
-            struct Input: Encodable { let tenant: String; let roles: [String]; let label: String }
-            let body = try JSONEncoder().encode(Input(tenant: tenant ?? "", roles: roles, label: label))
+            struct Input: Encodable { let tenant: String; let roles: [String]; let label: String; let events: EventPermissions? }
+            let events = eventTenants.map { EventPermissions(tenants: Self.list($0), types: Self.list(eventTypes)) }
+            let body = try JSONEncoder().encode(Input(tenant: tenant ?? "", roles: roles, label: label, events: events))
             printJSON(try connection.call(service: TsunaguWire.gatewayService, operation: "tokens.create", payload: body))
         }
     }

@@ -41,8 +41,14 @@ extension RequestEnvelope {
         if let principal, principal != .null {
             guard let tenant = principal["tenant"]?.stringValue,
                   case .array(let roles)? = principal["roles"] else { throw bad("principal", "an object with tenant and roles") }
+            var events: EventPermissions?
+            if let value = principal["events"], value != .null {
+                guard case .array(let tenants)? = value["tenants"] else { throw bad("principal", "an object whose events have tenants") }
+                let types: [JSONValue] = if case .array(let items)? = value["types"] { items } else { [] }
+                events = EventPermissions(tenants: tenants.compactMap(\.stringValue), types: types.compactMap(\.stringValue))
+            }
             envelope.principal = Principal(tenant: tenant, roles: roles.compactMap(\.stringValue),
-                                           tokenID: principal["token_id"]?.stringValue)
+                                           tokenID: principal["token_id"]?.stringValue, events: events)
         }
         return envelope
     }
@@ -75,7 +81,8 @@ extension RequestEnvelope {
 }
 
 extension Principal {
-    /// `{"roles":[...],"tenant":...,"token_id":...}`, as the envelope carries it.
+    /// `{"events":{"tenants":[...],"types":[...]},"roles":[...],"tenant":...,"token_id":...}`, as the
+    /// envelope carries it (`events` only when the token has explicit event permissions).
     public func encodedJSON() -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(96)
@@ -86,17 +93,30 @@ extension Principal {
     fileprivate func write(to out: inout [UInt8]) {
         var writer = ObjectWriter()
         writer.begin(&out)
-        writer.key("roles", &out)
-        out.append(UInt8(ascii: "["))
-        for (index, role) in roles.enumerated() {
-            if index > 0 { out.append(UInt8(ascii: ",")) }
-            JSONValue.appendQuoted(role, to: &out)
+        if let events {
+            writer.key("events", &out)
+            var inner = ObjectWriter()
+            inner.begin(&out)
+            inner.key("tenants", &out); appendStrings(events.tenants, to: &out)
+            inner.key("types", &out); appendStrings(events.types, to: &out)
+            out.append(UInt8(ascii: "}"))
         }
-        out.append(UInt8(ascii: "]"))
+        writer.key("roles", &out)
+        appendStrings(roles, to: &out)
         writer.key("tenant", &out); JSONValue.appendQuoted(tenant, to: &out)
         if let tokenID { writer.key("token_id", &out); JSONValue.appendQuoted(tokenID, to: &out) }
         out.append(UInt8(ascii: "}"))
     }
+}
+
+/// `["a","b"]`.
+private func appendStrings(_ strings: [String], to out: inout [UInt8]) {
+    out.append(UInt8(ascii: "["))
+    for (index, string) in strings.enumerated() {
+        if index > 0 { out.append(UInt8(ascii: ",")) }
+        JSONValue.appendQuoted(string, to: &out)
+    }
+    out.append(UInt8(ascii: "]"))
 }
 
 /// Decimal digits of `value` without making a String.

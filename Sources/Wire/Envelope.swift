@@ -8,17 +8,21 @@ public struct Principal: Sendable, Codable, Equatable {
     public let roles: [String]
     /// Id of the token used (never the token itself), for audit.
     public let tokenID: String?
+    /// The events this caller may see, when its token says so; nil means the default rule
+    /// (`eventPermissions`).
+    public let events: EventPermissions?
 
-    public init(tenant: String, roles: [String], tokenID: String?) {
+    public init(tenant: String, roles: [String], tokenID: String?, events: EventPermissions? = nil) {
         self.tenant = tenant
         self.roles = roles
         self.tokenID = tokenID
+        self.events = events
     }
 
     public func hasRole(_ role: String) -> Bool { roles.contains(role) }
 
     enum CodingKeys: String, CodingKey {
-        case tenant, roles
+        case tenant, roles, events
         case tokenID = "token_id"
     }
 }

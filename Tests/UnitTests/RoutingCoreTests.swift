@@ -385,22 +385,6 @@ import Wire
         #expect(gateway.request(from: bob, "echo", op: "get", id: "r5", token: "tsg_new", lookUps: false) == gateway.actions(.lookUpToken("tsg_new")))
     }
 
-    @Test func eventsArePublishedOnlyWithAValidCredential() {
-        var gateway = Harness()
-        let event = [Data("jp.tsunagu.echo.said/130001".utf8), Data("{}".utf8)]
-        #expect(gateway.core.eventReceived(event + [Data("tss_echo".utf8)], truncated: false, now: gateway.now)
-                == gateway.actions(.lookUpCredential("tss_echo")))
-        let found = gateway.core.credentialLookupFinished("tss_echo", outcome: .found(.init(tokenID: "tok_echo", service: "echo")), now: gateway.now)
-        #expect(found == gateway.actions(.publish(event: event)))
-        #expect(gateway.core.eventReceived(event + [Data("tss_echo".utf8)], truncated: false, now: gateway.now)
-                == gateway.actions(.publish(event: event)))
-        _ = gateway.core.eventReceived(event + [Data("tss_forged".utf8)], truncated: false, now: gateway.now)
-        let forged = gateway.core.credentialLookupFinished("tss_forged", outcome: .unknown, now: gateway.now)
-        #expect(forged.logs == ["dropped events pushed with an unknown or revoked service credential"])
-        #expect(gateway.core.eventReceived(event, truncated: false, now: gateway.now).logs
-                == ["dropped a malformed event message (or one without a service credential)"])
-    }
-
     @Test func mmiAnswersFromTheCatalogue() {
         var gateway = Harness()
         #expect(gateway.mmi("echo") == MDP.mmiNotFound)

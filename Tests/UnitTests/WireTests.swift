@@ -67,3 +67,48 @@ import Wire
         do { _ = try RequestEnvelope.decode(Data(text.utf8)) } catch { #expect(error.code == .badRequest) }
     }
 }
+
+@Suite struct EventPermissionsTests {
+    @Test func anEventIsVisibleWhenItsTenantAndTypeAreAllowed() {
+        let tokyoMeetings = EventPermissions(tenants: ["130001"], types: ["jp.tsunagu.meetings."])
+        #expect(tokyoMeetings.visible(tenant: "130001", type: "jp.tsunagu.meetings.meeting.held"))
+        #expect(!tokyoMeetings.visible(tenant: "130001", type: "jp.tsunagu.registry.resource.created"))
+        #expect(!tokyoMeetings.visible(tenant: "270008", type: "jp.tsunagu.meetings.meeting.held"))
+        let everything = EventPermissions(tenants: ["*"])
+        #expect(everything.visible(tenant: "270008", type: "anything"))
+        let twoTenants = EventPermissions(tenants: ["130001", "270008"], types: ["jp.tsunagu.registry.resource.created"])
+        #expect(twoTenants.visible(tenant: "270008", type: "jp.tsunagu.registry.resource.created"))
+        #expect(!twoTenants.visible(tenant: "270008", type: "jp.tsunagu.registry.resource.updated"))
+        #expect(!EventPermissions(tenants: []).visible(tenant: "130001", type: "t"))
+        // "*" is a whole tenant code, never a pattern.
+        #expect(!EventPermissions(tenants: ["13*"]).visible(tenant: "130001", type: "t"))
+    }
+
+    @Test func withoutExplicitPermissionsNationalSeesAllAndOthersTheirOwnTenant() {
+        let national = Principal(tenant: "national", roles: ["admin"], tokenID: nil)
+        #expect(national.eventPermissions == EventPermissions(tenants: ["*"], types: []))
+        let tokyo = Principal(tenant: "130001", roles: ["staff"], tokenID: nil)
+        #expect(tokyo.eventPermissions == EventPermissions(tenants: ["130001"], types: []))
+        #expect(tokyo.eventPermissions.visible(tenant: "130001", type: "x") && !tokyo.eventPermissions.visible(tenant: "270008", type: "x"))
+        let explicit = EventPermissions(tenants: ["270008"], types: ["jp.tsunagu.registry."])
+        #expect(Principal(tenant: "130001", roles: [], tokenID: nil, events: explicit).eventPermissions == explicit)
+    }
+
+    @Test func thePrincipalCarriesItsEventsInTheEnvelope() throws {
+        let principal = Principal(tenant: "130001", roles: ["staff"], tokenID: "tok_1",
+                                  events: EventPermissions(tenants: ["130001", "*"], types: ["jp.tsunagu.\"q\"."]))
+        let envelope = RequestEnvelope(op: "events.read", id: "r", principal: principal)
+        #expect(envelope.encoded() == (try WireCoding.encoder().encode(envelope)))
+        #expect(envelope.encoded(principalJSON: principal.encodedJSON()) == envelope.encoded())
+        #expect(try RequestEnvelope.decode(envelope.encoded()) == envelope)
+        #expect(String(decoding: principal.encodedJSON(), as: UTF8.self)
+                == #"{"events":{"tenants":["130001","*"],"types":["jp.tsunagu.\"q\"."]},"roles":["staff"],"tenant":"130001","token_id":"tok_1"}"#)
+        // Without events the text is as before.
+        let plain = Principal(tenant: "130001", roles: [], tokenID: nil)
+        #expect(String(decoding: plain.encodedJSON(), as: UTF8.self) == #"{"roles":[],"tenant":"130001"}"#)
+        #expect(try RequestEnvelope.decode(RequestEnvelope(op: "x", id: "1", principal: plain).encoded()).principal?.events == nil)
+        // Malformed events in a principal are a bad request.
+        let bad = Data(#"{"v":1,"op":"x","id":"1","principal":{"tenant":"t","roles":[],"events":{"types":[]}}}"#.utf8)
+        #expect(throws: WireError.self) { try RequestEnvelope.decode(bad) }
+    }
+}

@@ -53,6 +53,22 @@ def test_token_create_and_revoke(suite):
     assert issued["id"] in tsunagu(suite, "token", "list").stdout
 
 
+def test_token_create_with_event_permissions(suite):
+    created = tsunagu(suite, "token", "create", "--tenant", "130001", "--role", "staff",
+                      "--event-tenants", "130001,270008", "--event-types", "jp.tsunagu.registry.,jp.tsunagu.meetings.")
+    assert created.returncode == 0, created.stderr
+    issued = json.loads(created.stdout)
+    assert issued["events"] == {"tenants": ["130001", "270008"], "types": ["jp.tsunagu.registry.", "jp.tsunagu.meetings."]}
+    every_type = json.loads(tsunagu(suite, "token", "create", "--tenant", "130001", "--role", "staff", "--event-tenants", "*").stdout)
+    assert every_type["events"] == {"tenants": ["*"], "types": []}
+    # A tenant's admin grants only its own tenant's events.
+    tenant_admin = json.loads(tsunagu(suite, "token", "create", "--tenant", "130001", "--role", "admin").stdout)["token"]
+    refused = tsunagu(suite, "token", "create", "--tenant", "130001", "--role", "staff", "--event-tenants", "270008", token=tenant_admin)
+    assert refused.returncode == 3 and "forbidden" in refused.stderr
+    assert tsunagu(suite, "token", "create", "--service", "meetings", "--event-tenants", "130001").returncode != 0
+    assert tsunagu(suite, "token", "create", "--tenant", "130001", "--event-types", "jp.").returncode != 0
+
+
 def test_migrate_is_idempotent(suite):
     argv = [os.path.join(BIN, "tsunagu"), "migrate", "--schema", "registry", "--dir",
             os.path.join(ROOT, "services", "registry", "migrations"), "--database-url", DATABASE_URL]

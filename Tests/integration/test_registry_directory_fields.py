@@ -275,6 +275,9 @@ def test_hsds_export_carries_the_directory_fields(suite):
         assert service["status"] == "temporarily closed"  # HSDS's enum spells it with a space
         assert service["eligibility_description"] == "秋田市に住む障害のある方" and service["fees_description"] == "無料"
         assert service["assured_date"] == "2025-04-01"
+        # Who verified it: HSDS's provenance record (a role or office, never a person's name).
+        assert [(m["last_action_date"], m["last_action_type"], m["field_name"], m["updated_by"], m["resource_id"])
+                for m in service["metadata"]] == [("2025-04-01", "verified", "assured_date", "秋田市障害福祉課", resource["id"])]
         assert [(p["number"], p["type"]) for p in service["phones"]] == [
             ("018-000-0000", "voice"), ("018-000-0001", "fax"), ("090-0000-0000", "text"),
             ("https://video.example.jp/akita", "video")]
@@ -288,7 +291,7 @@ def test_hsds_export_carries_the_directory_fields(suite):
         plain = by_id[open_one["id"]]
         assert plain["status"] == "active"
         assert [(l["code"], l.get("name")) for l in plain["languages"]] == [("ko", "韓国語"), ("xyz", None)]
-        for absent in ("eligibility_description", "fees_description", "assured_date", "phones"):
+        for absent in ("eligibility_description", "fees_description", "assured_date", "phones", "metadata"):
             assert absent not in plain, absent
         assert "accessibilitys" not in plain["service_at_locations"][0]["location"]
         # Ids stay the same from one export to the next.

@@ -143,9 +143,9 @@ def groups(client):
 def dangling_references(db):
     return db.execute("""
         SELECT count(*) FROM registry.resources r
-        WHERE (r.serves_area IS NOT NULL AND r.serves_area <> 'national'
-               AND NOT EXISTS (SELECT 1 FROM registry.areas a WHERE a.code = r.serves_area)
-               AND NOT EXISTS (SELECT 1 FROM registry.area_groups g WHERE g.id = r.serves_area))
+        WHERE EXISTS (SELECT 1 FROM unnest(r.serves_areas) x WHERE x <> 'national'
+               AND NOT EXISTS (SELECT 1 FROM registry.areas a WHERE a.code = x)
+               AND NOT EXISTS (SELECT 1 FROM registry.area_groups g WHERE g.id = x))
            OR (r.daily_life_area_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM registry.area_groups g
                WHERE g.id = r.daily_life_area_id AND g.municipality_code = r.municipality_code))
         """).fetchone()[0]
@@ -259,8 +259,8 @@ def test_a_resource_written_while_its_area_is_removed_is_detached_not_left_dangl
     try:
         writer.execute("SELECT id FROM registry.area_groups WHERE id = %s FOR KEY SHARE", (m2,))
         resource_id = writer.execute("""
-            INSERT INTO registry.resources (tenant, organization_id, name, category_code, municipality_code, serves_area)
-            VALUES (%s, %s, '途中で書かれた保健所', 'consultation', %s, %s) RETURNING id::text""",
+            INSERT INTO registry.resources (tenant, organization_id, name, category_code, municipality_code, serves_areas)
+            VALUES (%s, %s, '途中で書かれた保健所', 'consultation', %s, ARRAY[%s]) RETURNING id::text""",
                                      (KOCHI, org["id"], NANKOKU, m2)).fetchone()[0]
         replies = []
         medical_only = "kind,code,name,kana,municipality\n" + f"medical_area,M1,中央医療圏,,{KOCHI_CITY}\n"

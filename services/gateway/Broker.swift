@@ -49,6 +49,13 @@ final class Broker: @unchecked Sendable {
         var maxPendingPerClient: Int
         /// How long a graceful stop waits for accepted requests to be answered.
         var drainTimeout: Duration = .seconds(10)
+        /// How often subscribers get a HEARTBEAT (`TSUNAGU_EVENTS_HEARTBEAT_MS`).
+        var eventsHeartbeatInterval: Duration = EventStreamWire.defaultHeartbeatInterval
+        /// Subscriptions at once (`TSUNAGU_MAX_SUBSCRIBERS`).
+        var maxSubscribers = 1000
+        /// Messages queued for each subscriber (`TSUNAGU_SUBSCRIBER_HWM`): past it, messages to
+        /// that subscriber are dropped, and nobody else waits.
+        var subscriberHighWaterMark: Int32 = 10_000
 
         /// The settings the routing core uses.
         var routing: RoutingCore.Configuration {
@@ -56,7 +63,8 @@ final class Broker: @unchecked Sendable {
                 heartbeatInterval: heartbeatInterval, maxMessageBytes: maxMessageBytes, defaultDeadline: defaultDeadline,
                 maxDeadline: maxDeadline, openServices: openServices, maxQueuedPerService: maxQueuedPerService,
                 tokenCacheTTL: tokenCacheTTL, tokenNegativeTTL: tokenNegativeTTL, maxTokenLookups: maxTokenLookups,
-                maxQueuedTokenLookups: maxQueuedTokenLookups, maxPendingPerClient: maxPendingPerClient)
+                maxQueuedTokenLookups: maxQueuedTokenLookups, maxPendingPerClient: maxPendingPerClient,
+                eventsHeartbeatInterval: eventsHeartbeatInterval, maxSubscribers: maxSubscribers)
         }
     }
 
@@ -101,7 +109,7 @@ final class Broker: @unchecked Sendable {
         let frontend = try context.socket(.router)
         let backend = try context.socket(.router)
         let eventsIn = try context.socket(.pull)
-        let eventsOut = try context.socket(.pub)
+        let eventsOut = try context.socket(.router)
         var sockets = [frontend, backend, eventsIn, eventsOut]
         let bound: RunningGateway.Endpoints
         do {
@@ -133,6 +141,12 @@ final class Broker: @unchecked Sendable {
             try frontend.setMaxMessageSize(Int64(max(settings.maxMessageBytes * 4, 65_536)))
             try backend.setMaxMessageSize(Int64(settings.maxReplyBytes + 1_048_576))
             try eventsIn.setMaxMessageSize(Int64(max(settings.maxMessageBytes * 4, 65_536)))
+            // Each subscriber's queue is its own: a full one fails the send at once (EAGAIN, the
+            // message is dropped for that subscriber only), a gone one too (EHOSTUNREACH).
+            try eventsOut.setHighWaterMarks(send: settings.subscriberHighWaterMark, receive: 1000)
+            try eventsOut.setOption(.routerMandatory, Int32(1))
+            // Subscribers send only small messages (SUBSCRIBE, PING).
+            try eventsOut.setMaxMessageSize(65_536)
             try frontend.bind(settings.clientEndpoint)
             try backend.bind(settings.workerEndpoint)
             try eventsIn.bind(settings.eventsInEndpoint)
@@ -201,8 +215,9 @@ final class Broker: @unchecked Sendable {
     // MARK: The loop
 
     private func run() throws(ZMQError) {
-        guard let frontend, let backend, let eventsIn else { return }
-        var items: [ZMQPollItem] = [.socket(frontend), .socket(backend), .fileDescriptor(wakeup.readDescriptor), .socket(eventsIn)]
+        guard let frontend, let backend, let eventsIn, let eventsOut else { return }
+        var items: [ZMQPollItem] = [.socket(frontend), .socket(backend), .fileDescriptor(wakeup.readDescriptor), .socket(eventsIn),
+                                    .socket(eventsOut)]
         if let zapSocket { items.append(.socket(zapSocket)) }
 
         var drainDeadline: ContinuousClock.Instant?
@@ -240,7 +255,14 @@ final class Broker: @unchecked Sendable {
                     count += 1
                 }
             }
-            if items.count > 4, ready[4], let zapSocket, let zap = settings.zap {
+            if ready[4] {
+                var count = 0
+                while count < 1000, let (frames, truncated) = try eventsOut.receiveIfReady(maxFrames: MDP.maxFrames) {
+                    perform(core.subscriberMessageReceived(frames, truncated: truncated, now: clock.now))
+                    count += 1
+                }
+            }
+            if items.count > 5, ready[5], let zapSocket, let zap = settings.zap {
                 while let request = try zapSocket.receiveIfReady(maxFrames: MDP.maxFrames) {
                     let (reply, refused) = zap.reply(to: request.frames)
                     if let refused {
@@ -263,6 +285,7 @@ final class Broker: @unchecked Sendable {
         // The last answers (and the DISCONNECTs) are still queued: give them time to leave.
         try? frontend.setLinger(milliseconds: 2000)
         try? backend.setLinger(milliseconds: 1000)
+        try? eventsOut.setLinger(milliseconds: 500)
     }
 
     // MARK: Performing the core's actions
@@ -272,6 +295,7 @@ final class Broker: @unchecked Sendable {
     /// found gone), and what it asks then is done in turn.
     private func perform(_ actions: RoutingActions) {
         var failures: [RoutingCore.SendFailure] = []
+        var subscriberFailures: [(identity: Data, unreachable: Bool)] = []
         for action in actions {
             switch action {
             case .sendToClient(let identity, let service, let body):
@@ -280,8 +304,10 @@ final class Broker: @unchecked Sendable {
                 replyError(to: identity, service: service, requestID: requestID, error)
             case .sendToWorker(let identity, let command):
                 if let failure = send(command, to: identity) { failures.append(failure) }
-            case .publish(let event):
-                publish(event)
+            case .sendToSubscriber(let identity, let command, let body):
+                if let unreachable = sendToSubscriber(identity, command, body) {
+                    subscriberFailures.append((identity, unreachable))
+                }
             case .lookUpToken(let token):
                 startClientLookup(token)
             case .lookUpCredential(let credential):
@@ -293,6 +319,7 @@ final class Broker: @unchecked Sendable {
             }
         }
         if !failures.isEmpty { perform(core.workerSendsFailed(failures, now: clock.now)) }
+        if !subscriberFailures.isEmpty { perform(core.subscriberSendsFailed(subscriberFailures)) }
     }
 
     /// Asks the database who a token stands for, off the loop thread; the answer comes back
@@ -386,11 +413,14 @@ final class Broker: @unchecked Sendable {
         }
     }
 
-    private func publish(_ event: [Data]) {
+    /// Sends to a subscriber without waiting; nil when sent, else whether the subscriber is gone
+    /// (otherwise its queue was full: the message is dropped for it alone).
+    private func sendToSubscriber(_ identity: Data, _ command: EventStreamWire.Command, _ body: Data) -> Bool? {
         do {
-            try eventsOut?.send(event, dontWait: true)
+            try eventsOut?.send([identity, EventStreamWire.header, command.frame, body], dontWait: true)
+            return nil
         } catch {
-            logger.debug("event dropped", metadata: ["error": "\(error)"])
+            return error.code == .hostUnreachable
         }
     }
 

@@ -3,6 +3,7 @@ import Logging
 import ServiceLifecycle
 import Postgres
 import ServiceRuntime
+import Wire
 import ZMQ
 
 /// The gateway process: binds the client and worker endpoints, authenticates, routes, balances.
@@ -82,7 +83,10 @@ public enum GatewayServer {
             maxReplyBytes: try configuration.maxReplyBytes(),
             clientHighWaterMark: Int32(try configuration.int("TSUNAGU_CLIENT_HWM", default: 1000, range: 1...1_000_000)),
             maxPendingPerClient: try configuration.int("TSUNAGU_MAX_PENDING_PER_CLIENT", default: 256, range: 1...1_000_000),
-            drainTimeout: .milliseconds(try configuration.int("TSUNAGU_DRAIN_TIMEOUT_MS", default: 10_000, range: 0...600_000))
+            drainTimeout: .milliseconds(try configuration.int("TSUNAGU_DRAIN_TIMEOUT_MS", default: 10_000, range: 0...600_000)),
+            eventsHeartbeatInterval: .milliseconds(try configuration.int("TSUNAGU_EVENTS_HEARTBEAT_MS", default: 1000, range: 10...600_000)),
+            maxSubscribers: try configuration.int("TSUNAGU_MAX_SUBSCRIBERS", default: 1000, range: 1...1_000_000),
+            subscriberHighWaterMark: Int32(try configuration.int("TSUNAGU_SUBSCRIBER_HWM", default: 10_000, range: 1...1_000_000))
         )
         if settings.curveSecretKey != nil && settings.zap == nil {
             logger.warning("CURVE is on without an allow-list (TSUNAGU_CURVE_ALLOWED_KEYS): any key may connect as a service; service credentials still apply")
@@ -157,9 +161,9 @@ public final class RunningGateway: Sendable {
         try await tokens.issueService(service, label: "issued in process").token
     }
 
-    /// A new bearer token of `tenant` with `roles`.
-    public func issueToken(tenant: String, roles: [String]) async throws -> String {
-        try await tokens.issue(tenant: tenant, roles: roles, label: "issued in process").token
+    /// A new bearer token of `tenant` with `roles` (and explicit event permissions, when given).
+    public func issueToken(tenant: String, roles: [String], events: EventPermissions? = nil) async throws -> String {
+        try await tokens.issue(tenant: tenant, roles: roles, label: "issued in process", events: events).token
     }
 
     /// A graceful stop, as on SIGTERM: accepted requests are answered (up to the drain timeout),

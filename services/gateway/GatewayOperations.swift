@@ -11,6 +11,7 @@ struct GatewayOperations {
     private let operations: [String: (summary: String, roles: [String], schema: JSONSchema)]
 
     static let roleName = #"^[a-z][a-z0-9_.-]{0,63}$"#
+    static let tenantCode = #"^[a-z0-9][a-z0-9_.-]{0,63}$"#
 
     init(broker: Broker, tokens: TokenStore) {
         self.broker = broker
@@ -29,9 +30,15 @@ struct GatewayOperations {
             "services.list": ("List services, their live instances and manifests.", [], empty),
             "tokens.create": ("Create a bearer token for a tenant with roles; the token is shown only in this reply.", ["admin"], schema("""
                 {"type":"object","additionalProperties":false,"required":["tenant","roles"],
-                 "properties":{"tenant":{"type":"string","pattern":"^[a-z0-9][a-z0-9_.-]{0,63}$","maxLength":64},
+                 "properties":{"tenant":{"type":"string","pattern":"\(Self.tenantCode)","maxLength":64},
                                "roles":{"type":"array","maxItems":16,"items":{"type":"string","pattern":"\(Self.roleName)","maxLength":64}},
-                               "label":{"type":"string","maxLength":200}}}
+                               "label":{"type":"string","maxLength":200},
+                               "events":{"type":"object","additionalProperties":false,"required":["tenants"],
+                                         "properties":{
+                                           "tenants":{"type":"array","minItems":1,"maxItems":64,
+                                                      "items":{"type":"string","pattern":"^([*]|[a-z0-9][a-z0-9_.-]{0,63})$","maxLength":64}},
+                                           "types":{"type":"array","maxItems":32,
+                                                    "items":{"type":"string","pattern":"^[A-Za-z0-9._-]{1,200}$","maxLength":200}}}}}}
                 """)),
             "service_tokens.create": ("Create a service credential: it lets a process register as this service and push its events; shown only in this reply.", ["admin"], schema("""
                 {"type":"object","additionalProperties":false,"required":["service"],
@@ -85,8 +92,15 @@ struct GatewayOperations {
                                   WireError(.forbidden, "an admin of tenant \(scope) makes tokens for \(scope) only"))
                 return
             }
+            let events = input["events"].map(Self.eventPermissions)
+            // A national admin grants any tenants' events; another admin only its own tenant's.
+            if let scope, let events, events.tenants != [scope] {
+                broker.replyError(to: identity, service: service, requestID: id,
+                                  WireError(.forbidden, "an admin of tenant \(scope) grants the events of tenant \(scope) only"))
+                return
+            }
             runAsync(identity: identity, envelope: envelope, after: { broker in broker.tokenCreated() }) { tokens in
-                try await tokens.issue(tenant: tenant, roles: roles, label: label)
+                try await tokens.issue(tenant: tenant, roles: roles, label: label, events: events)
             }
         case "service_tokens.create":
             guard scope == nil else {
@@ -110,6 +124,14 @@ struct GatewayOperations {
         default:
             broker.replyError(to: identity, service: service, requestID: id, WireError(.unknownOperation, "no operation \(envelope.op)"))
         }
+    }
+
+    /// `{"tenants":[…],"types":[…]}`, already checked against the schema.
+    private static func eventPermissions(_ value: JSONValue) -> EventPermissions {
+        func strings(_ member: String) -> [String] {
+            if case .array(let items)? = value[member] { items.compactMap(\.stringValue) } else { [] }
+        }
+        return EventPermissions(tenants: strings("tenants"), types: strings("types"))
     }
 
     /// Instance ids are routing identities: shown to administrators only.

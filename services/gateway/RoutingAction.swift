@@ -29,8 +29,9 @@ enum RoutingAction: Equatable {
     /// A message to an instance on the worker socket. A failed send is fed back
     /// (`RoutingCore.workerSendsFailed`).
     case sendToWorker(identity: Data, WorkerCommand)
-    /// An event checked against its credential, `[topic, CloudEvent JSON]`, for the subscribers.
-    case publish(event: [Data])
+    /// `[identity, "TSUNAGU-EVENTS/1", command, body]` on the events-out socket. A send that would
+    /// block is dropped (for that subscriber only) and fed back (`RoutingCore.subscriberSendsFailed`).
+    case sendToSubscriber(identity: Data, EventStreamWire.Command, body: Data)
     /// Look up who a bearer token stands for; feed the outcome back (`tokenLookupFinished`).
     case lookUpToken(String)
     /// Look up a service credential; feed the outcome back (`credentialLookupFinished`).

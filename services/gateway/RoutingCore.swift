@@ -8,8 +8,9 @@ import Wire
 /// as a state machine that does no I/O and reads no clock.
 ///
 /// Each mutating method is an event — a client's message, a worker's message, an event pushed
-/// by a service, a token or credential lookup finished, time passing (`tick`), sends the shell
-/// could not make, a token revoked, the gateway stopping — given with the current time, and
+/// by a service, a subscriber's message, a token or credential lookup finished, time passing
+/// (`tick`), sends the shell could not make, a token revoked, the gateway stopping — given with
+/// the current time, and
 /// returns the actions to perform, in order (`RoutingAction`). `Broker` is the shell around it:
 /// it owns the sockets, the loop thread and the lookup tasks, feeds events in and performs the
 /// actions.
@@ -34,6 +35,10 @@ struct RoutingCore {
         var maxPendingPerClient = 256
         /// How often requests past their deadline and silent instances are looked for.
         var sweepInterval: Duration = .milliseconds(100)
+        /// How often subscribers get a HEARTBEAT; one silent for three of these is forgotten.
+        var eventsHeartbeatInterval: Duration = EventStreamWire.defaultHeartbeatInterval
+        /// Subscriptions at once on the events-out endpoint (and SUBSCRIBEs waiting for their token).
+        var maxSubscribers = 1000
     }
 
     /// A `sendToWorker` action the shell could not perform.
@@ -49,7 +54,7 @@ struct RoutingCore {
     typealias Instant = ContinuousClock.Instant
     typealias ServiceIndex = Dictionary<String, ServiceState>.Index
     typealias WorkerIndex = Dictionary<Data, WorkerState>.Index
-    typealias ClientLookups = TokenLookups<CachedPrincipal, AuthWaiter>
+    typealias ClientLookups = TokenLookups<CachedPrincipal, ClientWaiter>
     typealias CredentialLookups = TokenLookups<ServiceCredential, CredentialWaiter>
 
     let configuration: Configuration
@@ -64,6 +69,11 @@ struct RoutingCore {
     private var serviceCredentials: CredentialLookups
     /// Workers whose READY waits for their credential to be checked.
     private(set) var registering: Set<Data> = []
+    /// The live event streams and their subscribers.
+    private(set) var events: EventStreams
+    /// Subscribers whose SUBSCRIBE waits for its token, with the number of that attempt.
+    private(set) var subscribing: [Data: UInt64] = [:]
+    private var nextAttempt: UInt64 = 1
     private(set) var nextHeartbeat: Instant
     private(set) var nextSweep: Instant
     private(set) var isStopped = false
@@ -77,10 +87,13 @@ struct RoutingCore {
                                                     maxRunning: 2, maxQueued: configuration.maxQueuedTokenLookups)
         self.nextHeartbeat = now + configuration.heartbeatInterval
         self.nextSweep = now + configuration.sweepInterval
+        self.events = EventStreams(configuration: .init(heartbeatInterval: configuration.eventsHeartbeatInterval,
+                                                        maxSubscribers: configuration.maxSubscribers,
+                                                        recheckInterval: configuration.tokenCacheTTL), now: now)
     }
 
     /// When `tick` next has something to do: the shell waits for its sockets at most until then.
-    var nextTick: Instant { min(nextHeartbeat, nextSweep) }
+    var nextTick: Instant { min(nextHeartbeat, nextSweep, events.nextHeartbeat) }
 
     // MARK: Events
 
@@ -108,7 +121,8 @@ struct RoutingCore {
         return actions
     }
 
-    /// A message read from the events-in socket: `[topic, CloudEvent JSON, service credential]`.
+    /// A message read from the events-in socket: `[topic, CloudEvent JSON, service credential]`
+    /// or `["tsunagu.head", {"stream","sequence"}, service credential]`.
     mutating func eventReceived(_ frames: [Data], truncated: Bool, now: Instant) -> RoutingActions {
         var actions = RoutingActions()
         if truncated {
@@ -119,13 +133,26 @@ struct RoutingCore {
         return actions
     }
 
-    /// The outcome of a `lookUpToken` action: every request that waited for this token goes on.
-    mutating func tokenLookupFinished(_ token: String, outcome: TokenLookups<Principal, AuthWaiter>.Outcome,
+    /// A message read from the events-out socket: `[identity, "TSUNAGU-EVENTS/1", command, JSON]`.
+    mutating func subscriberMessageReceived(_ frames: [Data], truncated: Bool, now: Instant) -> RoutingActions {
+        var actions = RoutingActions()
+        handleSubscriberMessage(frames, truncated: truncated, now: now, &actions)
+        return actions
+    }
+
+    /// The outcome of a `lookUpToken` action: every request and subscriber that waited for this
+    /// token goes on.
+    mutating func tokenLookupFinished(_ token: String, outcome: TokenLookups<Principal, ClientWaiter>.Outcome,
                                       now: Instant) -> RoutingActions {
         var actions = RoutingActions()
         let outcome = outcome.map(CachedPrincipal.init)
         let (waiters, next) = clientTokens.finish(token, outcome: outcome, now: now)
-        for waiter in waiters { answer(waiter, outcome, now: now, &actions) }
+        for waiter in waiters {
+            switch waiter {
+            case .request(let request): answer(request, outcome, now: now, &actions)
+            case .subscription(let subscriber): answer(subscriber, outcome, now: now, &actions)
+            }
+        }
         if let next { actions.append(.lookUpToken(next)) }
         return actions
     }
@@ -143,9 +170,20 @@ struct RoutingCore {
     }
 
     /// Time passes: every `heartbeatInterval` each instance gets a HEARTBEAT; every
-    /// `sweepInterval` silent instances are forgotten and requests past their deadline answered.
+    /// `sweepInterval` silent instances are forgotten and requests past their deadline answered;
+    /// every `eventsHeartbeatInterval` subscribers get theirs (`EventStreams.tick`) and silent
+    /// ones are forgotten, and the tokens of subscriptions due for it are checked again.
     mutating func tick(now: Instant) -> RoutingActions {
         var actions = RoutingActions()
+        for (identity, token) in events.tick(now: now, &actions) {
+            let waiter = ClientWaiter.subscription(.recheck(identity: identity, token: token))
+            switch clientTokens.begin(token, waiter: waiter, now: now) {
+            case .known(let outcome): answer(.recheck(identity: identity, token: token), outcome, now: now, &actions)
+            case .waiting: break
+            case .startLookup: actions.append(.lookUpToken(token))
+            case .refused: break  // too many lookups now: checked again at its next turn
+            }
+        }
         if now >= nextHeartbeat {
             for identity in workers.keys { actions.append(.sendToWorker(identity: identity, .heartbeat)) }
             nextHeartbeat = now + configuration.heartbeatInterval
@@ -179,12 +217,22 @@ struct RoutingCore {
         return actions
     }
 
+    /// Sends to subscribers the shell could not make: a full queue drops the message for that
+    /// subscriber only (it sees the gap and replays); one found gone is forgotten.
+    mutating func subscriberSendsFailed(_ failures: [(identity: Data, unreachable: Bool)]) -> RoutingActions {
+        var actions = RoutingActions()
+        for failure in failures { events.sendsFailed(to: failure.identity, unreachable: failure.unreachable, &actions) }
+        return actions
+    }
+
     /// A token was revoked here: it stops working at once on this gateway. Its cached principal is
-    /// dropped, and instances registered with it (a service credential) are disconnected.
+    /// dropped, its subscriptions end, and instances registered with it (a service credential)
+    /// are disconnected.
     mutating func tokenRevoked(id: String, now: Instant) -> RoutingActions {
         var actions = RoutingActions()
         clientTokens.forget { $0.principal.tokenID == id }
         serviceCredentials.forget { $0.tokenID == id }
+        events.endSubscriptions(ofToken: id, &actions)
         let registered = workers.values.filter { $0.tokenID == id }.map(\.identity)
         for identity in registered {
             actions.append(.sendToWorker(identity: identity, .disconnect))
@@ -207,8 +255,8 @@ struct RoutingCore {
     /// Draining, and no accepted request is still waiting for its answer.
     var isDrained: Bool { isDraining && pending.isEmpty }
 
-    /// The gateway stops: workers are told (DISCONNECT) and every pending request is answered
-    /// `unavailable`. Later events change nothing.
+    /// The gateway stops: workers are told (DISCONNECT), every pending request is answered
+    /// `unavailable`, and every subscriber gets `ERROR unavailable`. Later events change nothing.
     mutating func stop() -> RoutingActions {
         var actions = RoutingActions()
         guard !isStopped else { return actions }
@@ -221,6 +269,9 @@ struct RoutingCore {
             replyError(to: request.clientIdentity, service: request.service, requestID: request.requestID,
                        WireError(.unavailable, "the gateway is shutting down"), &actions)
         }
+        // Subscribers are told, so they subscribe again (elsewhere, or here once it is back) at once.
+        subscribing.removeAll()
+        events.endAll(WireError(.unavailable, "the gateway is shutting down; subscribe again"), &actions)
         return actions
     }
 
@@ -316,7 +367,7 @@ struct RoutingCore {
         }
         let waiter = AuthWaiter(identity: identity, service: service, envelope: envelope, payload: Array(body.dropFirst(2)),
                                 received: now)
-        switch clientTokens.begin(token, waiter: waiter, now: now) {
+        switch clientTokens.begin(token, waiter: .request(waiter), now: now) {
         case .known(let outcome): answer(waiter, outcome, now: now, &actions)
         case .waiting: break
         case .startLookup: actions.append(.lookUpToken(token))
@@ -585,8 +636,8 @@ struct RoutingCore {
             case .failed:
                 refuseWorker(identity, service: name, "its credential could not be checked now (it will reconnect)", &actions)
             }
-        case .event(let frames):
-            if outcome.value != nil { actions.append(.publish(event: frames)) }
+        case .event(let message):
+            if let credential = outcome.value { accept(message, credential: credential, &actions) }
         }
     }
 
@@ -716,13 +767,13 @@ struct RoutingCore {
         replyError(to: request.clientIdentity, service: request.service, requestID: request.requestID, error, &actions)
     }
 
-    // MARK: Events
+    // MARK: Events in
 
-    /// An event message from a service: `[topic, CloudEvent JSON, service credential]`. It goes on
-    /// (without the credential) to every subscriber whose topic prefix matches, once the credential
-    /// is known to be one the operator issued; anything else is dropped, and logged. Events are not
-    /// stored here: a subscriber that missed some sees the gap in `sequence` and replays them from
-    /// the service (`events.read`).
+    /// A message from a service on the events-in endpoint, read once: an event, or a head. It is
+    /// taken once its credential is known to be one the operator issued for the stream it claims
+    /// (`stream`, or the source `/tsunagu/<stream>`); anything else is dropped and logged, without
+    /// what it held. Events are not stored here: a subscriber that missed some sees the gap and
+    /// replays them from the service (`events.read`).
     private mutating func acceptEvent(_ frames: [Data], now: Instant, _ actions: inout RoutingActions) {
         guard frames.count == 3, !frames[0].isEmpty, frames[0].count <= 256,
               let credential = String(data: frames[2], encoding: .utf8), !credential.isEmpty, credential.utf8.count <= 256,
@@ -730,13 +781,138 @@ struct RoutingCore {
             actions.append(.log(.warning, "dropped a malformed event message (or one without a service credential)"))
             return
         }
-        let event = [frames[0], frames[1]]
-        switch serviceCredentials.begin(credential, waiter: .event(event), now: now) {
-        case .known(.found): actions.append(.publish(event: event))
+        let message: EventsInMessage
+        switch EventsInMessage.parse(topic: frames[0], body: frames[1]) {
+        case .success(let parsed): message = parsed
+        case .failure(let failure):
+            actions.append(.log(.warning, "dropped a malformed event message", ["reason": "\(failure.reason)"]))
+            return
+        }
+        switch serviceCredentials.begin(credential, waiter: .event(message), now: now) {
+        case .known(.found(let found)): accept(message, credential: found, &actions)
         case .known: actions.append(.log(.debug, "dropped an event pushed with an unknown or revoked service credential"))
         case .waiting: break
         case .startLookup: actions.append(.lookUpCredential(credential))
         case .refused: actions.append(.log(.warning, "dropped an event: too many credentials are being checked at once"))
+        }
+    }
+
+    /// An event or head with a live service credential: taken when the credential is that stream's.
+    private mutating func accept(_ message: EventsInMessage, credential: ServiceCredential, _ actions: inout RoutingActions) {
+        guard credential.service == message.stream else {
+            actions.append(.log(.warning, "dropped an event for a stream its credential was not issued for",
+                                [EventStreams.LogKeys.stream: "\(message.stream)", LogKey.service: "\(credential.service)"]))
+            return
+        }
+        switch message {
+        case .event(let event): events.publish(event, &actions)
+        case .head(let stream, let sequence): events.headReceived(stream: stream, sequence: sequence)
+        }
+    }
+
+    // MARK: Subscribers
+
+    /// `[identity, "TSUNAGU-EVENTS/1", command, JSON body]` from a subscriber.
+    private mutating func handleSubscriberMessage(_ frames: [Data], truncated: Bool, now: Instant, _ actions: inout RoutingActions) {
+        guard let identity = frames.first else { return }
+        guard !truncated, frames.count == 4, frames[1] == EventStreamWire.header,
+              let name = String(data: frames[2], encoding: .utf8), let command = EventStreamWire.Command(rawValue: name) else {
+            actions.append(.log(.debug, "dropped a message with an unknown header on the events-out endpoint"))
+            EventStreams.sendError(to: identity, WireError(.badRequest, """
+                not a subscriber message: expected ["TSUNAGU-EVENTS/1", SUBSCRIBE|PING|UNSUBSCRIBE, JSON]
+                """), &actions)
+            return
+        }
+        let known = events.heard(from: identity, now: now)
+        switch command {
+        case .subscribe:
+            subscribe(identity, body: frames[3], now: now, &actions)
+        case .ping:
+            if !known && subscribing[identity] == nil {
+                EventStreams.sendError(to: identity, WireError(.badRequest, "not subscribed: send SUBSCRIBE first"), &actions)
+            }
+        case .unsubscribe:
+            subscribing[identity] = nil
+            events.end(identity, reason: "unsubscribed", &actions)
+        case .subscribed, .event, .withheld, .heartbeat, .error:
+            EventStreams.sendError(to: identity, WireError(.badRequest, "\(name) is sent by the gateway, not to it"), &actions)
+        }
+    }
+
+    /// SUBSCRIBE `{"token":"…","streams":[…]}`: authenticated as a client request is (the token
+    /// lookups are shared and bounded), then subscribed. Anything wrong ends a subscription the
+    /// connection had.
+    private mutating func subscribe(_ identity: Data, body: Data, now: Instant, _ actions: inout RoutingActions) {
+        func refuse(_ error: WireError, _ actions: inout RoutingActions) {
+            subscribing[identity] = nil
+            events.end(identity, reason: "refused: \(error.code.rawValue)", &actions)
+            EventStreams.sendError(to: identity, error, &actions)
+        }
+        guard let members = try? JSONValue.parseObject(body, members: ["token", "streams"]) else {
+            refuse(WireError(.badRequest, "SUBSCRIBE takes a JSON object {\"token\":…,\"streams\":[…]}"), &actions)
+            return
+        }
+        guard let token = members[0]?.stringValue, !token.isEmpty else {
+            refuse(WireError(.unauthorized, "no token: set \"token\" in SUBSCRIBE"), &actions)
+            return
+        }
+        guard case .array(let items)? = members[1], (1...EventStreamWire.maxStreamsPerSubscription).contains(items.count),
+              items.allSatisfy({ $0.stringValue.map(EventStreamWire.isStreamName) ?? false }) else {
+            refuse(WireError(.badRequest, """
+                "streams" must be 1 to \(EventStreamWire.maxStreamsPerSubscription) stream names (service names, e.g. "registry")
+                """), &actions)
+            return
+        }
+        // No token we issue is longer or holds NUL: such a one is unknown without asking anybody.
+        guard token.utf8.count <= 256, !token.containsNUL else {
+            refuse(WireError(.unauthorized, "the token is unknown or revoked"), &actions)
+            return
+        }
+        guard !isDraining else {
+            refuse(WireError(.unavailable, "the gateway is stopping; subscribe again (to another gateway, or this one once it is back)"),
+                   &actions)
+            return
+        }
+        guard events.subscriptions[identity] != nil || subscribing[identity] != nil
+                || events.subscriptions.count + subscribing.count < configuration.maxSubscribers else {
+            refuse(WireError(.unavailable, "this gateway has \(configuration.maxSubscribers) subscribers already; retry later"), &actions)
+            return
+        }
+        let attempt = nextAttempt
+        nextAttempt &+= 1
+        subscribing[identity] = attempt
+        let streams = items.compactMap(\.stringValue)
+        let waiter = SubscriptionWaiter.subscribe(identity: identity, token: token, streams: streams, attempt: attempt)
+        switch clientTokens.begin(token, waiter: .subscription(waiter), now: now) {
+        case .known(let outcome): answer(waiter, outcome, now: now, &actions)
+        case .waiting: break
+        case .startLookup: actions.append(.lookUpToken(token))
+        case .refused: refuse(WireError(.unavailable, "too many tokens are being checked at once; retry shortly"), &actions)
+        }
+    }
+
+    private mutating func answer(_ waiter: SubscriptionWaiter, _ outcome: ClientLookups.Outcome, now: Instant,
+                                 _ actions: inout RoutingActions) {
+        switch waiter {
+        case .subscribe(let identity, let token, let streams, let attempt):
+            guard subscribing[identity] == attempt else { return }  // a later SUBSCRIBE or UNSUBSCRIBE came meanwhile
+            subscribing[identity] = nil
+            switch outcome {
+            case .found(let cached):
+                let principal = cached.principal
+                events.subscribe(identity, permissions: principal.eventPermissions, tokenID: principal.tokenID, token: token,
+                                 streams: streams, now: now, &actions)
+            case .unknown:
+                events.end(identity, reason: "refused: unauthorized", &actions)
+                EventStreams.sendError(to: identity, WireError(.unauthorized, "the token is unknown or revoked"), &actions)
+            case .failed:
+                events.end(identity, reason: "refused: unavailable", &actions)
+                EventStreams.sendError(to: identity, WireError(.unavailable, "cannot check the token now; retry later"), &actions)
+            }
+        case .recheck(let identity, let token):
+            // Only the subscription still made with this token; a failed check keeps it (checked again later).
+            guard events.subscription(identity, usingToken: token) != nil, case .unknown = outcome else { return }
+            events.end(identity, reason: "its token was revoked", error: WireError(.unauthorized, "the token was revoked"), &actions)
         }
     }
 

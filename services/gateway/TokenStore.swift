@@ -20,6 +20,8 @@ struct TokenStore: Sendable {
         let tenant: String
         let roles: [String]
         let label: String
+        /// The events the token may see, when given (otherwise the default rule).
+        let events: EventPermissions?
     }
 
     struct IssuedService: Codable, Sendable {
@@ -35,11 +37,12 @@ struct TokenStore: Sendable {
         let roles: [String]
         let service: String?
         let label: String
+        let events: EventPermissions?
         let createdAt: String
         let revokedAt: String?
 
         enum CodingKeys: String, CodingKey {
-            case id, tenant, roles, label, service
+            case id, tenant, roles, label, service, events
             case createdAt = "created_at"
             case revokedAt = "revoked_at"
         }
@@ -54,15 +57,28 @@ struct TokenStore: Sendable {
     func principal(for token: String) async throws -> Principal? {
         try await database.withConnection { connection in
             let rows = try connection.query("""
-                SELECT id, tenant, array_to_string(roles, ',') AS roles
+                SELECT id, tenant, array_to_string(roles, ',') AS roles, \(Self.eventColumns)
                 FROM gateway.tokens
                 WHERE token_hash = sha256(convert_to(\(token), 'UTF8')) AND revoked_at IS NULL AND service IS NULL
                 """)
             guard let row = rows.first else { return nil }
             let roles: String = try row.decode("roles")
             return Principal(tenant: try row.decode("tenant"), roles: roles.split(separator: ",").map(String.init),
-                             tokenID: try row.decode("id"))
+                             tokenID: try row.decode("id"), events: try Self.eventPermissions(row))
         }
+    }
+
+    /// `event_tenants` and `event_types` as comma-separated text (neither codes nor type prefixes
+    /// may hold a comma); `event_tenants` NULL means the default rule.
+    private static let eventColumns: PostgresQuery = """
+        array_to_string(event_tenants, ',') AS event_tenants, array_to_string(event_types, ',') AS event_types
+        """
+
+    private static func eventPermissions(_ row: PostgresRow) throws -> EventPermissions? {
+        guard let tenants = try row.decode("event_tenants", as: String?.self) else { return nil }
+        let types = try row.decode("event_types", as: String?.self) ?? ""
+        return EventPermissions(tenants: tenants.split(separator: ",").map(String.init),
+                                types: types.split(separator: ",").map(String.init))
     }
 
     /// The service a credential was issued for, or nil when it is unknown, revoked or a client token.
@@ -89,21 +105,23 @@ struct TokenStore: Sendable {
         return IssuedService(id: id, token: token, service: service, label: label)
     }
 
-    func issue(tenant: String, roles: [String], label: String) async throws -> Issued {
+    /// A new bearer token; `events` set gives it explicit event permissions.
+    func issue(tenant: String, roles: [String], label: String, events: EventPermissions? = nil) async throws -> Issued {
         let id = "tok_" + Self.randomHex(bytes: 8)
         let token = "tsg_" + Self.randomHex(bytes: 32)
-        try await insert(id: id, token: token, tenant: tenant, roles: roles, label: label, replace: false)
-        return Issued(id: id, token: token, tenant: tenant, roles: roles, label: label)
+        try await insert(id: id, token: token, tenant: tenant, roles: roles, label: label, events: events, replace: false)
+        return Issued(id: id, token: token, tenant: tenant, roles: roles, label: label, events: events)
     }
 
     /// Makes sure the configured first admin token exists (idempotent). A changed value replaces
     /// it and works; the same value once revoked stays revoked across restarts.
     func ensureBootstrapAdmin(token: String) async throws {
         try await insert(id: "tok_bootstrap_admin", token: token, tenant: TsunaguWire.nationalTenant, roles: ["admin"],
-                         label: "first admin token (TSUNAGU_ADMIN_TOKEN)", replace: true)
+                         label: "first admin token (TSUNAGU_ADMIN_TOKEN)", events: nil, replace: true)
     }
 
-    private func insert(id: String, token: String, tenant: String, roles: [String], label: String, replace: Bool) async throws {
+    private func insert(id: String, token: String, tenant: String, roles: [String], label: String, events: EventPermissions?,
+                        replace: Bool) async throws {
         _ = try await database.withConnection { connection in
             if replace {
                 try connection.query("""
@@ -114,8 +132,9 @@ struct TokenStore: Sendable {
                     """)
             } else {
                 try connection.query("""
-                    INSERT INTO gateway.tokens (id, token_hash, tenant, roles, label)
-                    VALUES (\(id), sha256(convert_to(\(token), 'UTF8')), \(tenant), \(roles)::text[], \(label))
+                    INSERT INTO gateway.tokens (id, token_hash, tenant, roles, label, event_tenants, event_types)
+                    VALUES (\(id), sha256(convert_to(\(token), 'UTF8')), \(tenant), \(roles)::text[], \(label),
+                            \(events?.tenants)::text[], \(events?.types)::text[])
                     """)
             }
         }
@@ -136,7 +155,7 @@ struct TokenStore: Sendable {
     func list(tenant: String?) async throws -> [Listed] {
         try await database.withConnection { connection in
             try connection.query("""
-                SELECT id, tenant, array_to_string(roles, ',') AS roles, label, service,
+                SELECT id, tenant, array_to_string(roles, ',') AS roles, label, service, \(Self.eventColumns),
                        to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS created_at,
                        to_char(revoked_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS revoked_at
                 FROM gateway.tokens WHERE \(tenant)::text IS NULL OR tenant = \(tenant) ORDER BY created_at, id
@@ -144,7 +163,7 @@ struct TokenStore: Sendable {
                 let roles: String = try row.decode("roles")
                 return Listed(id: try row.decode("id"), tenant: try row.decode("tenant"),
                               roles: roles.split(separator: ",").map(String.init), service: try row.decode("service", as: String?.self),
-                              label: try row.decode("label"),
+                              label: try row.decode("label"), events: try Self.eventPermissions(row),
                               createdAt: try row.decode("created_at"), revokedAt: try row.decode("revoked_at", as: String?.self))
             }
         }

@@ -12,13 +12,15 @@ final class AreaCache: @unchecked Sendable {
     private var entries: [String: (entry: Entry, expires: ContinuousClock.Instant)] = [:]
     private let lifetime: Duration = .seconds(60)
 
-    func within(area: String, resolve: () throws -> Entry) throws -> Entry {
+    /// `asOf`: the day asked for (nil, today: a new day is at most a minute late here too).
+    func within(area: String, asOf: String? = nil, resolve: () throws -> Entry) throws -> Entry {
         let now = ContinuousClock.now
-        if let hit = lock.withLock({ entries[area] }), hit.expires > now { return hit.entry }
+        let key = "\(area)@\(asOf ?? "")"
+        if let hit = lock.withLock({ entries[key] }), hit.expires > now { return hit.entry }
         let entry = try resolve()
         lock.withLock {
             if entries.count > 10_000 { entries.removeAll() }
-            entries[area] = (entry, now + lifetime)
+            entries[key] = (entry, now + lifetime)
         }
         return entry
     }

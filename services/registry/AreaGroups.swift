@@ -54,6 +54,13 @@ enum AreaGroups {
         let csv: String
         /// The kinds to replace; by default the kinds the file has rows of.
         let kinds: [String]?
+        /// The day the file's definition starts (`YYYY-MM-DD`); by default today in Japan.
+        let validFrom: String?
+
+        enum CodingKeys: String, CodingKey {
+            case prefecture, municipality, csv, kinds
+            case validFrom = "valid_from"
+        }
     }
 
     struct Row {
@@ -69,14 +76,15 @@ enum AreaGroups {
         [
             try .write(
                 "area.import",
-                summary: "Replace a prefecture's disability, medical, health-centre or daily-life areas from CSV (kind,code,name,kana,municipality): the kinds the file has rows of, or those named in kinds; or, with municipality (one of the prefecture's), that municipality's own daily-life areas only, by its editor or the prefecture's. All or nothing; errors are listed by line. Resources that referred to a removed area are detached, versioned, announced and listed in affected_resources.",
+                summary: "Define a prefecture's disability, medical, health-centre or daily-life areas from CSV (kind,code,name,kana,municipality) from valid_from (default today): the kinds the file has rows of, or those named in kinds; or, with municipality (one of the prefecture's), that municipality's own daily-life areas only, by its editor or the prefecture's. The definition before ends that day and is kept. All or nothing; errors are listed by line. Resources that referred to an area that ends are detached, versioned, announced and listed in affected_resources.",
                 schema: """
                     {"type":"object","additionalProperties":false,"required":["prefecture","csv"],
                      "properties":{"prefecture":{"type":"string","pattern":"^[0-9]{6}$","maxLength":6},
                                    "municipality":{"type":"string","pattern":"^[0-9]{6}$","maxLength":6},
                                    "csv":{"type":"string","maxLength":4000000},
                                    "kinds":{"type":"array","minItems":1,"maxItems":4,
-                                            "items":{"enum":["disability_area","medical_area","health_centre_area","daily_life_area"]}}}}
+                                            "items":{"enum":["disability_area","medical_area","health_centre_area","daily_life_area"]}},
+                                   "valid_from":\(AsOf.property.1)}}
                     """,
                 input: ImportInput.self
             ) { context, input, tx in
@@ -84,11 +92,12 @@ enum AreaGroups {
             },
             try .read(
                 "area.groups",
-                summary: "A prefecture's defined areas, each with its member municipalities (or its municipality, for daily-life areas).",
+                summary: "A prefecture's defined areas valid on as_of (default today), each with its period and its member municipalities then (or its municipality, for daily-life areas).",
                 schema: """
                     {"type":"object","additionalProperties":false,"required":["prefecture"],
                      "properties":{"prefecture":{"type":"string","pattern":"^[0-9]{6}$","maxLength":6},
-                                   "kind":{"enum":["disability_area","medical_area","health_centre_area","daily_life_area"]}}}
+                                   "kind":{"enum":["disability_area","medical_area","health_centre_area","daily_life_area"]},
+                                   "as_of":\(AsOf.property.1)}}
                     """,
                 input: GroupsInput.self
             ) { context, input in
@@ -96,14 +105,15 @@ enum AreaGroups {
             },
             try .read(
                 "area.chain",
-                summary: "For a municipality: its daily-life areas, itself, its health-centre, disability and medical areas, its prefecture and the nation, nearest first.",
+                summary: "For a municipality: its daily-life areas, itself, its health-centre, disability and medical areas, its prefecture and the nation, nearest first, as defined on as_of (default today).",
                 schema: """
                     {"type":"object","additionalProperties":false,"required":["code"],
-                     "properties":{"code":{"type":"string","pattern":"^[0-9]{6}$","maxLength":6}}}
+                     "properties":{"code":{"type":"string","pattern":"^[0-9]{6}$","maxLength":6},"as_of":\(AsOf.property.1)}}
                     """,
-                input: AreaOperations.GetInput.self
+                input: ChainInput.self
             ) { context, input in
-                try await chain(municipality: input.code, database: context.database)
+                try AsOf.check(input.asOf)
+                return try await chain(municipality: input.code, asOf: input.asOf, database: context.database)
             },
         ]
     }
@@ -111,11 +121,26 @@ enum AreaGroups {
     struct GroupsInput: Decodable, Sendable {
         let prefecture: String
         let kind: String?
+        let asOf: String?
+        enum CodingKeys: String, CodingKey {
+            case prefecture, kind
+            case asOf = "as_of"
+        }
+    }
+
+    struct ChainInput: Decodable, Sendable {
+        let code: String
+        let asOf: String?
+        enum CodingKeys: String, CodingKey {
+            case code
+            case asOf = "as_of"
+        }
     }
 
     // MARK: Import
 
     static func importCSV(_ input: ImportInput, context: RequestContext, on tx: PostgresConnection) throws -> JSONValue {
+        try AsOf.check(input.validFrom, pointer: "/valid_from")
         let prefecture = input.prefecture
         let municipality = input.municipality
         let principal: Principal
@@ -180,7 +205,7 @@ enum AreaGroups {
         }
         if !problems.isEmpty { throw report(problems) }
         let result = try store(rows, kinds: replaced, prefecture: prefecture, municipality: municipality,
-                               principal: principal, on: tx)
+                               validFrom: input.validFrom, principal: principal, on: tx)
         AreaCache.shared.clear()
         return result
     }
@@ -301,12 +326,22 @@ enum AreaGroups {
                          details: .object(["errors": list, "count": .integer(Int64(problems.count))]))
     }
 
-    /// Upserts every area in the file and removes the prefecture's areas of the replaced kinds that
-    /// the file no longer has (only `municipality`'s daily-life areas, when it is a municipality's
-    /// import), detaching the resources that referred to them first. The places an area covers go
-    /// with it, and those of a daily-life area moved to another municipality are deleted.
+    /// Starts the file's definition of the replaced kinds on `validFrom` (a date, or nil for
+    /// Japan's today) and ends, on that day, what the prefecture's definitions of those kinds (only
+    /// `municipality`'s daily-life areas, for a municipality's import) no longer have: areas and
+    /// memberships are kept with their period, not deleted (migration 0033). What began on that
+    /// very day and is gone from the file never was valid, and is deleted: importing again on the
+    /// same day corrects the definition in place, and an area or membership that ended that day and
+    /// is in the file again simply goes on. Resources referring to an area that ends (or is deleted)
+    /// are detached first. The places an area covers stay with an area that ends (its history), go
+    /// with one that is deleted, and those of a daily-life area moved to another municipality are
+    /// deleted.
+    ///
+    /// Definitions follow one another: a file may not start before the latest date the kind's
+    /// definition already knows (`invalid_input` at `/valid_from`), and an area that ended before
+    /// `validFrom` cannot come back after a gap under the same code (an error on its line).
     static func store(_ rows: [Row], kinds replaced: Set<String>, prefecture: String, municipality: String? = nil,
-                      principal: Principal, on tx: PostgresConnection) throws -> JSONValue {
+                      validFrom: String? = nil, principal: Principal, on tx: PostgresConnection) throws -> JSONValue {
         var groups: [String: Row] = [:]
         var members: [(group: String, kind: String, municipality: String)] = []
         for row in rows {
@@ -320,23 +355,59 @@ enum AreaGroups {
                 "kana": .string(row.kana), "name_search": .string(SearchText.normalise(row.name)),
                 "kana_search": .string(SearchText.normalise(row.kana)),
                 "municipality": row.kind == "daily_life_area" ? .string(row.municipality) : .null,
+                "line": .integer(Int64(row.line)),
             ])
         }).jsonText
         let memberJSON = JSONValue.array(members.map {
             .object(["group": .string($0.group), "kind": .string($0.kind), "municipality": .string($0.municipality)])
         }).jsonText
         let replacedKinds = replaced.sorted()
-        // Lock what goes (and the daily-life areas that move to another municipality) before
+        let start: String = try tx.query("SELECT \(AsOf.day(validFrom))::text AS d")[0].decode("d")
+        // The scope: the prefecture's areas of the replaced kinds (a municipality's own, for its import).
+        let scope: PostgresQuery = """
+            g.prefecture_code = \(prefecture) AND g.kind = ANY(\(replacedKinds)::text[])
+              AND (\(municipality)::text IS NULL OR g.municipality_code = \(municipality))
+            """
+        let latest = try tx.query("""
+            SELECT x.kind, max(x.d)::text AS latest FROM (
+                SELECT g.kind, unnest(ARRAY[lower(g.valid), upper(g.valid)]) AS d FROM registry.area_groups g WHERE \(scope)
+                UNION ALL
+                SELECT g.kind, unnest(ARRAY[lower(m.valid), upper(m.valid)]) FROM registry.area_groups g
+                JOIN registry.area_group_members m ON m.group_id = g.id WHERE \(scope)) x
+            WHERE x.d IS NOT NULL AND x.d > \(start)::date GROUP BY x.kind ORDER BY x.kind
+            """)
+        if let first = latest.first {
+            let kind: String = try first.decode("kind")
+            let day: String = try first.decode("latest")
+            throw WireError.invalidInput(
+                "the \(kind) definition already has a change on \(day): a new definition starts on or after the latest one (the earlier ones are kept)",
+                violations: [.init(path: "/valid_from", message: "before \(day), the latest change of \(kind)")])
+        }
+        var gaps: [(Int, String)] = []
+        for row in try tx.query("""
+            SELECT (x->>'line')::int AS line, g.id, upper(g.valid)::text AS ended
+            FROM registry.area_groups g JOIN jsonb_array_elements(\(groupJSON)::jsonb) x ON x->>'id' = g.id
+            WHERE upper(g.valid) < \(start)::date ORDER BY 1
+            """) {
+            gaps.append((try row.decode("line"), "\(try row.decode("id", as: String.self)) ended on \(try row.decode("ended", as: String.self)); an area that comes back after a gap needs a new code"))
+        }
+        if !gaps.isEmpty { throw report(gaps) }
+        // Lock what ends (and the daily-life areas that move to another municipality) before
         // looking for its resources: a resource write referring to one of these areas holds a
         // key-share lock on it until it commits, so this waits for it (and then sees it), and any
-        // later one waits for this import (and then finds the area gone or moved).
-        let removed: [String] = try tx.query("""
-            SELECT id FROM registry.area_groups
-            WHERE prefecture_code = \(prefecture) AND kind = ANY(\(replacedKinds)::text[])
-              AND (\(municipality)::text IS NULL OR municipality_code = \(municipality))
-              AND id NOT IN (SELECT x->>'id' FROM jsonb_array_elements(\(groupJSON)::jsonb) x)
-            ORDER BY id FOR UPDATE
-            """).map { try $0.decode("id") }
+        // later one waits for this import (and then finds the area ended or moved).
+        var removed: [String] = []
+        var unborn: [String] = []  // began on `start`: never valid, deleted
+        for row in try tx.query("""
+            SELECT g.id, coalesce(lower(g.valid) >= \(start)::date, false) AS unborn FROM registry.area_groups g
+            WHERE \(scope) AND upper_inf(g.valid)
+              AND g.id NOT IN (SELECT x->>'id' FROM jsonb_array_elements(\(groupJSON)::jsonb) x)
+            ORDER BY g.id FOR UPDATE
+            """) {
+            let id: String = try row.decode("id")
+            removed.append(id)
+            if try row.decode("unborn", as: Bool.self) { unborn.append(id) }
+        }
         var moved: [String: String] = [:]  // daily-life area id -> its new municipality
         for row in try tx.query("""
             SELECT g.id, x->>'municipality' AS municipality
@@ -349,31 +420,82 @@ enum AreaGroups {
         let affected = try detachResources(removed: removed, moved: moved, principal: principal, on: tx)
         let placesRemoved: Int = try tx.query("""
             WITH gone AS (DELETE FROM registry.area_places
-                          WHERE daily_life_area_id = ANY(\(removed + moved.keys.sorted())::text[]) RETURNING 1)
+                          WHERE daily_life_area_id = ANY(\(unborn + moved.keys.sorted())::text[]) RETURNING 1)
             SELECT count(*) AS n FROM gone
             """)[0].decode("n")
-        try tx.query("DELETE FROM registry.area_groups WHERE id = ANY(\(removed)::text[])")
+        try tx.query("DELETE FROM registry.area_groups WHERE id = ANY(\(unborn)::text[])")
         try tx.query("""
-            INSERT INTO registry.area_groups (id, kind, prefecture_code, local_code, name, kana, name_search, kana_search, municipality_code)
+            UPDATE registry.area_groups SET valid = daterange(lower(valid), \(start)::date)
+            WHERE id = ANY(\(removed)::text[]) AND upper_inf(valid)
+            """)
+        try tx.query("""
+            UPDATE registry.area_group_names SET valid = daterange(lower(valid), \(start)::date)
+            WHERE group_id = ANY(\(removed)::text[]) AND upper_inf(valid)
+            """)
+        // An area in the file: new from `start`, or going on (again, if it ended on `start`).
+        try tx.query("""
+            INSERT INTO registry.area_groups AS g (id, kind, prefecture_code, local_code, name, kana, name_search, kana_search,
+                                                   municipality_code, valid)
             SELECT x->>'id', x->>'kind', \(prefecture), x->>'local_code', x->>'name', x->>'kana',
-                   x->>'name_search', x->>'kana_search', x->>'municipality'
+                   x->>'name_search', x->>'kana_search', x->>'municipality', daterange(\(start)::date, NULL)
             FROM jsonb_array_elements(\(groupJSON)::jsonb) x
             ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, kana = EXCLUDED.kana, name_search = EXCLUDED.name_search,
-                kana_search = EXCLUDED.kana_search, municipality_code = EXCLUDED.municipality_code
+                kana_search = EXCLUDED.kana_search, municipality_code = EXCLUDED.municipality_code,
+                valid = daterange(lower(g.valid), NULL)
+            """)
+        // A name that changes: the old one ends on `start` (or is dropped, when it began then), the
+        // new one begins; a name ended on `start` that comes back goes on.
+        let renamed: PostgresQuery = """
+            n.group_id = x->>'id' AND upper_inf(n.valid) AND (n.name, n.kana) IS DISTINCT FROM (x->>'name', x->>'kana')
+            """
+        try tx.query("""
+            DELETE FROM registry.area_group_names n USING jsonb_array_elements(\(groupJSON)::jsonb) x
+            WHERE \(renamed) AND lower(n.valid) >= \(start)::date
             """)
         try tx.query("""
-            DELETE FROM registry.area_group_members m USING registry.area_groups g
-            WHERE m.group_id = g.id AND g.prefecture_code = \(prefecture)
-              AND g.kind = ANY(\(replacedKinds)::text[])
+            UPDATE registry.area_group_names n SET valid = daterange(lower(n.valid), \(start)::date)
+            FROM jsonb_array_elements(\(groupJSON)::jsonb) x WHERE \(renamed)
             """)
         try tx.query("""
-            INSERT INTO registry.area_group_members (group_id, kind, municipality_code)
-            SELECT x->>'group', x->>'kind', x->>'municipality' FROM jsonb_array_elements(\(memberJSON)::jsonb) x
+            UPDATE registry.area_group_names n SET valid = daterange(lower(n.valid), NULL)
+            FROM jsonb_array_elements(\(groupJSON)::jsonb) x
+            WHERE n.group_id = x->>'id' AND upper(n.valid) = \(start)::date AND (n.name, n.kana) = (x->>'name', x->>'kana')
+              AND NOT EXISTS (SELECT 1 FROM registry.area_group_names o WHERE o.group_id = n.group_id AND upper_inf(o.valid))
+            """)
+        try tx.query("""
+            INSERT INTO registry.area_group_names (group_id, valid, name, kana)
+            SELECT x->>'id', daterange(greatest(\(start)::date, (SELECT lower(g.valid) FROM registry.area_groups g WHERE g.id = x->>'id')), NULL),
+                   x->>'name', x->>'kana'
+            FROM jsonb_array_elements(\(groupJSON)::jsonb) x
+            WHERE NOT EXISTS (SELECT 1 FROM registry.area_group_names n WHERE n.group_id = x->>'id' AND upper_inf(n.valid))
+            """)
+        // Memberships of the replaced kinds the file no longer has end on `start` (or are deleted,
+        // when they began on it); the file's go on, or go on again, or begin.
+        let memberScope: PostgresQuery = """
+            m.kind = ANY(\(replacedKinds)::text[]) AND upper_inf(m.valid)
+              AND m.group_id IN (SELECT g.id FROM registry.area_groups g WHERE g.prefecture_code = \(prefecture))
+              AND (m.group_id, m.municipality_code) NOT IN (
+                  SELECT x->>'group', (x->>'municipality')::char(6) FROM jsonb_array_elements(\(memberJSON)::jsonb) x)
+            """
+        try tx.query("DELETE FROM registry.area_group_members m WHERE \(memberScope) AND lower(m.valid) >= \(start)::date")
+        try tx.query("UPDATE registry.area_group_members m SET valid = daterange(lower(m.valid), \(start)::date) WHERE \(memberScope)")
+        try tx.query("""
+            UPDATE registry.area_group_members m SET valid = daterange(lower(m.valid), NULL)
+            FROM jsonb_array_elements(\(memberJSON)::jsonb) x
+            WHERE m.group_id = x->>'group' AND m.municipality_code = x->>'municipality' AND upper(m.valid) = \(start)::date
+            """)
+        try tx.query("""
+            INSERT INTO registry.area_group_members (group_id, kind, municipality_code, valid)
+            SELECT x->>'group', x->>'kind', x->>'municipality', daterange(\(start)::date, NULL)
+            FROM jsonb_array_elements(\(memberJSON)::jsonb) x
+            WHERE NOT EXISTS (SELECT 1 FROM registry.area_group_members m
+                              WHERE m.group_id = x->>'group' AND m.municipality_code = x->>'municipality' AND upper_inf(m.valid))
             """)
         var counts: [String: JSONValue] = [:]
         for kind in replaced.sorted() { counts[kind] = .integer(Int64(groups.values.filter { $0.kind == kind }.count)) }
         var reply: [String: JSONValue] = [
             "prefecture": .string(prefecture), "kinds": .array(replaced.sorted().map { .string($0) }),
+            "valid_from": .string(start),
             "areas": .object(counts), "memberships": .integer(Int64(members.count)),
             "removed_areas": .array(removed.map { .string($0) }), "removed_places": .integer(Int64(placesRemoved)),
             "affected_resources": .array(Array(affected.prefix(maxAffectedListed))),
@@ -393,9 +515,10 @@ enum AreaGroups {
         guard !removed.isEmpty || !moved.isEmpty else { return [] }
         let removedSet = Set(removed)
         let candidates = try tx.query("""
-            SELECT r.id::text AS id, r.municipality_code, r.daily_life_area_id, r.serves_area FROM registry.resources r
+            SELECT r.id::text AS id, r.municipality_code, r.daily_life_area_id, to_json(r.serves_areas)::text AS serves_areas
+            FROM registry.resources r
             WHERE r.daily_life_area_id = ANY(\(removed + moved.keys.sorted())::text[])
-               OR r.serves_area = ANY(\(removed)::text[])
+               OR r.serves_areas && \(removed)::text[]
             ORDER BY r.id FOR UPDATE
             """)
         var affected: [JSONValue] = []
@@ -418,7 +541,9 @@ enum AreaGroups {
                                              "reason": .string(reason)]))
                 }
             }
-            if let area = try candidate.decode("serves_area", as: String?.self), removedSet.contains(area) {
+            // Each removed area leaves the list (field `serves_area`, as when there was one area).
+            let serves = try JSONValue.parse(Data(try candidate.decode("serves_areas", as: String.self).utf8))
+            for area in ServesAreas.stored(.object(["serves_areas": serves])) where removedSet.contains(area) {
                 clearServes = true
                 affected.append(.object(["id": .string(id), "field": .string("serves_area"), "area": .string(area),
                                          "reason": .string("removed")]))
@@ -432,7 +557,10 @@ enum AreaGroups {
         try tx.query("""
             UPDATE registry.resources r SET
                 daily_life_area_id = CASE WHEN (x->>'daily')::boolean THEN NULL ELSE r.daily_life_area_id END,
-                serves_area = CASE WHEN (x->>'serves')::boolean THEN NULL ELSE r.serves_area END,
+                serves_areas = CASE WHEN (x->>'serves')::boolean
+                    THEN ARRAY(SELECT a FROM unnest(r.serves_areas) WITH ORDINALITY u(a, n)
+                               WHERE a <> ALL(\(removed)::text[]) ORDER BY n)
+                    ELSE r.serves_areas END,
                 version = r.version + 1, updated_at = now()
             FROM jsonb_array_elements(\(changesJSON)::jsonb) x WHERE r.id = (x->>'id')::uuid
             """)
@@ -452,43 +580,51 @@ enum AreaGroups {
     // MARK: Reading
 
     static func groups(_ input: GroupsInput, database: PostgresPool) async throws -> JSONValue {
+        try AsOf.check(input.asOf)
         let prefecture = input.prefecture
         let kind = input.kind
+        let day = AsOf.day(input.asOf)
         let rows = try await database.withConnection { connection in
             try connection.jsonRows("""
                 SELECT jsonb_build_object(
-                    'id', g.id, 'kind', g.kind, 'code', g.local_code, 'name', g.name, 'kana', g.kana,
+                    'id', g.id, 'kind', g.kind, 'code', g.local_code,
+                    'name', coalesce(n.name, g.name), 'kana', coalesce(n.kana, g.kana),
+                    'valid_from', lower(g.valid), 'valid_until', upper(g.valid),
                     'municipalities', CASE WHEN g.kind = 'daily_life_area' THEN jsonb_build_array(g.municipality_code)
                         ELSE coalesce((SELECT jsonb_agg(m.municipality_code ORDER BY m.municipality_code)
-                                       FROM registry.area_group_members m WHERE m.group_id = g.id), '[]') END
+                                       FROM registry.area_group_members m WHERE m.group_id = g.id AND m.valid @> d.day), '[]') END
                 ) AS j
-                FROM registry.area_groups g
-                WHERE g.prefecture_code = \(prefecture) AND (\(kind)::text IS NULL OR g.kind = \(kind))
+                FROM registry.area_groups g CROSS JOIN (SELECT \(day) AS day) d
+                LEFT JOIN registry.area_group_names n ON n.group_id = g.id AND n.valid @> d.day
+                WHERE g.prefecture_code = \(prefecture) AND (\(kind)::text IS NULL OR g.kind = \(kind)) AND g.valid @> d.day
                 ORDER BY g.kind, g.local_code
                 """)
         }
         return .object(["areas": .array(rows)])
     }
 
-    static func chain(municipality code: String, database: PostgresPool) async throws -> JSONValue {
-        try await database.withConnection { connection in try chainJSON(municipality: code, on: connection) }
+    static func chain(municipality code: String, asOf: String? = nil, database: PostgresPool) async throws -> JSONValue {
+        try await database.withConnection { connection in try chainJSON(municipality: code, asOf: asOf, on: connection) }
     }
 
-    /// `{"municipality": code, "chain": [{"level", "id", "name"}, ...]}`, nearest level first.
-    static func chainJSON(municipality code: String, on connection: PostgresConnection) throws -> JSONValue {
+    /// `{"municipality": code, "as_of": day, "chain": [{"level", "id", "name"}, ...]}`, nearest
+    /// level first, of the areas defined on `asOf` (today in Japan, when nil).
+    static func chainJSON(municipality code: String, asOf: String? = nil, on connection: PostgresConnection) throws -> JSONValue {
             try connection.jsonRow("""
-                SELECT jsonb_build_object('municipality', a.code, 'chain',
-                    coalesce((SELECT jsonb_agg(jsonb_build_object('level', 'daily_life_area', 'id', d.id, 'name', d.name) ORDER BY d.local_code)
-                              FROM registry.area_groups d WHERE d.municipality_code = a.code), '[]')
+                SELECT jsonb_build_object('municipality', a.code, 'as_of', day.d, 'chain',
+                    coalesce((SELECT jsonb_agg(jsonb_build_object('level', 'daily_life_area', 'id', d.id, 'name', coalesce(
+                                  (SELECT n.name FROM registry.area_group_names n WHERE n.group_id = d.id AND n.valid @> day.d), d.name)) ORDER BY d.local_code)
+                              FROM registry.area_groups d WHERE d.municipality_code = a.code AND d.valid @> day.d), '[]')
                     || jsonb_build_array(jsonb_build_object('level', 'municipality', 'id', a.code, 'name', a.name))
-                    || coalesce((SELECT jsonb_agg(jsonb_build_object('level', g.kind, 'id', g.id, 'name', g.name)
+                    || coalesce((SELECT jsonb_agg(jsonb_build_object('level', g.kind, 'id', g.id, 'name', coalesce(
+                                  (SELECT n.name FROM registry.area_group_names n WHERE n.group_id = g.id AND n.valid @> day.d), g.name))
                                      ORDER BY array_position(\(memberKinds)::text[], g.kind))
                               FROM registry.area_group_members m JOIN registry.area_groups g ON g.id = m.group_id
-                              WHERE m.municipality_code = a.code), '[]')
+                              WHERE m.municipality_code = a.code AND m.valid @> day.d AND g.valid @> day.d), '[]')
                     || jsonb_build_array(jsonb_build_object('level', 'prefecture', 'id', p.code, 'name', p.name),
                                          jsonb_build_object('level', 'nation', 'id', 'national', 'name', '国'))
                 ) AS j
-                FROM registry.areas a JOIN registry.areas p ON p.code = a.prefecture_code
+                FROM registry.areas a JOIN registry.areas p ON p.code = a.prefecture_code, (SELECT \(AsOf.day(asOf)) AS d) day
                 WHERE a.code = \(code) AND a.level = 'municipality'
                 """, notFound: "no municipality with code \(code)")
     }

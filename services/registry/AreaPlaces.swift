@@ -30,6 +30,11 @@ enum AreaPlaces {
         let text: String
         let limit: Int?
         let after: String?
+        let asOf: String?
+        enum CodingKeys: String, CodingKey {
+            case municipality, text, limit, after
+            case asOf = "as_of"
+        }
     }
 
     static func operations() throws -> [ServiceOperation] {
@@ -54,7 +59,8 @@ enum AreaPlaces {
                      "properties":{"municipality":{"type":"string","pattern":"^[0-9]{6}$","maxLength":6},
                                    "text":{"type":"string","minLength":1,"maxLength":100},
                                    "limit":{"type":"integer","minimum":1,"maximum":100},
-                                   "after":{"type":"string","maxLength":100}}}
+                                   "after":{"type":"string","maxLength":100},
+                                   "as_of":\(AsOf.property.1)}}
                     """,
                 input: FindInput.self
             ) { context, input in
@@ -88,7 +94,7 @@ enum AreaPlaces {
         var areas: [String: String] = [:]  // id and code -> id
         for row in try tx.query("""
             SELECT id, local_code FROM registry.area_groups
-            WHERE municipality_code = \(municipality) AND kind = 'daily_life_area'
+            WHERE municipality_code = \(municipality) AND kind = 'daily_life_area' AND upper_inf(valid)
             """) {
             let id: String = try row.decode("id")
             areas[id] = id
@@ -135,7 +141,7 @@ enum AreaPlaces {
         let removed: Int = try tx.query("""
             WITH gone AS (DELETE FROM registry.area_places p USING registry.area_groups g
                           WHERE g.id = p.daily_life_area_id AND g.municipality_code = \(municipality)
-                            AND g.kind = 'daily_life_area' RETURNING 1)
+                            AND g.kind = 'daily_life_area' AND upper_inf(g.valid) RETURNING 1)
             SELECT count(*) AS n FROM gone
             """)[0].decode("n")
         try tx.query("""
@@ -154,6 +160,8 @@ enum AreaPlaces {
     // MARK: Finding
 
     static func find(_ input: FindInput, database: PostgresPool) async throws -> JSONValue {
+        try AsOf.check(input.asOf)
+        let day = AsOf.day(input.asOf)
         let text = placeForm(input.text).trimmingCharacters(in: .whitespacesAndNewlines)
         guard !text.isEmpty else {
             throw WireError.invalidInput("text is blank", violations: [.init(path: "/text", message: "type part of a place's name")])
@@ -170,14 +178,15 @@ enum AreaPlaces {
             let forward: PostgresQuery = "(p.name_search LIKE \(pattern) ESCAPE '\\' OR p.kana_search LIKE \(pattern) ESCAPE '\\')"
             let anyForward = try !connection.query("""
                 SELECT 1 FROM registry.area_places p JOIN registry.area_groups g ON g.id = p.daily_life_area_id
-                WHERE \(forward) AND (\(municipality)::text IS NULL OR g.municipality_code = \(municipality)) LIMIT 1
+                WHERE \(forward) AND (\(municipality)::text IS NULL OR g.municipality_code = \(municipality))
+                  AND g.valid @> \(day) LIMIT 1
                 """).isEmpty
             let longest: Int? = anyForward ? nil : try connection.query("""
                 SELECT max(greatest(CASE WHEN p.name_search = ANY(\(prefixes)::text[]) THEN char_length(p.name_search) END,
                                     CASE WHEN p.kana_search = ANY(\(prefixes)::text[]) THEN char_length(p.kana_search) END)) AS n
                 FROM registry.area_places p JOIN registry.area_groups g ON g.id = p.daily_life_area_id
                 WHERE (p.name_search = ANY(\(prefixes)::text[]) OR p.kana_search = ANY(\(prefixes)::text[]))
-                  AND (\(municipality)::text IS NULL OR g.municipality_code = \(municipality))
+                  AND (\(municipality)::text IS NULL OR g.municipality_code = \(municipality)) AND g.valid @> \(day)
                 """)[0].decode("n")
             let matches: PostgresQuery = if let longest {
                 "((p.name_search = ANY(\(prefixes)::text[]) AND char_length(p.name_search) = \(longest)::int) OR (p.kana_search = ANY(\(prefixes)::text[]) AND char_length(p.kana_search) = \(longest)::int))"
@@ -190,16 +199,17 @@ enum AreaPlaces {
                            jsonb_agg(jsonb_build_object('kind', p.kind, 'name', p.name, 'kana', p.kana)
                                      ORDER BY p.kind DESC, p.name_search, p.name) AS places
                     FROM registry.area_places p JOIN registry.area_groups g ON g.id = p.daily_life_area_id
-                    WHERE \(matches) AND (\(municipality)::text IS NULL OR g.municipality_code = \(municipality))
+                    WHERE \(matches) AND (\(municipality)::text IS NULL OR g.municipality_code = \(municipality)) AND g.valid @> \(day)
                       AND (\(after)::text IS NULL OR p.daily_life_area_id > \(after))
                     GROUP BY p.daily_life_area_id
                     ORDER BY p.daily_life_area_id
                     LIMIT \(limit + 1)
                 )
-                SELECT jsonb_build_object('id', g.id, 'code', g.local_code, 'name', g.name, 'kana', g.kana,
+                SELECT jsonb_build_object('id', g.id, 'code', g.local_code, 'name', coalesce(n.name, g.name), 'kana', coalesce(n.kana, g.kana),
                                           'municipality', g.municipality_code, 'municipality_name', a.name,
                                           'places', h.places) AS j
                 FROM hits h JOIN registry.area_groups g ON g.id = h.id JOIN registry.areas a ON a.code = g.municipality_code
+                LEFT JOIN registry.area_group_names n ON n.group_id = g.id AND n.valid @> \(day)
                 ORDER BY g.id
                 """)
             if areas.isEmpty, let municipality { _ = try AreaGroups.municipalityOwner(municipality, on: connection) }

@@ -73,7 +73,7 @@ enum DirectoryFields {
         if let number = input["corporate_number"]?.stringValue, !number.isEmpty, !isCorporateNumber(number) {
             found.append(.init(path: "/corporate_number", message: "not a 法人番号 (its check digit is wrong)"))
         }
-        return found
+        return found + Locations.staffAddressViolations(input)
     }
 
     static func check(_ input: JSONValue) throws {

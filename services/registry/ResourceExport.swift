@@ -37,11 +37,11 @@ enum ResourceExport {
     }
 
     static let csvColumns = ["id"] + ["external_id", "organization", "name", "kana", "category_code", "kinds", "municipality_code",
-                                      "daily_life_area_id", "serves_area", "postal_code", "address", "latitude", "longitude", "phone",
+                                      "daily_life_area_id", "serves_areas", "postal_code", "address", "latitude", "longitude", "phone",
                                       "email", "url", "description", "hours", "access_modes", "capacity", "vacancies",
                                       "consultation_types", "serves_except_own_bodies", "phones", "languages",
                                       "accessibility", "eligibility", "fees", "office_number", "last_verified_at",
-                                      "last_verified_by", "status", "corporate_number"]
+                                      "last_verified_by", "status", "corporate_number", "locations"]
     // Never the staff-only fields (DirectoryFields.staffOnly): an export is public.
 
     static func export(_ input: Input, database: PostgresPool) async throws -> JSONValue {
@@ -80,6 +80,7 @@ enum ResourceExport {
                         switch record[column] {
                         case let hours? where column == "hours": OpeningHours.csvText(hours)
                         case let phones? where column == "phones": DirectoryFields.phonesCSV(phones)
+                        case let locations? where column == "locations": Locations.csvText(locations)
                         case .string(let s)?: s
                         case .integer(let i)?: String(i)
                         case .number(let d)?: String(d)
@@ -100,14 +101,14 @@ enum ResourceExport {
     static let csvSQL: PostgresQuery = """
         jsonb_build_object('id', r.id, 'external_id', r.external_id, 'organization', o.name, 'name', r.name, 'kana', r.kana,
             'category_code', r.category_code, 'kinds', r.kinds, 'municipality_code', r.municipality_code,
-            'daily_life_area_id', r.daily_life_area_id, 'serves_area', r.serves_area, 'postal_code', r.postal_code,
+            'daily_life_area_id', r.daily_life_area_id, 'serves_areas', r.serves_areas, 'postal_code', r.postal_code,
             'address', r.address, 'latitude', r.latitude, 'longitude', r.longitude, 'phone', r.phone, 'email', r.email,
             'url', r.url, 'description', r.description, 'hours', r.hours, 'access_modes', r.access_modes,
             'capacity', r.capacity, 'vacancies', r.vacancies, 'consultation_types', r.consultation_types,
             'serves_except_own_bodies', r.serves_except_own_bodies, 'phones', r.phones, 'languages', r.languages,
             'accessibility', r.accessibility, 'eligibility', r.eligibility, 'fees', r.fees, 'office_number', r.office_number,
             'last_verified_at', r.last_verified_at, 'last_verified_by', r.last_verified_by, 'status', r.status,
-            'corporate_number', o.corporate_number)
+            'corporate_number', o.corporate_number, 'locations', r.locations)
         """
 
     /// The free text of a `url` column that HSDS's `"format": "uri"` accepts: an absolute http(s)
@@ -131,8 +132,16 @@ enum ResourceExport {
             'email', CASE WHEN r.email ~ \(emailPattern) THEN r.email END,
             'status', CASE WHEN r.status = 'temporarily_closed' THEN 'temporarily closed' ELSE 'active' END,
             'eligibility_description', nullif(r.eligibility, ''), 'fees_description', nullif(r.fees, ''),
-            -- The day the record was last checked; who checked it (a role or office) has no place in HSDS.
+            -- The day the record was last checked, and (below, metadata) who checked it.
             'assured_date', to_char(r.last_verified_at, 'YYYY-MM-DD'),
+            -- HSDS keeps provenance in metadata entries: the last verification as one, its date, the
+            -- action `verified`, and `updated_by` the role or office that checked (never a person's
+            -- name: last_verified_by is a role by our rules). It says nothing was replaced.
+            'metadata', CASE WHEN r.last_verified_at IS NOT NULL THEN jsonb_build_array(jsonb_build_object(
+                'id', md5(r.id::text || 'verified')::uuid, 'resource_id', r.id, 'resource_type', 'service',
+                'last_action_date', to_char(r.last_verified_at, 'YYYY-MM-DD'), 'last_action_type', 'verified',
+                'field_name', 'assured_date', 'previous_value', '', 'replacement_value', to_char(r.last_verified_at, 'YYYY-MM-DD'),
+                'updated_by', r.last_verified_by)) END,
             -- ISO 639 codes, named in Japanese when we know the name (jsl 日本手話).
             'languages', (SELECT jsonb_agg(jsonb_build_object('id', md5(r.id::text || 'language:' || l.code)::uuid, 'service_id', r.id,
                     'code', l.code, 'name', (\(DirectoryFields.languageNames)::text[])[array_position(\(DirectoryFields.languageCodes)::text[], l.code)])
@@ -172,14 +181,17 @@ enum ResourceExport {
                                 string_agg((\(OpeningHours.dayNames)::text[])[array_position(\(OpeningHours.days)::text[], e.day)],
                                            '' ORDER BY e.n) AS label
                          FROM jsonb_array_elements_text(x.h->'days') WITH ORDINALITY AS e(day, n)) d),
-            -- The area it serves, named, with its code (JIS X 0402, a defined area's id, or national)
-            -- as a text extent: HSDS's other extent types are shapes, which we do not have.
-            'service_areas', (SELECT jsonb_build_array(jsonb_build_object('id', md5(r.id::text || 'area')::uuid, 'service_id', r.id,
+            -- The areas it serves (each of serves_areas, else its daily-life area, else its
+            -- municipality), named, with the code (JIS X 0402, a defined area's id, or national)
+            -- as a text extent: HSDS's other extent types are shapes, which we do not have. The
+            -- first keeps the id of the one area exported before.
+            'service_areas', (SELECT jsonb_agg(jsonb_build_object(
+                    'id', md5(r.id::text || 'area' || CASE WHEN s.n = 1 THEN '' ELSE s.n::text END)::uuid, 'service_id', r.id,
                     'name', CASE WHEN s.code = \(AreaGroups.nationID) THEN '全国' ELSE coalesce(
                         (SELECT a.name FROM registry.areas a WHERE a.code = s.code::bpchar),
                         (SELECT g.name FROM registry.area_groups g WHERE g.id = s.code), s.code) END,
-                    'extent', s.code, 'extent_type', 'text'))
-                FROM (SELECT coalesce(r.serves_area, r.daily_life_area_id, r.municipality_code::text) AS code) s),
+                    'extent', s.code, 'extent_type', 'text') ORDER BY s.n)
+                FROM unnest(\(unsafeRaw: Search.serviceAreas)) WITH ORDINALITY AS s(code, n)),
             'service_at_locations', jsonb_build_array(jsonb_build_object(
                 'id', md5(r.id::text || 'sal')::uuid, 'service_id', r.id, 'location_id', md5(r.id::text || 'location')::uuid,
                 'location', jsonb_build_object('id', md5(r.id::text || 'location')::uuid, 'location_type', 'physical',
@@ -197,7 +209,36 @@ enum ResourceExport {
                         'city', (SELECT a.name FROM registry.areas a WHERE a.code = r.municipality_code),
                         'state_province', (SELECT p.name FROM registry.areas a JOIN registry.areas p ON p.code = a.prefecture_code
                                            WHERE a.code = r.municipality_code),
-                        'postal_code', r.postal_code, 'country', 'JP', 'address_type', 'physical')) END))),
+                        'postal_code', r.postal_code, 'country', 'JP', 'address_type', 'physical')) END)))
+                -- Then each of its other locations (Locations.swift), ids from the resource's and the
+                -- place in the list, its hours as the schedules of that service_at_location.
+                || coalesce((SELECT jsonb_agg(jsonb_build_object(
+                    'id', md5(r.id::text || 'sal' || l.n)::uuid, 'service_id', r.id, 'location_id', md5(r.id::text || 'location' || l.n)::uuid,
+                    'location', jsonb_build_object('id', md5(r.id::text || 'location' || l.n)::uuid, 'location_type', 'physical',
+                        'organization_id', o.id, 'name', coalesce(nullif(l.e->>'name', ''), r.name),
+                        'latitude', (l.e->>'latitude')::double precision, 'longitude', (l.e->>'longitude')::double precision,
+                        'accessibilitys', CASE WHEN l.e->>'accessibility' <> '' THEN jsonb_build_array(jsonb_build_object(
+                            'id', md5(r.id::text || 'accessibility' || l.n)::uuid, 'location_id', md5(r.id::text || 'location' || l.n)::uuid,
+                            'description', l.e->>'accessibility')) END,
+                        'addresss', jsonb_build_array(jsonb_build_object(
+                            'id', md5(r.id::text || 'address' || l.n)::uuid, 'location_id', md5(r.id::text || 'location' || l.n)::uuid,
+                            'address_1', l.e->>'address', 'city', m.name, 'state_province', p.name,
+                            'postal_code', coalesce(l.e->>'postal_code', ''), 'country', 'JP', 'address_type', 'physical'))),
+                    'schedules', (SELECT jsonb_agg(jsonb_build_object(
+                            'id', md5(r.id::text || 'schedule' || l.n || ':' || x.ord)::uuid,
+                            'service_at_location_id', md5(r.id::text || 'sal' || l.n)::uuid,
+                            'freq', CASE WHEN d.byday IS NOT NULL THEN 'WEEKLY' END, 'byday', d.byday,
+                            'opens_at', replace(x.h->>'opens', '24:00', '00:00') || ':00+09:00',
+                            'closes_at', replace(x.h->>'closes', '24:00', '00:00') || ':00+09:00', 'timezone', 9,
+                            'description', d.label || ' ' || (x.h->>'opens') || '-' || (x.h->>'closes')) ORDER BY x.ord)
+                        FROM jsonb_array_elements(l.e->'hours') WITH ORDINALITY AS x(h, ord),
+                        LATERAL (SELECT string_agg(upper(e.day), ',' ORDER BY e.n) FILTER (WHERE e.day <> 'holiday') AS byday,
+                                        string_agg((\(OpeningHours.dayNames)::text[])[array_position(\(OpeningHours.days)::text[], e.day)],
+                                                   '' ORDER BY e.n) AS label
+                                 FROM jsonb_array_elements_text(x.h->'days') WITH ORDINALITY AS e(day, n)) d)) ORDER BY l.n)
+                    FROM jsonb_array_elements(r.locations) WITH ORDINALITY AS l(e, n)
+                    JOIN registry.areas m ON m.code = coalesce(l.e->>'municipality_code', r.municipality_code::text)
+                    JOIN registry.areas p ON p.code = m.prefecture_code), '[]'),
             -- Terms of two taxonomies of ours: the resource taxonomy (a category, kinds under it) and
             -- the consultation types. A term's description is its English name (its Japanese one
             -- when a tenant's kind has none).

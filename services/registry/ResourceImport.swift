@@ -19,7 +19,7 @@ import Wire
 /// it is `conflict`, and its staged rows are deleted when the next import begins.
 ///
 /// Columns (header names; `|` separates list items): external_id, organization, name, kana,
-/// category_code, kinds, municipality_code, daily_life_area_id, serves_area, postal_code, address,
+/// category_code, kinds, municipality_code, daily_life_area_id, serves_areas (or serves_area), postal_code, address,
 /// latitude, longitude, phone, email, url, description, hours, access_modes, capacity, vacancies,
 /// consultation_types, serves_except_own_bodies, phones, languages, accessibility, eligibility, fees,
 /// office_number, last_verified_at, last_verified_by, status, corporate_number (the organisation's). The first five of external_id, organization, name, category_code,
@@ -30,13 +30,14 @@ import Wire
 enum ResourceImport {
     static let required = ["external_id", "organization", "name", "category_code", "municipality_code"]
     static let textColumns = ["external_id", "organization", "name", "kana", "category_code", "municipality_code",
-                              "daily_life_area_id", "serves_area", "postal_code", "address", "phone", "email", "url", "description"]
+                              "daily_life_area_id", "postal_code", "address", "phone", "email", "url", "description"]
     static let listColumns = ["kinds", "access_modes", "consultation_types"]
     /// Columns that, left out of a file, keep the stored value (an empty cell clears it).
     static let keptTextColumns = ["accessibility", "eligibility", "fees", "office_number", "last_verified_at", "last_verified_by",
                                   "status", "corporate_number"]
-    static let columns = textColumns + listColumns + ["latitude", "longitude", "capacity", "vacancies", "hours", "serves_except_own_bodies",
-                                                      "phones", "languages"] + keptTextColumns
+    static let columns = textColumns + listColumns + ["serves_areas", "serves_area", "latitude", "longitude", "capacity", "vacancies",
+                                                      "hours", "serves_except_own_bodies",
+                                                      "phones", "languages", "locations"] + keptTextColumns
     static let maxErrorsShown = 500
     /// How long an import may stay open (begun, not committed) before it expires.
     static let expirySeconds = 86_400
@@ -164,6 +165,18 @@ enum ResourceImport {
                 row[column] = .array(items.map { .string($0) })
             }
             var bad = false
+            // The areas served, `|`-separated; the older single-area column is read the same way.
+            // Left out (both), as hours: the stored list stays.
+            if let text = values["serves_areas"] ?? values["serves_area"] {
+                let areas = ServesAreas.dedupe(text.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }
+                    .filter { !$0.isEmpty })
+                if areas.count <= ServesAreas.maxAreas, areas.allSatisfy({ $0.count <= 100 }) {
+                    row["serves_areas"] = .array(areas.map { .string($0) })
+                } else {
+                    staged.errors.append((line, "serves_areas names more than \(ServesAreas.maxAreas) areas, or an area longer than 100 characters"))
+                    bad = true
+                }
+            }
             for (column, range) in [("latitude", -90.0...90.0), ("longitude", -180.0...180.0)] {
                 guard let text = values[column], !text.isEmpty else { row[column] = .null; continue }
                 guard let number = Double(text), range.contains(number) else {
@@ -207,6 +220,15 @@ enum ResourceImport {
                     row["phones"] = phones
                 } else {
                     staged.errors.append((line, "phones \"\(text)\" is not like \"voice:088-000-0000|fax:088-000-0001\" (types voice, fax, text, video; at most \(DirectoryFields.maxPhones))"))
+                    bad = true
+                }
+            }
+            // The other locations, as JSON (Locations); left out, as hours: the stored list stays.
+            if let text = values["locations"] {
+                switch Locations.parse(csvText: text) {
+                case .success(let locations): row["locations"] = locations
+                case .failure(let problem):
+                    staged.errors.append((line, problem.message))
                     bad = true
                 }
             }
@@ -266,20 +288,22 @@ enum ResourceImport {
             // A chunk sent twice (a retry) stages its rows once.
             try tx.query("""
                 INSERT INTO registry.import_rows (import_id, line, external_id, organization, name, kana, category_code, kinds,
-                    municipality_code, daily_life_area_id, serves_area, postal_code, address, latitude, longitude, phone, email,
+                    municipality_code, daily_life_area_id, serves_areas, postal_code, address, latitude, longitude, phone, email,
                     url, description, hours, access_modes, capacity, vacancies, consultation_types, serves_except_own_bodies, search_text,
                     phones, languages, accessibility, eligibility, fees, office_number, last_verified_at, last_verified_by, status,
-                    corporate_number)
+                    corporate_number, locations)
                 SELECT \(importID)::uuid, (x->>'line')::int, x->>'external_id', x->>'organization', x->>'name', x->>'kana',
                     x->>'category_code', ARRAY(SELECT jsonb_array_elements_text(x->'kinds')), x->>'municipality_code',
-                    nullif(x->>'daily_life_area_id', ''), nullif(x->>'serves_area', ''), x->>'postal_code', x->>'address',
+                    nullif(x->>'daily_life_area_id', ''),
+                    CASE WHEN x ? 'serves_areas' THEN ARRAY(SELECT jsonb_array_elements_text(x->'serves_areas')) END,
+                    x->>'postal_code', x->>'address',
                     (x->>'latitude')::double precision, (x->>'longitude')::double precision, x->>'phone', x->>'email', x->>'url',
                     x->>'description', x->'hours', ARRAY(SELECT jsonb_array_elements_text(x->'access_modes')), (x->>'capacity')::int,
                     (x->>'vacancies')::int, ARRAY(SELECT jsonb_array_elements_text(x->'consultation_types')),
                     (x->>'serves_except_own_bodies')::boolean, x->>'search_text', x->'phones',
                     CASE WHEN x ? 'languages' THEN ARRAY(SELECT jsonb_array_elements_text(x->'languages')) END,
                     x->>'accessibility', x->>'eligibility', x->>'fees', x->>'office_number', x->>'last_verified_at',
-                    x->>'last_verified_by', x->>'status', x->>'corporate_number'
+                    x->>'last_verified_by', x->>'status', x->>'corporate_number', x->'locations'
                 FROM jsonb_array_elements(\(JSONValue.array(staged.rows).jsonText)::jsonb) x
                 ON CONFLICT (import_id, line) DO NOTHING
                 """)
@@ -344,7 +368,7 @@ enum ResourceImport {
         try tx.query("""
             SELECT g.id FROM registry.area_groups g WHERE g.id IN (
                 SELECT daily_life_area_id FROM registry.import_rows WHERE import_id = \(id)::uuid AND daily_life_area_id IS NOT NULL
-                UNION SELECT serves_area FROM registry.import_rows WHERE import_id = \(id)::uuid AND serves_area IS NOT NULL)
+                UNION SELECT unnest(serves_areas) FROM registry.import_rows WHERE import_id = \(id)::uuid)
             ORDER BY g.id FOR KEY SHARE
             """)
         let problems = try tx.query("""
@@ -364,16 +388,26 @@ enum ResourceImport {
                     WHERE NOT EXISTS (SELECT 1 FROM registry.areas a WHERE a.code = s.municipality_code AND a.level = 'municipality')
                 UNION ALL SELECT line, 'no daily-life area ' || daily_life_area_id || ' in ' || municipality_code FROM s
                     WHERE daily_life_area_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM registry.area_groups g
-                        WHERE g.id = s.daily_life_area_id AND g.municipality_code = s.municipality_code)
-                UNION ALL SELECT line, 'unknown area ' || serves_area FROM s
-                    WHERE serves_area IS NOT NULL AND serves_area <> 'national'
-                      AND NOT EXISTS (SELECT 1 FROM registry.areas a WHERE a.code = s.serves_area)
-                      AND NOT EXISTS (SELECT 1 FROM registry.area_groups g WHERE g.id = s.serves_area)
+                        WHERE g.id = s.daily_life_area_id AND g.municipality_code = s.municipality_code AND upper_inf(g.valid))
+                UNION ALL SELECT line, 'unknown area ' || x FROM s, unnest(s.serves_areas) x
+                    WHERE x <> 'national'
+                      AND NOT EXISTS (SELECT 1 FROM registry.areas a WHERE a.code = x)
+                      AND NOT EXISTS (SELECT 1 FROM registry.area_groups g WHERE g.id = x AND upper_inf(g.valid))
                 UNION ALL SELECT line, 'unknown access mode ' || m FROM s, unnest(s.access_modes) m
                     WHERE m NOT IN ('visit', 'stay', 'home_visit')
                 UNION ALL SELECT line, 'unknown consultation type ' || t FROM s, unnest(s.consultation_types) t
                     WHERE NOT EXISTS (SELECT 1 FROM registry.consultation_types c WHERE c.code = t)
                 UNION ALL SELECT line, 'vacancies exceed the capacity' FROM s WHERE vacancies > capacity
+                UNION ALL SELECT line, 'unknown municipality ' || (e.value->>'municipality_code') || ' in locations'
+                    FROM s, jsonb_array_elements(s.locations) e
+                    WHERE s.locations IS NOT NULL AND e.value->>'municipality_code' IS NOT NULL AND NOT EXISTS (
+                        SELECT 1 FROM registry.areas a WHERE a.code = e.value->>'municipality_code' AND a.level = 'municipality')
+                UNION ALL SELECT s.line, 'locations name the staff-only address, which must not be public'
+                    FROM s JOIN registry.resources r ON r.tenant = \(tenant) AND r.external_id = s.external_id
+                    WHERE s.locations IS NOT NULL AND r.staff_address <> '' AND EXISTS (
+                        SELECT 1 FROM jsonb_array_elements(s.locations) e
+                        WHERE regexp_replace(normalize(e.value->>'address', NFKC), '\\s', '', 'g')
+                            = regexp_replace(normalize(r.staff_address, NFKC), '\\s', '', 'g'))
                 UNION ALL SELECT line, 'corporate_number of ' || organization || ' differs from line ' || first FROM
                     (SELECT line, organization, corporate_number,
                             first_value(line) OVER (PARTITION BY organization ORDER BY line) AS first,
@@ -423,7 +457,8 @@ enum ResourceImport {
         // A file without the hours column keeps the hours already stored (set by resource.update):
         // copied in here, they compare equal below and leave an otherwise unchanged row unchanged.
         try tx.query("""
-            UPDATE registry.import_rows s SET hours = coalesce(s.hours, r.hours),
+            UPDATE registry.import_rows s SET hours = coalesce(s.hours, r.hours), serves_areas = coalesce(s.serves_areas, r.serves_areas),
+                locations = coalesce(s.locations, r.locations),
                 serves_except_own_bodies = coalesce(s.serves_except_own_bodies, r.serves_except_own_bodies),
                 phones = coalesce(s.phones, r.phones), languages = coalesce(s.languages, r.languages),
                 accessibility = coalesce(s.accessibility, r.accessibility), eligibility = coalesce(s.eligibility, r.eligibility),
@@ -432,7 +467,7 @@ enum ResourceImport {
                 last_verified_by = coalesce(s.last_verified_by, r.last_verified_by), status = coalesce(s.status, r.status)
             FROM registry.resources r
             WHERE s.import_id = \(id)::uuid
-              AND (s.hours IS NULL OR s.serves_except_own_bodies IS NULL OR s.phones IS NULL OR s.languages IS NULL
+              AND (s.hours IS NULL OR s.serves_areas IS NULL OR s.locations IS NULL OR s.serves_except_own_bodies IS NULL OR s.phones IS NULL OR s.languages IS NULL
                    OR s.accessibility IS NULL OR s.eligibility IS NULL OR s.fees IS NULL OR s.office_number IS NULL
                    OR s.last_verified_at IS NULL OR s.last_verified_by IS NULL OR s.status IS NULL)
               AND r.tenant = \(tenant) AND r.external_id = s.external_id
@@ -447,41 +482,44 @@ enum ResourceImport {
                 FROM registry.import_rows s WHERE s.import_id = \(id)::uuid),
             up AS (
                 INSERT INTO registry.resources AS r (tenant, organization_id, external_id, name, kana, category_code, kinds,
-                    municipality_code, daily_life_area_id, serves_area, postal_code, address, latitude, longitude, phone, email,
+                    municipality_code, daily_life_area_id, serves_areas, postal_code, address, latitude, longitude, phone, email,
                     url, description, hours, access_modes, capacity, vacancies, consultation_types, serves_except_own_bodies, search_text,
-                    phones, languages, accessibility, eligibility, fees, office_number, last_verified_at, last_verified_by, status)
+                    phones, languages, accessibility, eligibility, fees, office_number, last_verified_at, last_verified_by, status,
+                    locations)
                 SELECT \(tenant), organization_id, external_id, name, kana, category_code, kinds, municipality_code,
-                    daily_life_area_id, serves_area, postal_code, address, latitude, longitude, phone, email, url, description,
-                    coalesce(hours, '[]'), access_modes, capacity, vacancies, consultation_types,
+                    daily_life_area_id, coalesce(serves_areas, '{}'), postal_code, address, latitude, longitude, phone, email, url,
+                    description, coalesce(hours, '[]'), access_modes, capacity, vacancies, consultation_types,
                     coalesce(serves_except_own_bodies, false), search_text, coalesce(phones, '[]'), coalesce(languages, '{}'),
                     coalesce(accessibility, ''), coalesce(eligibility, ''), coalesce(fees, ''), coalesce(office_number, ''),
-                    nullif(last_verified_at, '')::date, coalesce(last_verified_by, ''), coalesce(status, 'active')
+                    nullif(last_verified_at, '')::date, coalesce(last_verified_by, ''), coalesce(status, 'active'),
+                    -- Most files give no locations: no function call per row for them.
+                    CASE WHEN locations IS NULL OR locations = '[]' THEN '[]' ELSE registry.canonical_locations(locations) END
                 FROM src ORDER BY line
                 ON CONFLICT (tenant, external_id) DO UPDATE SET organization_id = EXCLUDED.organization_id, name = EXCLUDED.name,
                     kana = EXCLUDED.kana, category_code = EXCLUDED.category_code, kinds = EXCLUDED.kinds,
                     municipality_code = EXCLUDED.municipality_code, daily_life_area_id = EXCLUDED.daily_life_area_id,
-                    serves_area = EXCLUDED.serves_area, postal_code = EXCLUDED.postal_code, address = EXCLUDED.address,
+                    serves_areas = EXCLUDED.serves_areas, postal_code = EXCLUDED.postal_code, address = EXCLUDED.address,
                     latitude = EXCLUDED.latitude, longitude = EXCLUDED.longitude, phone = EXCLUDED.phone, email = EXCLUDED.email,
                     url = EXCLUDED.url, description = EXCLUDED.description, hours = EXCLUDED.hours, access_modes = EXCLUDED.access_modes,
                     capacity = EXCLUDED.capacity, vacancies = EXCLUDED.vacancies, consultation_types = EXCLUDED.consultation_types,
                     serves_except_own_bodies = EXCLUDED.serves_except_own_bodies, phones = EXCLUDED.phones,
                     languages = EXCLUDED.languages, accessibility = EXCLUDED.accessibility, eligibility = EXCLUDED.eligibility,
                     fees = EXCLUDED.fees, office_number = EXCLUDED.office_number, last_verified_at = EXCLUDED.last_verified_at,
-                    last_verified_by = EXCLUDED.last_verified_by, status = EXCLUDED.status,
+                    last_verified_by = EXCLUDED.last_verified_by, status = EXCLUDED.status, locations = EXCLUDED.locations,
                     search_text = EXCLUDED.search_text, version = r.version + 1, updated_at = now(), retired_at = NULL
                 WHERE (r.organization_id, r.name, r.kana, r.category_code, r.kinds, r.municipality_code, r.daily_life_area_id,
-                       r.serves_area, r.postal_code, r.address, r.latitude, r.longitude, r.phone, r.email, r.url, r.description,
+                       r.serves_areas, r.postal_code, r.address, r.latitude, r.longitude, r.phone, r.email, r.url, r.description,
                        r.hours, r.access_modes, r.capacity, r.vacancies, r.consultation_types, r.serves_except_own_bodies,
                        r.phones, r.languages, r.accessibility, r.eligibility, r.fees, r.office_number, r.last_verified_at,
-                       r.last_verified_by, r.status, r.retired_at IS NULL)
+                       r.last_verified_by, r.status, r.locations, r.retired_at IS NULL)
                    IS DISTINCT FROM
                       (EXCLUDED.organization_id, EXCLUDED.name, EXCLUDED.kana, EXCLUDED.category_code, EXCLUDED.kinds,
-                       EXCLUDED.municipality_code, EXCLUDED.daily_life_area_id, EXCLUDED.serves_area, EXCLUDED.postal_code,
+                       EXCLUDED.municipality_code, EXCLUDED.daily_life_area_id, EXCLUDED.serves_areas, EXCLUDED.postal_code,
                        EXCLUDED.address, EXCLUDED.latitude, EXCLUDED.longitude, EXCLUDED.phone, EXCLUDED.email, EXCLUDED.url,
                        EXCLUDED.description, EXCLUDED.hours, EXCLUDED.access_modes, EXCLUDED.capacity, EXCLUDED.vacancies,
                        EXCLUDED.consultation_types, EXCLUDED.serves_except_own_bodies, EXCLUDED.phones, EXCLUDED.languages,
                        EXCLUDED.accessibility, EXCLUDED.eligibility, EXCLUDED.fees, EXCLUDED.office_number,
-                       EXCLUDED.last_verified_at, EXCLUDED.last_verified_by, EXCLUDED.status, true)
+                       EXCLUDED.last_verified_at, EXCLUDED.last_verified_by, EXCLUDED.status, EXCLUDED.locations, true)
                 RETURNING r.id, r.version = 1 AS created, r.external_id)
             INSERT INTO import_changed (id, created, line)
             SELECT up.id, up.created, (SELECT min(line) FROM registry.import_rows s WHERE s.import_id = \(id)::uuid AND s.external_id = up.external_id)

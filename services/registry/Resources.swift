@@ -27,6 +27,10 @@ enum Resources {
         ("kinds", #"{"type":"array","maxItems":20,"items":{"type":"string","pattern":"\#(Taxonomy.codePattern)","maxLength":64}}"#),
         ("municipality_code", #"{"type":"string","pattern":"^[0-9]{6}$","maxLength":6}"#),
         ("daily_life_area_id", nullableText(100)), ("serves_area", nullableText(100)),
+        // Several areas, nearest first (ServesAreas); serves_area is the first of them.
+        ("serves_areas", ServesAreas.schema),
+        // The other places it is given at (Locations): address, coordinates, accessibility, hours each.
+        ("locations", Locations.schema),
         // Serves `serves_area` except the bodies that run their own (a prefecture's 精神保健福祉センター
         // does not serve a designated city's residents; its 保健所 no health-centre city's).
         ("serves_except_own_bodies", #"{"type":"boolean"}"#),
@@ -107,7 +111,8 @@ enum Resources {
             ) { context, input, tx in
                 let principal = try context.writer()
                 try DirectoryFields.check(input)
-                try checkReferences(input, tenant: principal.tenant, principal: principal, on: tx)
+                let (input, servesSource) = try ServesAreas.resolve(input, stored: nil)
+                try checkReferences(input, tenant: principal.tenant, principal: principal, servesSource: servesSource, on: tx)
                 let id: String = try tx.query("""
                     INSERT INTO registry.resources (tenant, organization_id, \(unsafeRaw: updatableColumns), search_text)
                     SELECT \(principal.tenant), (i->>'organization_id')::uuid, \(unsafeRaw: updatableValues), \(searchText(input))
@@ -137,8 +142,9 @@ enum Resources {
                     fields["organization_id"] = nil
                     changes = .object(fields)
                 }
-                try checkReferences(changes, tenant: owner, principal: principal, on: tx)
                 let before = try res.fetch(id: id, on: tx)
+                let (input, servesSource) = try ServesAreas.resolve(changes, stored: ServesAreas.stored(before))
+                try checkReferences(input, tenant: owner, principal: principal, servesSource: servesSource, on: tx)
                 try tx.query("""
                     UPDATE registry.resources r SET (\(unsafeRaw: updatableColumns), search_text, version, updated_at)
                         = (SELECT \(unsafeRaw: updatableValues), \(searchText(input)), r.version + 1, now()
@@ -215,16 +221,18 @@ enum Resources {
 
     /// The columns an update replaces (every writable one but `organization_id`), in the order of `updatableValues`.
     static let updatableColumns: StaticString = """
-        external_id, name, kana, category_code, kinds, municipality_code, daily_life_area_id, serves_area, postal_code, address,
+        external_id, name, kana, category_code, kinds, municipality_code, daily_life_area_id, serves_areas, postal_code, address,
         latitude, longitude, phone, email, url, description, hours, access_modes, capacity, vacancies, consultation_types,
         serves_except_own_bodies, phones, languages, accessibility, eligibility, fees, office_number, last_verified_at,
-        last_verified_by, status, staff_phone, staff_address
+        last_verified_by, status, staff_phone, staff_address, locations
         """
     /// Their values, taken from the input object bound as `i`.
     static let updatableValues: StaticString = """
         i->>'external_id', i->>'name', coalesce(i->>'kana', ''), i->>'category_code',
         ARRAY(SELECT jsonb_array_elements_text(coalesce(i->'kinds', '[]'))), i->>'municipality_code',
-        i->>'daily_life_area_id', i->>'serves_area', coalesce(i->>'postal_code', ''), coalesce(i->>'address', ''),
+        i->>'daily_life_area_id',
+        ARRAY(SELECT a FROM jsonb_array_elements_text(coalesce(i->'serves_areas', '[]')) WITH ORDINALITY x(a, n) GROUP BY a ORDER BY min(n)),
+        coalesce(i->>'postal_code', ''), coalesce(i->>'address', ''),
         (i->>'latitude')::double precision, (i->>'longitude')::double precision, coalesce(i->>'phone', ''),
         coalesce(i->>'email', ''), coalesce(i->>'url', ''), coalesce(i->>'description', ''), coalesce(i->'hours', '[]'),
         ARRAY(SELECT DISTINCT jsonb_array_elements_text(coalesce(i->'access_modes', '[]'))),
@@ -235,7 +243,7 @@ enum Resources {
         coalesce(i->>'accessibility', ''),
         coalesce(i->>'eligibility', ''), coalesce(i->>'fees', ''), coalesce(i->>'office_number', ''),
         (i->>'last_verified_at')::date, coalesce(i->>'last_verified_by', ''), coalesce(i->>'status', 'active'),
-        coalesce(i->>'staff_phone', ''), coalesce(i->>'staff_address', '')
+        coalesce(i->>'staff_phone', ''), coalesce(i->>'staff_address', ''), registry.canonical_locations(i->'locations')
         """
 
     /// What free-text search matches: name, kana, address and description, folded.
@@ -245,7 +253,10 @@ enum Resources {
     }
 
     /// Checks every reference of a resource's input, reporting all problems at once.
-    static func checkReferences(_ input: JSONValue, tenant: String, principal: Principal, on tx: PostgresConnection) throws {
+    /// `input` has its `serves_areas` resolved (`ServesAreas.resolve`); `servesSource` says which
+    /// field it came from, for the pointers of unknown areas.
+    static func checkReferences(_ input: JSONValue, tenant: String, principal: Principal,
+                                servesSource: ServesAreas.Source, on tx: PostgresConnection) throws {
         try lockReferencedAreas(input, on: tx)
         let row = try tx.query("""
             SELECT (SELECT tenant FROM registry.organizations WHERE id = (i->>'organization_id')::uuid AND retired_at IS NULL) AS org_tenant,
@@ -255,10 +266,16 @@ enum Resources {
                      WHERE NOT EXISTS (SELECT 1 FROM registry.kinds WHERE code = k AND category_code = i->>'category_code')) AS bad_kinds,
                    EXISTS (SELECT 1 FROM registry.areas WHERE code = i->>'municipality_code' AND level = 'municipality') AS municipality_ok,
                    (i->>'daily_life_area_id' IS NULL OR EXISTS (SELECT 1 FROM registry.area_groups
-                        WHERE id = i->>'daily_life_area_id' AND municipality_code = i->>'municipality_code')) AS daily_life_ok,
-                   (i->>'serves_area' IS NULL OR i->>'serves_area' = 'national'
-                        OR EXISTS (SELECT 1 FROM registry.areas WHERE code = i->>'serves_area')
-                        OR EXISTS (SELECT 1 FROM registry.area_groups WHERE id = i->>'serves_area')) AS serves_ok,
+                        WHERE id = i->>'daily_life_area_id' AND municipality_code = i->>'municipality_code'
+                          AND upper_inf(valid))) AS daily_life_ok,
+                   (SELECT coalesce(jsonb_agg(x.n - 1 ORDER BY x.n), '[]')::text
+                    FROM jsonb_array_elements_text(coalesce(i->'serves_areas', '[]')) WITH ORDINALITY x(a, n)
+                    WHERE NOT (x.a = 'national' OR EXISTS (SELECT 1 FROM registry.areas WHERE code = x.a)
+                               OR EXISTS (SELECT 1 FROM registry.area_groups WHERE id = x.a AND upper_inf(valid)))) AS bad_serves,
+                   (SELECT coalesce(jsonb_agg(x.n - 1 ORDER BY x.n), '[]')::text
+                    FROM jsonb_array_elements(coalesce(i->'locations', '[]')) WITH ORDINALITY x(e, n)
+                    WHERE e->>'municipality_code' IS NOT NULL AND NOT EXISTS (SELECT 1 FROM registry.areas
+                        WHERE code = e->>'municipality_code' AND level = 'municipality')) AS bad_locations,
                    (i->>'capacity' IS NULL OR i->>'vacancies' IS NULL OR (i->>'vacancies')::numeric::int <= (i->>'capacity')::numeric::int) AS vacancies_ok
             FROM (SELECT \(input.jsonText)::jsonb AS i) s
             """)[0]
@@ -275,9 +292,18 @@ enum Resources {
         if !badKinds.isEmpty { violations.append(.init(path: "/kinds", message: "not kinds of this category: \(badKinds)")) }
         if try !row.decode("municipality_ok", as: Bool.self) { violations.append(.init(path: "/municipality_code", message: "unknown municipality")) }
         if try !row.decode("daily_life_ok", as: Bool.self) {
-            violations.append(.init(path: "/daily_life_area_id", message: "no such daily-life area in this municipality"))
+            violations.append(.init(path: "/daily_life_area_id", message: "no such daily-life area in this municipality (or it ended)"))
         }
-        if try !row.decode("serves_ok", as: Bool.self) { violations.append(.init(path: "/serves_area", message: "unknown area")) }
+        let badServes = try JSONValue.parse(Data(try row.decode("bad_serves", as: String.self).utf8))
+        if case .array(let indexes) = badServes {
+            let pointers = indexes.compactMap(\.integerValue).map { servesSource.pointer(Int($0)) }
+            for pointer in ServesAreas.dedupe(pointers) { violations.append(.init(path: pointer, message: "unknown area (or it ended)")) }
+        }
+        if case .array(let indexes) = try JSONValue.parse(Data(try row.decode("bad_locations", as: String.self).utf8)) {
+            for index in indexes.compactMap(\.integerValue) {
+                violations.append(.init(path: "/locations/\(index)/municipality_code", message: "unknown municipality"))
+            }
+        }
         if try !row.decode("vacancies_ok", as: Bool.self) { violations.append(.init(path: "/vacancies", message: "more than the capacity")) }
         guard violations.isEmpty else {
             throw WireError.invalidInput("the resource refers to things that do not exist", violations: violations)
@@ -290,7 +316,8 @@ enum Resources {
     /// then finds the area gone (`invalid_input`). So `serves_area` and `daily_life_area_id`
     /// never point at an area that no longer exists (AreaGroups).
     static func lockReferencedAreas(_ input: JSONValue, on tx: PostgresConnection) throws {
-        let ids = ["daily_life_area_id", "serves_area"].compactMap { input[$0]?.stringValue }
+        var ids = ["daily_life_area_id", "serves_area"].compactMap { input[$0]?.stringValue }
+        if case .array(let areas)? = input["serves_areas"] { ids += areas.compactMap(\.stringValue) }
         guard !ids.isEmpty else { return }
         try tx.query("""
             SELECT id FROM registry.area_groups WHERE id = ANY(\(ids)::text[])
@@ -302,13 +329,13 @@ enum Resources {
     static let eventDataSQL: StaticString = """
         jsonb_build_object('id', r.id, 'tenant', r.tenant, 'version', r.version, 'name', r.name,
                            'category_code', r.category_code, 'kinds', r.kinds, 'municipality_code', r.municipality_code,
-                           'retired_at', r.retired_at)
+                           'serves_areas', r.serves_areas, 'retired_at', r.retired_at)
         """
 
     /// Event payloads name the resource and where it is; they never carry personal data.
     static func eventData(_ resource: JSONValue) -> JSONValue {
         var data: [String: JSONValue] = [:]
-        for key in ["id", "tenant", "version", "name", "category_code", "kinds", "municipality_code", "retired_at"] {
+        for key in ["id", "tenant", "version", "name", "category_code", "kinds", "municipality_code", "serves_areas", "retired_at"] {
             data[key] = resource[key] ?? .null
         }
         return .object(data)

@@ -8,13 +8,36 @@ import Wire
 /// living in municipality X who needs Y: which windows and resources serve them, nearest level
 /// first, and who backs them up"). `backup.chain` is `resource.serve` for consultation windows.
 enum Search {
-    /// The area a resource is responsible for (indexed in 0007_search.sql).
-    static let serviceArea: StaticString = "coalesce(r.serves_area, r.daily_life_area_id, r.municipality_code::text)"
+    /// The areas a resource is responsible for: its `serves_areas`, else its daily-life area, else
+    /// its municipality.
+    static let serviceAreas: StaticString = """
+        (CASE WHEN cardinality(r.serves_areas) > 0 THEN r.serves_areas
+              ELSE ARRAY[coalesce(r.daily_life_area_id, r.municipality_code::text)] END)
+        """
+
+    /// The position in `levels` of the nearest level resource `r` serves (the one area of a
+    /// resource naming none is read as a scalar: most are such, and unnesting each costs twice).
+    static func nearestLevel(_ levels: [String]) -> PostgresQuery {
+        """
+        CASE WHEN cardinality(r.serves_areas) = 0
+             THEN array_position(\(levels)::text[], coalesce(r.daily_life_area_id, r.municipality_code::text))
+             ELSE (SELECT min(array_position(\(levels)::text[], a)) FROM unnest(r.serves_areas) a) END
+        """
+    }
+
+    /// Resources responsible for any of `ids`: written as the two cases 0032_serves_areas.sql
+    /// indexes (areas named, GIN; none named, by own area and category), which the planner ORs.
+    static func servesAny(_ ids: [String]) -> PostgresQuery {
+        """
+        ((cardinality(r.serves_areas) = 0 AND coalesce(r.daily_life_area_id, r.municipality_code::text) = ANY(\(ids)::text[]))
+         OR r.serves_areas && \(ids)::text[])
+        """
+    }
 
     /// The fields of a resource in search results, as `jsonb_build_object` arguments for resource row `r`.
     static let summaryColumns: StaticString = """
         'id', r.id, 'tenant', r.tenant, 'name', r.name, 'kana', r.kana, 'category_code', r.category_code, 'kinds', r.kinds,
-        'municipality_code', r.municipality_code, 'daily_life_area_id', r.daily_life_area_id, 'serves_area', r.serves_area,
+        'municipality_code', r.municipality_code, 'daily_life_area_id', r.daily_life_area_id, 'serves_area', r.serves_area, 'serves_areas', r.serves_areas,
         'address', r.address, 'phone', r.phone, 'url', r.url, 'access_modes', r.access_modes, 'capacity', r.capacity,
         'vacancies', r.vacancies, 'consultation_types', r.consultation_types, 'latitude', r.latitude,
         'longitude', r.longitude, 'serves_except_own_bodies', r.serves_except_own_bodies, 'phones', r.phones,
@@ -29,9 +52,12 @@ enum Search {
         let hasVacancy: Bool?
         let accessMode: String?
         let text: String?
+        /// Resources that name this area among the areas they serve.
+        let servesArea: String?
 
         enum CodingKeys: String, CodingKey {
             case kinds, text
+            case servesArea = "serves_area"
             case categoryCode = "category_code"
             case consultationType = "consultation_type"
             case hasVacancy = "has_vacancy"
@@ -48,6 +74,7 @@ enum Search {
             if let consultationType { clauses.append("\(consultationType)::text = ANY(r.consultation_types)") }
             if hasVacancy == true { clauses.append("r.vacancies > 0") }
             if let accessMode { clauses.append("\(accessMode)::text = ANY(r.access_modes)") }
+            if let servesArea { clauses.append("r.serves_areas @> ARRAY[\(servesArea)::text]") }
             if let text {
                 clauses.append("r.search_text LIKE \(SearchText.likeContains(SearchText.normalise(text)))::text ESCAPE '\\'")
             }
@@ -62,6 +89,7 @@ enum Search {
         ("has_vacancy", #"{"type":"boolean"}"#),
         ("access_mode", #"{"enum":["visit","stay","home_visit"]}"#),
         ("text", #"{"type":"string","minLength":1,"maxLength":100}"#),
+        ("serves_area", #"{"type":"string","minLength":1,"maxLength":100}"#),
     ]
 
     struct SearchInput: Decodable, Sendable {
@@ -69,13 +97,19 @@ enum Search {
         let scope: String?
         let limit: Int?
         let after: String?
+        /// The day whose area definitions `area` is read with (default today).
+        let asOf: String?
         let filters: Filters
 
-        enum CodingKeys: String, CodingKey { case area, scope, limit, after }
+        enum CodingKeys: String, CodingKey {
+            case area, scope, limit, after
+            case asOf = "as_of"
+        }
 
         init(from decoder: Decoder) throws {
             let container = try decoder.container(keyedBy: CodingKeys.self)
             area = try container.decodeIfPresent(String.self, forKey: .area)
+            asOf = try container.decodeIfPresent(String.self, forKey: .asOf)
             scope = try container.decodeIfPresent(String.self, forKey: .scope)
             limit = try container.decodeIfPresent(Int.self, forKey: .limit)
             after = try container.decodeIfPresent(String.self, forKey: .after)
@@ -89,23 +123,28 @@ enum Search {
         let filters: Filters
         let limit: Int?
         let after: String?
+        /// The day whose areas (and implementing bodies) answer (default today).
+        let asOf: String?
 
         enum CodingKeys: String, CodingKey {
             case municipality, limit, after
             case dailyLifeAreaID = "daily_life_area_id"
+            case asOf = "as_of"
         }
 
-        init(municipality: String, dailyLifeAreaID: String?, filters: Filters, limit: Int?, after: String?) {
+        init(municipality: String, dailyLifeAreaID: String?, filters: Filters, limit: Int?, after: String?, asOf: String?) {
             self.municipality = municipality
             self.dailyLifeAreaID = dailyLifeAreaID
             self.filters = filters
             self.limit = limit
             self.after = after
+            self.asOf = asOf
         }
 
         init(from decoder: Decoder) throws {
             let container = try decoder.container(keyedBy: CodingKeys.self)
             municipality = try container.decode(String.self, forKey: .municipality)
+            asOf = try container.decodeIfPresent(String.self, forKey: .asOf)
             dailyLifeAreaID = try container.decodeIfPresent(String.self, forKey: .dailyLifeAreaID)
             limit = try container.decodeIfPresent(Int.self, forKey: .limit)
             after = try container.decodeIfPresent(String.self, forKey: .after)
@@ -119,6 +158,7 @@ enum Search {
         ("daily_life_area_id", #"{"type":"string","maxLength":100}"#),
         ("limit", #"{"type":"integer","minimum":1,"maximum":200}"#),
         ("after", #"{"type":"string","pattern":"\#(Schemas.uuid)","maxLength":36}"#),
+        AsOf.property,
     ]
 
     static func operations() throws -> [ServiceOperation] {
@@ -131,6 +171,7 @@ enum Search {
                     ("scope", #"{"enum":["within","chain"]}"#),
                     ("limit", #"{"type":"integer","minimum":1,"maximum":200}"#),
                     ("after", #"{"type":"string","maxLength":100}"#),
+                    AsOf.property,
                 ] + filterProperties, required: []),
                 input: SearchInput.self
             ) { context, input in
@@ -151,8 +192,9 @@ enum Search {
                 input: ServeInput.self
             ) { context, input in
                 let windows = ServeInput(municipality: input.municipality, dailyLifeAreaID: input.dailyLifeAreaID, filters: Filters(
-                    categoryCode: "consultation", kinds: nil, consultationType: nil, hasVacancy: nil, accessMode: nil, text: nil),
-                    limit: input.limit, after: input.after)
+                    categoryCode: "consultation", kinds: nil, consultationType: nil, hasVacancy: nil, accessMode: nil, text: nil,
+                    servesArea: nil),
+                    limit: input.limit, after: input.after, asOf: input.asOf)
                 return try await serve(windows, database: context.database)
             },
         ]
@@ -161,17 +203,19 @@ enum Search {
     /// Leaves out, for a resident of `municipality`, a resource that serves its area except the
     /// bodies that run their own, when the resident's municipality is such a body today and runs
     /// its own of the resource's kinds (registry.own_bodies_run): the body's own answers instead.
-    static func servesResident(of municipality: String) -> PostgresQuery {
+    static func servesResident(of municipality: String, asOf: String?) -> PostgresQuery {
         """
         NOT (r.serves_except_own_bodies AND EXISTS (
             SELECT 1 FROM registry.own_bodies_run o
-            WHERE o.type = registry.body_type(\(municipality)::char(6), current_date) AND o.kind_code = ANY(r.kinds)))
+            WHERE o.type = registry.body_type(\(municipality)::char(6), \(AsOf.day(asOf))) AND o.kind_code = ANY(r.kinds)))
         """
     }
 
     // MARK: resource.search
 
     static func search(_ input: SearchInput, database: PostgresPool) async throws -> RawJSON {
+        try AsOf.check(input.asOf)
+        let asOf = input.asOf
         let limit = input.limit ?? 50
         let cursor = try input.after.map { after throws(WireError) -> (municipality: String, id: String) in
             let parts = after.split(separator: ":", maxSplits: 1).map(String.init)
@@ -187,11 +231,13 @@ enum Search {
             var clauses: [PostgresQuery] = []
             if let area, area != AreaGroups.nationID {
                 if scope == "chain" {
-                    let chain = try chainIDs(municipality: area, on: connection)
-                    clauses.append("\(unsafeRaw: serviceArea) = ANY(\(chain)::text[])")
-                    clauses.append(servesResident(of: area))
+                    let chain = try chainIDs(municipality: area, asOf: asOf, on: connection)
+                    clauses.append(servesAny(chain))
+                    clauses.append(servesResident(of: area, asOf: asOf))
                 } else {
-                    let resolved = try AreaCache.shared.within(area: area) { try resolveWithin(area: area, on: connection) }
+                    let resolved = try AreaCache.shared.within(area: area, asOf: asOf) {
+                        try resolveWithin(area: area, asOf: asOf, on: connection)
+                    }
                     if let dailyLife = resolved.dailyLifeArea {
                         clauses.append("r.daily_life_area_id = \(dailyLife)::text")
                     } else {
@@ -221,16 +267,19 @@ enum Search {
     }
 
     /// The municipalities inside an area (prefecture, municipality, health-centre, disability or
-    /// medical area),
-    /// or the daily-life area itself.
-    static func resolveWithin(area: String, on connection: PostgresConnection) throws -> (municipalities: [String], dailyLifeArea: String?) {
+    /// medical area) on `asOf` (today, when nil), or the daily-life area itself (when valid then).
+    static func resolveWithin(area: String, asOf: String? = nil,
+                              on connection: PostgresConnection) throws -> (municipalities: [String], dailyLifeArea: String?) {
         let rows = try connection.query("""
+            WITH day AS (SELECT \(AsOf.day(asOf)) AS d)
             SELECT 'area' AS source, a.code AS code FROM registry.areas a
               WHERE a.level = 'municipality' AND (a.code = \(area) OR a.prefecture_code = \(area))
             UNION ALL
-            SELECT 'group', m.municipality_code FROM registry.area_group_members m WHERE m.group_id = \(area)
+            SELECT 'group', m.municipality_code FROM registry.area_group_members m, day
+              WHERE m.group_id = \(area) AND m.valid @> day.d
             UNION ALL
-            SELECT 'daily_life', g.id FROM registry.area_groups g WHERE g.id = \(area) AND g.kind = 'daily_life_area'
+            SELECT 'daily_life', g.id FROM registry.area_groups g, day
+              WHERE g.id = \(area) AND g.kind = 'daily_life_area' AND g.valid @> day.d
             """)
         if let dailyLife = rows.first(where: { (try? $0.decode("source", as: String.self)) == "daily_life" }) {
             return ([], try dailyLife.decode("code"))
@@ -242,8 +291,8 @@ enum Search {
 
     /// The ids of every level serving a municipality: its daily-life areas, itself, its
     /// health-centre, disability and medical areas, its prefecture, and `national`.
-    static func chainIDs(municipality: String, on connection: PostgresConnection) throws -> [String] {
-        let chain = try AreaGroups.chainJSON(municipality: municipality, on: connection)
+    static func chainIDs(municipality: String, asOf: String?, on connection: PostgresConnection) throws -> [String] {
+        let chain = try AreaGroups.chainJSON(municipality: municipality, asOf: asOf, on: connection)
         guard case .array(let levels)? = chain["chain"] else { return [] }
         return levels.compactMap { $0["id"]?.stringValue }
     }
@@ -257,8 +306,9 @@ enum Search {
     /// resource appears once, at the one level it serves; a page holds `limit` of them in that
     /// order, every level listed (empty ones too) so a screen can show where the page stands.
     static func serve(_ input: ServeInput, database: PostgresPool) async throws -> JSONValue {
-        try await database.withConnection { connection in
-            let chain = try AreaGroups.chainJSON(municipality: input.municipality, on: connection)
+        try AsOf.check(input.asOf)
+        return try await database.withConnection { connection in
+            let chain = try AreaGroups.chainJSON(municipality: input.municipality, asOf: input.asOf, on: connection)
             guard case .array(var levels)? = chain["chain"] else { throw WireError(.notFound, "no municipality \(input.municipality)") }
             if let dailyLife = input.dailyLifeAreaID {
                 guard levels.contains(where: { $0["level"]?.stringValue == "daily_life_area" && $0["id"]?.stringValue == dailyLife }) else {
@@ -270,14 +320,15 @@ enum Search {
                     || $0["level"]?.stringValue == "nation"
             }
             let levelIDs = levels.compactMap { $0["id"]?.stringValue }
-            let clauses: [PostgresQuery] = ["\(unsafeRaw: serviceArea) = ANY(\(levelIDs)::text[])", servesResident(of: input.municipality)]
+            let clauses: [PostgresQuery] = [servesAny(levelIDs), servesResident(of: input.municipality, asOf: input.asOf)]
                 + input.filters.clauses
+            // A resource serving several of the levels is listed once, at the nearest.
             let rows = try connection.query("""
-                SELECT r.id::text AS id, \(unsafeRaw: serviceArea) AS area,
+                SELECT r.id::text AS id, levels.ids[r.level] AS area,
                        jsonb_build_object(\(unsafeRaw: summaryColumns), 'backed_up_by', \(unsafeRaw: Backups.backersSQL)) AS j
-                FROM registry.resources r
-                WHERE \(clauses, joinedBy: " AND ")
-                ORDER BY array_position(\(levelIDs)::text[], \(unsafeRaw: serviceArea)), r.kana, r.name, r.id
+                FROM (SELECT r.*, \(nearestLevel(levelIDs)) AS level FROM registry.resources r WHERE \(clauses, joinedBy: " AND ")) r,
+                     (SELECT \(levelIDs)::text[] AS ids) levels
+                ORDER BY r.level, r.kana, r.name, r.id
                 """)
             let ordered = try rows.map { (id: try $0.decode("id", as: String.self), area: try $0.decode("area", as: String.self), row: $0) }
             var start = 0
@@ -298,7 +349,8 @@ enum Search {
                 return .object(fields)
             }
             let next: JSONValue = page.endIndex < ordered.count ? .string(page.last!.id) : .null
-            return JSONValue.object(["municipality": .string(input.municipality), "levels": .array(served),
+            return JSONValue.object(["municipality": .string(input.municipality), "as_of": chain["as_of"] ?? .null,
+                                     "levels": .array(served),
                                      "total": .integer(Int64(ordered.count)), "next_after": next])
         }
     }
