@@ -36,11 +36,11 @@ log "imported in ${import_seconds}s: $(tr -d '\n ' < "$WORK/import.json")"
 # (about a minute here), nor autovacuum catching up with 300,000 new rows.
 for _ in $(seq 1 300); do
   left=$("$TSUNAGU_PG_BIN/psql" -qtA -h 127.0.0.1 -p "$TSUNAGU_PG_PORT" -U tsunagu -d tsunagu -c \
-    "SELECT (SELECT count(*) FROM registry.outbox WHERE sequence IS NULL) + (SELECT assigned - sequence FROM registry.outbox_cursor)")
+    "SELECT (SELECT count(*) FROM registry.events WHERE sequence IS NULL) + (SELECT assigned - pushed FROM registry.event_cursor)")
   [ "$left" = 0 ] && break
   sleep 1
 done
-log "events of the import published (waited for the outbox to drain)"
+log "events of the import published (waited for the event stream to drain)"
 "$TSUNAGU_PG_BIN/psql" -q -h 127.0.0.1 -p "$TSUNAGU_PG_PORT" -U tsunagu -d tsunagu -c "VACUUM ANALYZE" >/dev/null
 "$BIN/tsunagu" call registry area.get '{"code":"131016"}' >/dev/null  # warm the pool
 "$BIN/tsunagu-bench" load --mode gateway --service registry --operation resource.search --payload-file "$WORK/searches.jsonl" \

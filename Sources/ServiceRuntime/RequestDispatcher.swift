@@ -34,7 +34,7 @@ public struct RequestDispatcher: Sendable {
         self.database = database
         self.logger = logger
         self.limits = limits
-        self.writes = definition.schema.map { WriteRunner(schema: $0, retention: limits.idempotencyRetention) }
+        self.writes = definition.schema.map { WriteRunner(schema: $0, retention: limits.idempotencyRetention, events: definition.events?.nudge) }
     }
 
     public func handle(_ body: [Data]) async -> [Data] {

@@ -13,11 +13,12 @@ public struct ServiceDefinition: Sendable {
     public let schema: String?
     public let migrations: [PostgresMigration]
     public let operations: [ServiceOperation]
-    /// The service's event outbox; when set, its events are pushed to the gateway for fan-out.
-    public let events: EventOutbox?
+    /// The service's event stream (named after the service, in its schema); when set, the
+    /// runtime makes its tables, numbers its events and pushes them to the gateway for fan-out.
+    public let events: EventStream?
 
     public init(name: String, version: String, schema: String, migrations: [PostgresMigration],
-                operations: [ServiceOperation], events: EventOutbox? = nil) {
+                operations: [ServiceOperation], events: EventStream? = nil) {
         self.init(name: name, version: version, schema: schema as String?, migrations: migrations, operations: operations, events: events)
     }
 
@@ -27,7 +28,7 @@ public struct ServiceDefinition: Sendable {
     }
 
     private init(name: String, version: String, schema: String?, migrations: [PostgresMigration],
-                 operations: [ServiceOperation], events: EventOutbox?) {
+                 operations: [ServiceOperation], events: EventStream?) {
         self.events = events
         self.name = name
         self.version = version

@@ -24,12 +24,16 @@ public enum ServiceRunner {
 
     /// The process, as lifecycle services started in this order and stopped in reverse: the
     /// database pool (after the migrations ran, as a prelude, before any message is taken), the
-    /// connection to the gateway, the outbox publisher and the idempotency purge.
+    /// connection to the gateway, the event publisher (with its own one-connection pool) and the
+    /// idempotency purge.
     public static func run(_ definition: ServiceDefinition, configuration: Configuration, migrateOnly: Bool) async throws {
         var logger = Logger(label: "tsunagu.\(definition.name)")
         logger[metadataKey: LogKey.service] = "\(definition.name)"
         guard definition.schema != nil || !definition.operations.contains(where: { $0.kind == .write }) else {
             throw ConfigurationError(key: "operations", message: "write operations need a database: give the definition a schema")
+        }
+        if let events = definition.events, events.name != definition.name || events.schema != definition.schema {
+            throw ConfigurationError(key: "events", message: "the event stream is named after the service and lives in its schema")
         }
         let pool = definition.schema == nil ? nil : PostgresPool(try configuration.databasePool(), logger: logger)
         do {
@@ -68,12 +72,26 @@ public enum ServiceRunner {
             throw error
         }
 
+        // The publisher's own connection: its session holds the lock that makes it the one publisher.
+        let publisherPool: PostgresPool?
+        let headInterval: Duration
+        do {
+            headInterval = .milliseconds(try configuration.int("TSUNAGU_EVENTS_HEAD_INTERVAL_MS", default: 1000, range: 10...60_000))
+            publisherPool = definition.events == nil || pool == nil ? nil
+                : PostgresPool(.init(conninfo: configuration.databaseURL, size: 1), logger: logger)
+        } catch {
+            pool?.shutdown()
+            throw error
+        }
+
         var services: [any Service] = []
         if let pool { services.append(PostgresPoolService(pool)) }
         services.append(WorkerConnectionService(connection))
-        if let pool, let events = definition.events {
-            let eventLogger = logger
-            services.append(PeriodicService(name: "outbox") { await events.publish(to: connection, database: pool, logger: eventLogger) })
+        if let events = definition.events, let publisherPool {
+            let publisher = EventPublisher(stream: events, connection: connection, database: publisherPool, logger: logger,
+                                           headInterval: headInterval)
+            services.append(PostgresPoolService(publisherPool))
+            services.append(PeriodicService(name: "event publisher") { await publisher.run() })
         }
         if let pool, let schema = definition.schema {
             let purgeLogger = logger
@@ -156,7 +174,7 @@ public enum ServiceRunner {
     /// (a service may start before it).
     public static func migrate(_ definition: ServiceDefinition, pool: PostgresPool, logger: Logger) async throws {
         guard let schema = definition.schema else { return }
-        let runtime = try PostgresMigrator(schema: schema, migrations: RuntimeMigrations.all(schema: schema),
+        let runtime = try PostgresMigrator(schema: schema, migrations: RuntimeMigrations.all(schema: schema, events: definition.events != nil),
                                            table: RuntimeMigrations.table)
         let migrator = try PostgresMigrator(schema: schema, migrations: definition.migrations)
         var attempt = 0

@@ -15,8 +15,8 @@ public struct WorkerRequest: Sendable {
 /// registers (READY + manifest), heartbeats, reconnects when the gateway goes silent or tells it
 /// to, hands requests to `onRequests` (all that arrived together, as one batch, so the handler side
 /// is woken once per batch rather than once per request), and sends replies queued from any thread.
-/// - Note: `Sendable`: other threads only touch `outbox` and `stopRequested` (both locked) and
-///   wake the loop through `wakeup`. The socket never leaves the loop thread.
+/// - Note: `Sendable`: other threads only touch `outbox`, `events` and `stopRequested` (all locked)
+///   and wake the loop through `wakeup`. The sockets never leave the loop thread.
 public final class WorkerConnection: @unchecked Sendable {
     public struct Settings: Sendable {
         public var endpoint: String
@@ -52,9 +52,25 @@ public final class WorkerConnection: @unchecked Sendable {
         }
     }
 
+    /// A batch of event messages being handed to the events socket, and whom to tell when it is.
+    private struct PendingEvents {
+        let messages: [[Data]]
+        /// How many of `messages` the socket has taken.
+        var sent = 0
+        let deadline: ContinuousClock.Instant
+        let done: CheckedContinuation<Int, Never>
+    }
+
+    /// The most event messages one `publish` call may hand over: the whole queue of events
+    /// waiting for the socket is one batch, so it is bounded by this.
+    public static let maxEventBatch = 1000
+
     private struct Shared {
         var outbox: [(replyTo: Data, body: [Data])] = []
-        var events: [[Data]] = []
+        /// At most one batch: its publisher waits for it (backpressure), so nothing piles up here.
+        var events: PendingEvents?
+        /// Set when the loop has ended: batches are refused from then on.
+        var ended = false
         var stopRequested = false
         var failed = false
         var inFlight = 0
@@ -101,6 +117,12 @@ public final class WorkerConnection: @unchecked Sendable {
                 self.shared.withLock { $0.failed = true }
                 self.onFailure()
             }
+            let unsent = self.shared.withLock { state -> PendingEvents? in
+                state.ended = true
+                defer { state.events = nil }
+                return state.events
+            }
+            unsent.map { $0.done.resume(returning: $0.sent) }
             self.finished.signal()
         }
         thread.name = "zmq-worker-\(settings.service)"
@@ -117,14 +139,24 @@ public final class WorkerConnection: @unchecked Sendable {
         if wasEmpty { wakeup.wake() }
     }
 
-    /// Queues an event message (`[topic, CloudEvent JSON]`) for the gateway; safe from any thread.
-    /// Dropped when no events endpoint is set or the gateway's queue is full (subscribers replay gaps).
-    public func publish(_ frames: [Data]) {
-        let wasEmpty = shared.withLock { state -> Bool in
-            state.events.append(frames)
-            return state.events.count == 1 && state.outbox.isEmpty
+    /// Hands event messages (`[topic, CloudEvent JSON]` or a head, without the credential, which
+    /// the loop adds) to the gateway's events-in socket, in order, and returns how many the socket
+    /// took: all of them, unless `timeout` passed first. A message the socket cannot take now (its
+    /// queue is full, or no gateway is connected) waits and is tried again, never dropped; past
+    /// `timeout` the rest of the batch is given up (the caller sends it again). Nothing is taken
+    /// when there is no events endpoint, the loop has ended, or another batch is still on its way
+    /// (one publisher per connection). Safe from any thread.
+    public func publish(_ messages: [[Data]], within timeout: Duration) async -> Int {
+        precondition(messages.count <= Self.maxEventBatch, "an event batch holds at most \(Self.maxEventBatch) messages")
+        guard settings.eventsEndpoint != nil, !messages.isEmpty else { return 0 }
+        return await withCheckedContinuation { (continuation: CheckedContinuation<Int, Never>) in
+            let accepted = shared.withLock { state -> Bool in
+                guard state.events == nil, !state.ended else { return false }
+                state.events = PendingEvents(messages: messages, deadline: .now + timeout, done: continuation)
+                return true
+            }
+            if accepted { wakeup.wake() } else { continuation.resume(returning: 0) }
         }
-        if wasEmpty { wakeup.wake() }
     }
 
     /// How many times the loop has (re)connected and sent READY; for tests and metrics.
@@ -197,7 +229,10 @@ public final class WorkerConnection: @unchecked Sendable {
         if let endpoint = settings.eventsEndpoint {
             let push = try context.socket(.push)
             try? push.setLinger(milliseconds: 0)
-            try? push.setHighWaterMarks(send: 100_000, receive: 100_000)
+            try? push.setHighWaterMarks(send: 10_000, receive: 10_000)
+            // Queue only on a connection that is up: with no gateway a send waits (and the
+            // publisher keeps its cursor) instead of filling a queue nobody may ever read.
+            try? push.setOption(.immediate, Int32(1))
             do {
                 try makeCurveClient(push)
                 try push.connect(endpoint)
@@ -214,9 +249,12 @@ public final class WorkerConnection: @unchecked Sendable {
         var gatewayExpiry = clock.now + interval * MDP.liveness
         var drainDeadline: ContinuousClock.Instant?
 
+        var eventsWaiting = false
         while true {
             let now = clock.now
-            let waitMs = max(0, min(heartbeatAt - now, gatewayExpiry - now).milliseconds)
+            var waitMs = max(0, min(heartbeatAt - now, gatewayExpiry - now).milliseconds)
+            // A batch the events socket could not take is tried again soon (zmqPoll watches for input only).
+            if eventsWaiting { waitMs = min(waitMs, 5) }
             let ready = try zmqPoll([.socket(socket), .fileDescriptor(wakeup.readDescriptor)], timeoutMs: waitMs)
 
             if ready[0] {
@@ -256,21 +294,16 @@ public final class WorkerConnection: @unchecked Sendable {
             }
             if ready[1] { wakeup.drain() }
 
-            let (outgoing, published, stop, inFlight) = shared.withLock { state -> ([(replyTo: Data, body: [Data])], [[Data]], Bool, Int) in
+            let (outgoing, stop, inFlight) = shared.withLock { state -> ([(replyTo: Data, body: [Data])], Bool, Int) in
                 let out = state.outbox
-                let published = state.events
                 state.outbox.removeAll(keepingCapacity: true)
-                state.events.removeAll(keepingCapacity: true)
                 state.inFlight -= out.count
-                return (out, published, state.stopRequested, state.inFlight)
+                return (out, state.stopRequested, state.inFlight)
             }
             for item in outgoing {
                 try send([Data(), MDP.workerHeader, MDP.Command.reply.frame, item.replyTo, Data()] + item.body, on: socket)
             }
-            if let events {
-                let credential = Data((settings.credential ?? "").utf8)
-                for frames in published { try send(frames + [credential], on: events) }
-            }
+            if let events { eventsWaiting = try sendEvents(on: events) }
 
             if stop {
                 if drainDeadline == nil {
@@ -306,6 +339,29 @@ public final class WorkerConnection: @unchecked Sendable {
         } catch where error.code == .wouldBlock {
             logger.debug("gateway queue full; message dropped")
         }
+    }
+
+    /// Hands the waiting batch of events to the events socket as far as it takes them; tells the
+    /// publisher when all are taken, or when the batch's deadline passed. Returns true while some
+    /// still wait.
+    private func sendEvents(on socket: ZMQSocket) throws(ZMQError) -> Bool {
+        // Only this thread changes a batch once it is set, so it is safe to work on a copy.
+        guard var pending = shared.withLock({ $0.events }) else { return false }
+        let credential = Data((settings.credential ?? "").utf8)
+        var blocked = false
+        while pending.sent < pending.messages.count {
+            do {
+                try socket.send(pending.messages[pending.sent] + [credential], dontWait: true)
+            } catch where error.code == .wouldBlock {
+                blocked = true
+                break
+            }
+            pending.sent += 1
+        }
+        let over = !blocked || ContinuousClock.now >= pending.deadline
+        shared.withLock { $0.events = over ? nil : pending }
+        if over { pending.done.resume(returning: pending.sent) }
+        return !over
     }
 
     private enum Next { case keep, reconnect }

@@ -18,11 +18,15 @@ import Wire
 struct WriteRunner: Sendable {
     let schema: String
     let retention: Duration
+    /// Told after each write that committed: the service's event publisher, which then need not
+    /// wait for its next poll to number and push what the write appended.
+    let events: EventNudge?
 
-    init(schema: String, retention: Duration) {
+    init(schema: String, retention: Duration, events: EventNudge? = nil) {
         precondition(schema.range(of: "^[a-z_][a-z0-9_]{0,62}$", options: .regularExpression) != nil, "bad schema name")
         self.schema = schema
         self.retention = retention
+        self.events = events
     }
 
     func run(_ context: RequestContext, _ body: @escaping @Sendable (PostgresConnection) throws -> Data) async throws -> Data {
@@ -33,7 +37,7 @@ struct WriteRunner: Sendable {
         let tenant = context.principal?.tenant ?? ""
         let operation = context.operation
         let canonical = key == nil ? "" : context.canonicalInput()
-        return try await context.database.withConnection(deadline: deadline) { connection in
+        let reply = try await context.database.withConnection(deadline: deadline) { connection in
             try connection.withTransaction(statementTimeoutMs: try Self.millisecondsLeft(until: deadline)) { connection in
                 if let key {
                     try connection.query(PostgresQuery(unsafeSQL: "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
@@ -67,6 +71,8 @@ struct WriteRunner: Sendable {
                 return .commit(reply)
             }
         }
+        events?.nudge()
+        return reply
     }
 
     /// Milliseconds before `deadline` (at least 1; PostgreSQL reads 0 as "no timeout"), or
@@ -96,7 +102,8 @@ struct WriteRunner: Sendable {
 enum RuntimeMigrations {
     static let table = "runtime_migrations"
 
-    static func all(schema: String) -> [PostgresMigration] {
+    /// - Parameter events: the service has an event stream (`EventStream.migrations`: its tables).
+    static func all(schema: String, events: Bool) -> [PostgresMigration] {
         [
             PostgresMigration(id: "0001_idempotency", sql: """
                 CREATE TABLE \(schema).idempotency (
@@ -110,6 +117,6 @@ enum RuntimeMigrations {
                 );
                 CREATE INDEX idempotency_created ON \(schema).idempotency (created_at);
                 """),
-        ]
+        ] + (events ? EventStream.migrations(schema: schema) : [])
     }
 }

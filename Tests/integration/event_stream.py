@@ -49,7 +49,9 @@ class Subscriber:
                     if len(frames) == 3 and frames[1] == b"HEARTBEAT" and pinging:
                         sock.send_multipart([HEADER, b"PING", b"{}"])
                     if len(frames) == 3 and frames[1] == b"ERROR":
-                        pinging = False
+                        pinging = False  # the subscription (if any) is gone
+                    if len(frames) == 3 and frames[1] == b"SUBSCRIBED":
+                        pinging = True
         finally:
             sock.close()
 

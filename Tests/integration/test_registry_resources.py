@@ -57,11 +57,7 @@ def test_create_update_conflict_retire_and_history(suite):
 def test_vacancies_and_their_events(suite):
     editor = token_for(suite, TOKYO, ["editor"])
     with Closing(suite.client(token=editor)) as client:
-        start = ok(client.call("registry", "events.read", {"after": 0, "limit": 1000}))
-        after = start["last_sequence"]
-        while start["events"]:
-            start = ok(client.call("registry", "events.read", {"after": after, "limit": 1000}))
-            after = start["last_sequence"]
+        after = ok(client.call("registry", "events.read", {"after": 0, "limit": 1}))["head"]
         created = ok(client.call("registry", "resource.create", resource_body(make_org(client)["id"])))
         changed = ok(client.call("registry", "resource.vacancies.set", {"id": created["id"], "vacancies": 0}))
         assert changed["vacancies"] == 0 and changed["version"] == 2

@@ -570,7 +570,7 @@ enum AreaGroups {
             FROM registry.resources r JOIN jsonb_array_elements(\(changesJSON)::jsonb) x ON r.id = (x->>'id')::uuid
             """)
         try tx.query("""
-            INSERT INTO registry.outbox (type, subject, tenant, data)
+            INSERT INTO registry.events (type, subject, tenant, data)
             SELECT \(registryEvents.typePrefix + "resource.changed"), 'resources/' || r.id, r.tenant, \(unsafeRaw: Resources.eventDataSQL)
             FROM registry.resources r JOIN jsonb_array_elements(\(changesJSON)::jsonb) x ON r.id = (x->>'id')::uuid ORDER BY r.id
             """)

@@ -530,10 +530,10 @@ enum ResourceImport {
             SELECT r.id, r.version, \(principal.tokenID), CASE WHEN c.created THEN 'created' ELSE 'updated' END, to_jsonb(r) - 'search_text'
             FROM registry.resources r JOIN import_changed c ON c.id = r.id
             """)
-        // No lock: the events are numbered by the publisher once this commits (EventOutbox), in
-        // insert order, which follows the file.
+        // No lock: the events are numbered by the publisher once this commits (EventStream), in
+        // insert order, which follows the file. The table is the runtime's (registryEvents.table).
         try tx.query("""
-            INSERT INTO registry.outbox (type, subject, tenant, data)
+            INSERT INTO registry.events (type, subject, tenant, data)
             SELECT \(registryEvents.typePrefix)::text || CASE WHEN c.created THEN 'resource.created' ELSE 'resource.changed' END,
                    'resources/' || r.id, r.tenant, \(unsafeRaw: Resources.eventDataSQL)
             FROM registry.resources r JOIN import_changed c ON c.id = r.id ORDER BY c.line
