@@ -3,21 +3,14 @@ with ids and non-personal fields only (no names of people, no titles or minutes,
 import json
 import time
 
-import pytest
-
 from conftest import Closing
+from test_event_stream import check_event, documented
 from test_meetings_bodies import CHIYODA, make_body, meetings, token_for  # noqa: F401
 from test_meetings_issues import CASE_ID, chain, raise_issue
 from test_meetings_meetings import hold, item, schedule
 from tsunagu_peer import ok
 
 PREFIX = "jp.tsunagu.meetings."
-
-# The appends are written (MeetingsEvents.swift) but record nothing until the runtime makes the
-# event tables for every service with `events` (the event delivery rebuild): then set
-# the stream in MeetingsEvents.swift, pass `events:` and `operations()` in MeetingsMain.swift, and drop this
-# mark. Run once against a trial copy of the registry's outbox tables, this test passed.
-pytestmark = pytest.mark.skip(reason="meetings events wait for the runtime's event tables")
 
 
 def read_all(client, after=0):
@@ -74,6 +67,10 @@ def test_every_outcome_appends_its_event_without_personal_data(meetings):
     assert events[2]["data"]["decision_id"] == decision["id"] and events[3]["data"]["action_item_id"] == action["id"]
     assert events[7]["data"]["to_body_id"] == area["id"] and events[7]["tenant"] == area["tenant"]
     assert events[8]["data"]["answered_by_body_id"] == area["id"] and events[8]["tenant"] == CHIYODA
+    schemas, _ = documented()  # each matches its type's schema in docs/events.md
+    for event in events:
+        check_event(event, schemas)
+        assert event["stream"] == "meetings" and event["source"] == "/tsunagu/meetings"
     text = json.dumps(events, ensure_ascii=False)
     for secret in ["山田", "Bさん", "秘密", CASE_ID, "退院後の住まい", "グループホーム"]:
         assert secret not in text, secret

@@ -15,6 +15,8 @@ enum MeetingsMain {
                 schema: "meetings",
                 migrations: try ServiceRunner.bundledMigrations(in: .module),
                 operations: try Bodies.operations() + Members.operations() + Meetings.operations() + Agenda.operations() + RegionalIssues.operations() + ActivityFigures.operations()
+                    + meetingsEvents.operations(),
+                events: meetingsEvents
             )
         }
     }
