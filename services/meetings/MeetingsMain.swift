@@ -22,6 +22,8 @@ enum MeetingsMain {
                 migrations: try ServiceRunner.bundledMigrations(in: .module),
                 operations: try Bodies.operations() + Members.operations() + Meetings.operations() + Agenda.operations()
                     + RegionalIssues.operations() + ActivityFigures.operations() + Cases.operations(keyring: keyring)
+                    + meetingsEvents.operations(),
+                events: meetingsEvents
             )
         }
     }
