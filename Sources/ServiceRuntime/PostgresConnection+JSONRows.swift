@@ -3,11 +3,12 @@ import JSONSchema
 import Postgres
 import Wire
 
-/// Most registry queries shape their output in SQL (`jsonb_build_object`, `jsonb_agg`) and return
-/// one JSON column `j`: the reply is built where the data is, with no column-by-column mapping.
+/// Services shape most of their output in SQL (`jsonb_build_object`, `jsonb_agg`) and return one
+/// JSON column `j`: the reply is built where the data is, with no column-by-column mapping (the
+/// registry's and the meetings service's queries).
 extension PostgresConnection {
     /// The `j` column of each row, parsed.
-    func jsonRows(_ query: PostgresQuery) throws -> [JSONValue] {
+    public func jsonRows(_ query: PostgresQuery) throws -> [JSONValue] {
         try self.query(query).map { row in
             guard let text = try row.text("j") else { return .null }
             return try JSONValue.parse(Data(text.utf8))
@@ -15,7 +16,7 @@ extension PostgresConnection {
     }
 
     /// The `j` column of the one row, or `not_found`.
-    func jsonRow(_ query: PostgresQuery, notFound: @autoclosure () -> String) throws -> JSONValue {
+    public func jsonRow(_ query: PostgresQuery, notFound: @autoclosure () -> String) throws -> JSONValue {
         guard let first = try jsonRows(query).first else { throw WireError(.notFound, notFound()) }
         return first
     }
@@ -23,5 +24,5 @@ extension PostgresConnection {
 
 extension JSONValue {
     /// Text for a `$n::jsonb` binding.
-    var jsonText: String { String(decoding: serialized(), as: UTF8.self) }
+    public var jsonText: String { String(decoding: serialized(), as: UTF8.self) }
 }
