@@ -12,11 +12,11 @@
 #                (tsunagu-bench load: resource.vacancies.set over 200 resources, and resource.create),
 #                against pgbench's one-row INSERT at 16 clients on the same PostgreSQL in the same run.
 # Release build, throwaway PostgreSQL.
-#   deploy/bench-events.sh [SECONDS]     (default 10 seconds per row)
+#   deploy/bench-events.sh [SECONDS [RATE]]   (default 10 seconds per row, 1,000 writes/s offered)
 source "$(dirname "$0")/lib.sh"
 cd "$TSUNAGU_ROOT"
 SECONDS_PER_ROW=${1:-10}
-RATE=1000
+RATE=${2:-1000}
 
 TSUNAGU_PG_FSYNC=on bench_environment bench-events
 PGBENCH=$TSUNAGU_PG_BIN/pgbench
