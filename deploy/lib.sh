@@ -93,6 +93,8 @@ free_port() {
 # beside the suite's own, builds a release (sets BIN), makes a work
 # folder (WORK) removed on exit with every process in `pids` and the PostgreSQL started in it,
 # and exports loopback endpoints and an admin token (also as TSUNAGU_TOKEN for the client).
+# PostgreSQL runs with fsync=off (the benchmarks measure our code, not the disk) unless
+# TSUNAGU_PG_FSYNC=on is set: deploy/bench-events.sh compares commits with pgbench's, durably.
 bench_environment() {
   ensure_packages "${@:2}"
   log "building (release)"
@@ -102,7 +104,7 @@ bench_environment() {
   chmod 755 "$WORK"
   pids=()
   trap bench_cleanup EXIT
-  TSUNAGU_PG_FSYNC=off start_postgres "$WORK/pg" "$(free_port)"
+  TSUNAGU_PG_FSYNC=${TSUNAGU_PG_FSYNC:-off} start_postgres "$WORK/pg" "$(free_port)"
   export TSUNAGU_CLIENT_ENDPOINT=tcp://127.0.0.1:$(free_port)
   export TSUNAGU_WORKER_ENDPOINT=tcp://127.0.0.1:$(free_port)
   export TSUNAGU_EVENTS_IN_ENDPOINT=tcp://127.0.0.1:$(free_port)
