@@ -4,8 +4,6 @@ permissions. Everything goes through the real gateway and real registry processe
 import json
 import os
 import re
-import shutil
-import subprocess
 import time
 import uuid
 
@@ -13,10 +11,10 @@ import jsonschema
 import psycopg
 import pytest
 
-from conftest import BIN, DATABASE_URL, Closing, free_port
+from conftest import DATABASE_URL, Closing, free_port
 from test_registry_areas import token_for
 from test_registry_resources import make_org, resource_body
-from test_registry_taxonomy import MIGRATIONS, ROOT, database_url
+from test_registry_taxonomy import ROOT, registry_database_before
 from tsunagu_peer import ok
 
 TOKYO, OSAKA = "130001", "270008"
@@ -280,29 +278,11 @@ def test_one_publisher_at_a_time(make_suite):
 
 @pytest.fixture
 def database_before_0040(tmp_path):
-    """A database of its own with the registry's migrations before 0040 applied (`tsunagu migrate`
-    on a folder of those files, as test_registry_taxonomy does), so it has the old
-    registry.outbox and registry.outbox_cursor. Yields the registry role's URL; dropped afterwards."""
-    name = "tsunagu_events_" + uuid.uuid4().hex[:8]
-    with psycopg.connect(DATABASE_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        with psycopg.connect(database_url(DATABASE_URL, name), autocommit=True) as admin:
-            with open(os.path.join(ROOT, "deploy", "database-roles.sql"), encoding="utf-8") as handle:
-                admin.execute(handle.read())
-        before = tmp_path / "migrations-0039"
-        before.mkdir()
-        for file in sorted(os.listdir(MIGRATIONS)):
-            if file.endswith(".sql") and file[:4] < "0040":
-                shutil.copy(os.path.join(MIGRATIONS, file), before / file)
-        url = database_url(DATABASE_URL, name, user="tsunagu_registry")
-        result = subprocess.run([os.path.join(BIN, "tsunagu"), "migrate", "--schema", "registry", "--dir", str(before),
-                                 "--database-url", url], capture_output=True, text=True, timeout=120)
-        assert result.returncode == 0, result.stderr
+    """A database with the registry's migrations before 0040 (`registry_database_before`, as
+    test_registry_taxonomy does), so it has the old registry.outbox and registry.outbox_cursor.
+    Yields the registry role's URL; dropped afterwards."""
+    with registry_database_before(tmp_path, "tsunagu_events_", "0040") as (url, _):
         yield url
-    finally:
-        with psycopg.connect(DATABASE_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # database_before_0040 first: fixtures are torn down in reverse, so the registry stops before its database goes.

@@ -1,5 +1,6 @@
 """The taxonomy as the law names it (migration 0016): the kinds `taxonomy.list` shows, their
 在宅系 / 施設・居住系 grouping, and existing resources moved to the new codes with nothing lost."""
+import contextlib
 import os
 import shutil
 import subprocess
@@ -87,33 +88,41 @@ def database_url(base, database, user=None):
     return urlunsplit((parts.scheme, netloc, "/" + database, parts.query, parts.fragment))
 
 
-@pytest.fixture
-def database_at_0014(tmp_path):
-    """A database of its own with the registry schema migrated up to 0014 only, as a registry
-    deployed before this work has it: made with deploy/database-roles.sql (as deploy/test.sh does
-    for the suite's database), then `tsunagu migrate` on a folder holding migrations 0001–0014 (the
-    same files, so the same checksums). Yields the registry role's URL; dropped afterwards."""
-    name = "tsunagu_taxonomy_" + uuid.uuid4().hex[:8]
+@contextlib.contextmanager
+def registry_database_before(tmp_path, name_prefix, first_left_out):
+    """A database of its own with the registry schema migrated up to (not including) migration
+    `first_left_out` ("0015"), as a registry deployed before it has it: made with
+    deploy/database-roles.sql (as deploy/test.sh does for the suite's database), then `tsunagu
+    migrate` on a folder holding the earlier migrations (the same files, so the same checksums).
+    Yields (the registry role's URL, the number of migrations applied); dropped afterwards."""
+    name = name_prefix + uuid.uuid4().hex[:8]
     with psycopg.connect(DATABASE_URL, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     try:
         with psycopg.connect(database_url(DATABASE_URL, name), autocommit=True) as admin:
             with open(os.path.join(ROOT, "deploy", "database-roles.sql"), encoding="utf-8") as handle:
                 admin.execute(handle.read())
-        before = tmp_path / "migrations-0014"
+        before = tmp_path / f"migrations-before-{first_left_out}"
         before.mkdir()
         for file in sorted(os.listdir(MIGRATIONS)):
-            if file.endswith(".sql") and file[:4] <= "0014":
+            if file.endswith(".sql") and file[:4] < first_left_out:
                 shutil.copy(os.path.join(MIGRATIONS, file), before / file)
-        assert len(os.listdir(before)) == 14
         url = database_url(DATABASE_URL, name, user="tsunagu_registry")
         result = subprocess.run([os.path.join(BIN, "tsunagu"), "migrate", "--schema", "registry", "--dir", str(before),
                                  "--database-url", url], capture_output=True, text=True, timeout=120)
         assert result.returncode == 0, result.stderr
-        yield url
+        yield url, len(os.listdir(before))
     finally:
         with psycopg.connect(DATABASE_URL, autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def database_at_0014(tmp_path):
+    """A database with the registry's migrations 0001–0014 only (`registry_database_before`)."""
+    with registry_database_before(tmp_path, "tsunagu_taxonomy_", "0015") as (url, applied):
+        assert applied == 14
+        yield url
 
 
 TOKYO, SAPPORO = "130001", "011002"

@@ -144,10 +144,8 @@ enum Agenda {
                 input: DecisionInput.self
             ) { context, input, tx in
                 let principal = try context.writer()
-                let meeting = try Meetings.lock(id: input.meeting_id, version: nil, principal: principal, on: tx)
-                guard meeting.status == "held" else {
-                    throw WireError(.conflict, "decisions are recorded for a held meeting; this one is \(meeting.status)")
-                }
+                let meeting = try Meetings.lockHeld(id: input.meeting_id, version: nil, principal: principal, on: tx,
+                                                    recording: "decisions are recorded for")
                 if let item = input.agenda_item_id {
                     let found = try tx.query("""
                         SELECT 1 FROM meetings.agenda_items WHERE id = \(item)::uuid AND meeting_id = \(input.meeting_id)::uuid
@@ -180,10 +178,8 @@ enum Agenda {
                 input: ActionInput.self
             ) { context, input, tx in
                 let principal = try context.writer()
-                let meeting = try Meetings.lock(id: input.meeting_id, version: nil, principal: principal, on: tx)
-                guard meeting.status == "held" else {
-                    throw WireError(.conflict, "action items are agreed at a held meeting; this one is \(meeting.status)")
-                }
+                let meeting = try Meetings.lockHeld(id: input.meeting_id, version: nil, principal: principal, on: tx,
+                                                    recording: "action items are agreed at")
                 if let decision = input.decision_id {
                     let found = try tx.query("""
                         SELECT 1 FROM meetings.decisions WHERE id = \(decision)::uuid AND meeting_id = \(input.meeting_id)::uuid

@@ -122,8 +122,7 @@ enum Meetings {
             ) { context, input, tx in
                 let principal = try context.writer()
                 let id = input.id ?? ""
-                let status = try lock(id: id, version: input.version, principal: principal, on: tx).status
-                guard status == "held" else { throw WireError(.conflict, "attendance is recorded for a held meeting; this one is \(status)") }
+                _ = try lockHeld(id: id, version: input.version, principal: principal, on: tx, recording: "attendance is recorded for")
                 try setAttendance(id: id, input.attendance ?? [], on: tx)
                 try tx.query("""
                     UPDATE meetings.meetings SET observers = coalesce(\(input.observers), observers), version = version + 1, updated_at = now()
@@ -155,8 +154,7 @@ enum Meetings {
             ) { context, input, tx in
                 let principal = try context.writer()
                 let id = input.id ?? ""
-                let status = try lock(id: id, version: input.version, principal: principal, on: tx).status
-                guard status == "held" else { throw WireError(.conflict, "minutes are recorded for a held meeting; this one is \(status)") }
+                _ = try lockHeld(id: id, version: input.version, principal: principal, on: tx, recording: "minutes are recorded for")
                 try tx.query("""
                     UPDATE meetings.meetings SET minutes = \(input.minutes ?? ""), version = version + 1, updated_at = now() WHERE id = \(id)::uuid
                     """)
@@ -217,6 +215,17 @@ enum Meetings {
                             details: .object(["version": .integer(Int64(current))]))
         }
         return (owner, try row.decode("body_id"), try row.decode("status"))
+    }
+
+    /// `lock`, for a change only a held meeting takes: otherwise `conflict`, naming what was
+    /// attempted (`recording`, e.g. "minutes are recorded for") and the meeting's status.
+    static func lockHeld(id: String, version: Int?, principal: Principal, on tx: PostgresConnection, recording: String) throws
+        -> (tenant: String, bodyID: String, status: String) {
+        let meeting = try lock(id: id, version: version, principal: principal, on: tx)
+        guard meeting.status == "held" else {
+            throw WireError(.conflict, "\(recording) a held meeting; this one is \(meeting.status)")
+        }
+        return meeting
     }
 
     /// A meeting row `mt` without its parts: what lists show.
