@@ -242,6 +242,12 @@ def test_kill_9_of_the_publisher_under_load_loses_nothing_and_numbers_each_event
                 "SELECT id::text FROM registry.resources WHERE name LIKE %s", (f"負荷{tag}-%",)).fetchall()}
         assert len(committed) >= kill_after - in_flight_max
 
+        # The second instance may still be starting (two cores, a load just ended): wait until it
+        # publishes and the gateway routes to it before reading.
+        wait_until(lambda: "publishing events" in second.output(), timeout=30, what="the second instance publishing")
+        wait_until(lambda: national.call("registry", "events.read", {"after": 0, "limit": 1})[0]["status"] == "ok",
+                   timeout=30, what="the gateway routing to the second instance")
+
         def mine():
             events, withheld, last = read_all(national, before)
             created = [e for e in events if e["type"] == CREATED and e["subject"] in committed]
