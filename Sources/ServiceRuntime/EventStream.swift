@@ -63,9 +63,10 @@ public struct EventStream: Sendable {
     /// as `append` does: no lock, no sequence (the publisher numbers rows once they are committed).
     public var table: String { "\(schema).events" }
 
-    /// Appends one event in the caller's transaction.
+    /// Appends one event in the caller's transaction. The insert is sent with the transaction's
+    /// next statement or its COMMIT (`queryWithNext`): no round trip of its own.
     public func append(on tx: PostgresConnection, type: String, subject: String, tenant: String, data: JSONValue) throws {
-        try tx.query("""
+        try tx.queryWithNext("""
             INSERT INTO \(events) (type, subject, tenant, data)
             VALUES (\(typePrefix + type), \(subject), \(tenant), \(String(decoding: data.serialized(), as: UTF8.self))::jsonb)
             """)

@@ -7,17 +7,18 @@ import Wire
 /// JSON column `j`: the reply is built where the data is, with no column-by-column mapping (the
 /// registry's and the meetings service's queries).
 extension PostgresConnection {
-    /// The `j` column of each row, parsed.
-    public func jsonRows(_ query: PostgresQuery) throws -> [JSONValue] {
-        try self.query(query).map { row in
+    /// The `j` column of each row, parsed. `prepared`: through a statement prepared on the
+    /// connection (`query(prepared:)`), for the hot ones.
+    public func jsonRows(_ query: PostgresQuery, prepared: Bool = false) throws -> [JSONValue] {
+        try (prepared ? self.query(prepared: query) : self.query(query)).map { row in
             guard let text = try row.text("j") else { return .null }
             return try JSONValue.parse(Data(text.utf8))
         }
     }
 
     /// The `j` column of the one row, or `not_found`.
-    public func jsonRow(_ query: PostgresQuery, notFound: @autoclosure () -> String) throws -> JSONValue {
-        guard let first = try jsonRows(query).first else { throw WireError(.notFound, notFound()) }
+    public func jsonRow(_ query: PostgresQuery, prepared: Bool = false, notFound: @autoclosure () -> String) throws -> JSONValue {
+        guard let first = try jsonRows(query, prepared: prepared).first else { throw WireError(.notFound, notFound()) }
         return first
     }
 }

@@ -41,9 +41,10 @@ struct WriteRunner: Sendable {
         let outcome = try await context.database.withConnection(deadline: deadline) { connection -> Result<Data, WireError> in
             try connection.withTransaction(statementTimeoutMs: try Self.millisecondsLeft(until: deadline)) { connection in
                 if let key {
-                    try connection.query(PostgresQuery(unsafeSQL: "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
-                                                       bindings: ["\(schema)/\(tenant)/\(operation)/\(key)"]))
-                    let rows = try connection.query(PostgresQuery(unsafeSQL: """
+                    // The lock goes with the lookup (and the BEGIN): one round trip.
+                    try connection.queryWithNext(PostgresQuery(unsafeSQL: "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))",
+                                                               bindings: ["\(schema)/\(tenant)/\(operation)/\(key)"]))
+                    let rows = try connection.query(prepared: PostgresQuery(unsafeSQL: """
                         SELECT request_hash = sha256(convert_to($4, 'UTF8')) AS same, reply FROM \(schema).idempotency
                         WHERE tenant = $1 AND operation = $2 AND key = $3
                           AND created_at > now() - make_interval(secs => $5::double precision)
@@ -63,7 +64,8 @@ struct WriteRunner: Sendable {
                     return .commit(Result<Data, WireError>.failure(refusal.error))
                 }
                 if let key {
-                    try connection.query(PostgresQuery(unsafeSQL: """
+                    // Sent with the COMMIT.
+                    try connection.queryWithNext(PostgresQuery(unsafeSQL: """
                         INSERT INTO \(schema).idempotency (tenant, operation, key, request_hash, reply)
                         VALUES ($1, $2, $3, sha256(convert_to($4, 'UTF8')), $5)
                         ON CONFLICT (tenant, operation, key) DO UPDATE

@@ -152,6 +152,118 @@ struct PostgresTests {
         }
     }
 
+    func count(_ schema: String, on connection: PostgresConnection) throws -> Int {
+        try connection.query(PostgresQuery(unsafeSQL: "SELECT count(*) AS n FROM \(schema).t"))[0].decode("n")
+    }
+
+    @Test func heldStatementsRunInOrderWithTheNextStatementAndTheCommit() throws {
+        let connection = try connect()
+        defer { connection.close() }
+        let schema = uniqueSchema("held")
+        try connection.execute(unsafeSQL: "CREATE SCHEMA \(schema); CREATE TABLE \(schema).t (v int PRIMARY KEY)")
+        defer { try? connection.execute(unsafeSQL: "DROP SCHEMA \(schema) CASCADE") }
+        let insert = { (v: Int) in PostgresQuery(unsafeSQL: "INSERT INTO \(schema).t VALUES ($1)", bindings: [String(v)]) }
+        try connection.withTransaction { tx in
+            try tx.queryWithNext(insert(1))
+            try tx.queryWithNext(insert(2))
+            // The next statement sees what was held before it: the order is the order written.
+            let seen: [Int] = try tx.query(PostgresQuery(unsafeSQL: "SELECT v FROM \(schema).t ORDER BY v")).map { try $0.decode("v") }
+            #expect(seen == [1, 2])
+            try tx.queryWithNext(insert(3))  // goes with the COMMIT
+        }
+        #expect(try count(schema, on: connection) == 3)
+        // More than fit in one pipeline: sent in batches, all committed.
+        try connection.withTransaction { tx in
+            for v in 10..<210 { try tx.queryWithNext(insert(v)) }
+        }
+        #expect(try count(schema, on: connection) == 203)
+        // A transaction of held statements only still commits them.
+        try connection.withTransaction { tx in try tx.queryWithNext(insert(500)) }
+        #expect(try count(schema, on: connection) == 204)
+        // Outside a transaction a held statement runs at once.
+        try connection.queryWithNext(insert(600))
+        #expect(try count(schema, on: connection) == 205)
+        // A rolled-back transaction sends none of what it held.
+        try connection.withTransaction(statementTimeoutMs: 0) { tx -> PostgresConnection.TransactionEnd<Void> in
+            try tx.queryWithNext(insert(700))
+            return .rollback(())
+        }
+        #expect(try count(schema, on: connection) == 205)
+    }
+
+    @Test func aHeldStatementThatFailsRollsBackItsTransactionAndTheConnectionStaysUsable() throws {
+        let connection = try connect()
+        defer { connection.close() }
+        let schema = uniqueSchema("heldfail")
+        try connection.execute(unsafeSQL: "CREATE SCHEMA \(schema); CREATE TABLE \(schema).t (v int PRIMARY KEY)")
+        defer { try? connection.execute(unsafeSQL: "DROP SCHEMA \(schema) CASCADE") }
+        let insert = { (v: Int) in PostgresQuery(unsafeSQL: "INSERT INTO \(schema).t VALUES ($1)", bindings: [String(v)]) }
+        // Failing at the COMMIT it went with: the error is the statement's, nothing is kept.
+        do {
+            try connection.withTransaction { tx in
+                try tx.query(insert(1))
+                try tx.queryWithNext(insert(2))
+                try tx.queryWithNext(insert(1))
+            }
+            Issue.record("expected a unique violation")
+        } catch let error as PostgresError {
+            #expect(error.isUniqueViolation)
+        }
+        #expect(try count(schema, on: connection) == 0)
+        // Failing at the next statement: that statement throws the held one's error.
+        do {
+            try connection.withTransaction { tx in
+                try tx.queryWithNext(PostgresQuery(unsafeSQL: "INSERT INTO \(schema).t VALUES ('not a number')"))
+                try tx.query(insert(5))
+            }
+            Issue.record("expected an error")
+        } catch let error as PostgresError {
+            #expect(error.sqlState == "22P02")
+        }
+        #expect(try count(schema, on: connection) == 0)
+        #expect(connection.isHealthy)
+        // A statement that failed to prepare in a pipeline is not taken for prepared.
+        for _ in 0..<2 {
+            #expect(throws: PostgresError.self) {
+                try connection.withTransaction { tx in try tx.queryWithNext("SELEKT 1") }
+            }
+        }
+        try connection.withTransaction { tx in _ = try tx.query(insert(9)) }
+        #expect(try count(schema, on: connection) == 1)
+    }
+
+    @Test func aTransactionsStatementTimeoutHoldsWithItsFirstStatement() throws {
+        let connection = try connect()
+        defer { connection.close() }
+        do {
+            try connection.withTransaction(statementTimeoutMs: 100) { tx -> PostgresConnection.TransactionEnd<Void> in
+                try tx.query("SELECT pg_sleep(2)")
+                return .commit(())
+            }
+            Issue.record("expected the statement timeout")
+        } catch let error as PostgresError {
+            #expect(error.sqlState == "57014")
+        }
+        // The timeout was the transaction's alone; a body that sends nothing begins nothing.
+        #expect(try connection.query("SHOW statement_timeout")[0].decode("statement_timeout", as: String.self) == "0")
+        let value = try connection.withTransaction(statementTimeoutMs: 100) { _ in PostgresConnection.TransactionEnd<Int>.commit(7) }
+        #expect(value == 7)
+        #expect(try connection.query("SELECT txid_current_if_assigned() IS NULL AS idle")[0].decode("idle", as: Bool.self))
+    }
+
+    @Test func aConnectionKilledUnderAPipelineIsUnhealthy() throws {
+        let connection = try connect()
+        defer { connection.close() }
+        let other = try connect()
+        defer { other.close() }
+        let pid: Int = try connection.query("SELECT pg_backend_pid() AS pid")[0].decode("pid")
+        try other.query("SELECT pg_terminate_backend(\(pid))")
+        #expect(throws: PostgresError.self) {
+            try connection.withTransaction { tx in try tx.query("SELECT 1") }
+        }
+        #expect(!connection.isHealthy)
+    }
+
     @Test func migratorAppliesInOrderOnceAndRecordsChecksums() throws {
         let connection = try connect()
         defer { connection.close() }

@@ -170,7 +170,7 @@ enum Resources {
             ) { context, input, tx in
                 let principal = try context.writer()
                 let owner = try res.lockForChange(id: input.id, version: nil, principal: principal, on: tx)
-                let updated = try tx.query("""
+                let updated = try tx.query(prepared: """
                     UPDATE registry.resources SET vacancies = \(input.vacancies), version = version + 1, updated_at = now()
                     WHERE id = \(input.id)::uuid AND (capacity IS NULL OR capacity >= \(input.vacancies)) RETURNING id
                     """)

@@ -22,7 +22,7 @@ struct VersionedTable: Sendable {
     /// Locks the row and checks that `principal` may change it at `version`.
     /// Returns the owner tenant.
     func lockForChange(id: String, version: Int?, principal: Principal, on tx: PostgresConnection) throws -> String {
-        let rows = try tx.query("""
+        let rows = try tx.query(prepared: """
             SELECT tenant, version, retired_at IS NOT NULL AS retired FROM \(unsafeRaw: table) WHERE id = \(id)::uuid FOR UPDATE
             """)
         guard let row = rows.first else { throw WireError(.notFound, "no \(noun) \(id)") }
@@ -39,9 +39,9 @@ struct VersionedTable: Sendable {
         return owner
     }
 
-    /// Records the row as it is now under its current version.
+    /// Records the row as it is now under its current version (sent with the next statement).
     func recordHistory(id: String, change: String, by principal: Principal, on tx: PostgresConnection) throws {
-        try tx.query("""
+        try tx.queryWithNext("""
             INSERT INTO \(unsafeRaw: historyTable) (\(unsafeRaw: historyKey), version, changed_by, change, snapshot)
             SELECT id, version, \(principal.tokenID), \(change), to_jsonb(t) - 'search_text' FROM \(unsafeRaw: table) t WHERE id = \(id)::uuid
             """)
@@ -50,7 +50,7 @@ struct VersionedTable: Sendable {
     /// The row as the API shows it.
     func fetch(id: String, on connection: PostgresConnection) throws -> JSONValue {
         try connection.jsonRow("SELECT to_jsonb(t) - 'search_text' AS j FROM \(unsafeRaw: table) t WHERE id = \(id)::uuid",
-                               notFound: "no \(noun) \(id)")
+                               prepared: true, notFound: "no \(noun) \(id)")
     }
 
     func retire(id: String, version: Int, principal: Principal, on tx: PostgresConnection) throws -> String {
