@@ -76,11 +76,36 @@ pgbench_tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$pgbench_out" | tail -n 1
 log "pgbench: tps=$pgbench_tps"
 admin_sql "DROP TABLE bench_scratch"
 
-python3 - "$SECONDS_PER_ROW" "$settings" "$pgbench_tps" "${#delivery[@]}" "${delivery[@]}" "${writes[@]}" <<'PY'
+# The yardstick for the write itself: pgbench sending the very statements resource.vacancies.set
+# sends (BEGIN with the statement timeout, the row lock, the update, the history row, the row as
+# JSON, the event, COMMIT), prepared, at 16 clients, while the registry's publisher numbers and
+# pushes the events: what PostgreSQL alone allows for this change on this machine, with none of
+# Tsunagu's code in the way.
+admin_sql "CREATE TABLE bench_ids AS SELECT row_number() OVER (ORDER BY id)::int AS n, id FROM registry.resources"
+cat > "$WORK/vacancies.sql" <<'SQL'
+\set n random(1, 200)
+\set v random(0, 5)
+BEGIN;
+SET LOCAL statement_timeout = 29500;
+SELECT id AS rid FROM bench_ids WHERE n = :n \gset
+SELECT tenant, version, retired_at IS NOT NULL AS retired FROM registry.resources WHERE id = :rid::uuid FOR UPDATE;
+UPDATE registry.resources SET vacancies = :v, version = version + 1, updated_at = now() WHERE id = :rid::uuid AND (capacity IS NULL OR capacity >= :v) RETURNING id;
+INSERT INTO registry.resource_history (resource_id, version, changed_by, change, snapshot) SELECT id, version, 'pgbench', 'vacancies', to_jsonb(t) - 'search_text' FROM registry.resources t WHERE id = :rid::uuid;
+SELECT to_jsonb(t) - 'search_text' AS j FROM registry.resources t WHERE id = :rid::uuid;
+INSERT INTO registry.events (type, subject, tenant, data) VALUES ('jp.tsunagu.registry.resource.vacancies_changed', 'resources/' || :rid, '130001', jsonb_build_object('id', :rid::text, 'tenant', '130001', 'version', 2, 'capacity', 10, 'vacancies', :v::int));
+COMMIT;
+SQL
+same_out=$("$PGBENCH" -n -M prepared -c 16 -j 2 -T "$SECONDS_PER_ROW" -f "$WORK/vacancies.sql" "$TSUNAGU_DATABASE_URL" 2>&1)
+same_tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' <<<"$same_out" | tail -n 1)
+[ -n "$same_tps" ] || { log "pgbench (the write's statements) failed: $same_out"; exit 1; }
+log "pgbench, resource.vacancies.set's statements: tps=$same_tps"
+admin_sql "DROP TABLE bench_ids"
+
+python3 - "$SECONDS_PER_ROW" "$settings" "$pgbench_tps" "$same_tps" "${#delivery[@]}" "${delivery[@]}" "${writes[@]}" <<'PY'
 import json, sys
-seconds, settings, pgbench, n = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
-delivery = [json.loads(line) for line in sys.argv[5:5 + n]]
-writes = sys.argv[5 + n:]
+seconds, settings, pgbench, same, n = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+delivery = [json.loads(line) for line in sys.argv[6:6 + n]]
+writes = sys.argv[6 + n:]
 print()
 print(f"PostgreSQL {settings}; {seconds} s per row")
 print()
@@ -90,12 +115,15 @@ for r in delivery:
     print(f"| {r['subscribers']} | {r['offered_per_s']:.0f} | {r['committed']} | {r['committed'] / r['writer_seconds']:.0f} | {r['delivered_min']} | "
           f"{r['withheld_max']} | {r['lost_max']} | {r['delivered_per_s']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} |")
 print()
-print("| write (16 in flight) | per s | p50 ms | p99 ms | errors | events appended | ratio to pgbench |")
-print("|---|---:|---:|---:|---:|---:|---:|")
+print("| write (16 in flight) | per s | p50 ms | p99 ms | errors | events appended | ratio to pgbench INSERT | ratio to pgbench, the same statements |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|")
 for line in writes:
     label, *pairs = line.split()
     v = dict(p.split("=") for p in pairs)
+    per_s = float(v['throughput'])
+    to_same = f"{per_s / same:.2f}" if label == "resource.vacancies.set" else ""
     print(f"| {label} through the gateway | {v['throughput']} | {float(v['p50_us']) / 1000:.2f} | {float(v['p99_us']) / 1000:.2f} | "
-          f"{v['errors']} | {v['events']} | {float(v['throughput']) / pgbench:.2f} |")
-print(f"| pgbench one-row INSERT, 16 clients | {pgbench:.0f} | | | | | 1.00 |")
+          f"{v['errors']} | {v['events']} | {per_s / pgbench:.2f} | {to_same} |")
+print(f"| pgbench one-row INSERT, 16 clients | {pgbench:.0f} | | | | | 1.00 | |")
+print(f"| pgbench, resource.vacancies.set's statements (prepared), 16 clients | {same:.0f} | | | | | {same / pgbench:.2f} | 1.00 |")
 PY

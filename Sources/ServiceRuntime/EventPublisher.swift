@@ -11,7 +11,11 @@ import Wire
 /// - One publisher: it holds a session-level advisory lock on its own connection (`database`, a
 ///   pool of one), taken with `pg_try_advisory_lock` and kept for as long as the session lives; the
 ///   others try again every `standbyInterval`. An instance that dies (even by `kill -9`) closes its
-///   connection, and PostgreSQL releases the lock at once.
+///   connection, and PostgreSQL releases the lock at once. While it leads, a publisher asks whether
+///   its session still holds the lock at most every `standbyInterval` and after any error (a
+///   connection made again holds none): a round run without the lock in between is harmless, since
+///   numbering takes the cursor row's lock and the pushed cursor only moves by compare-and-set, so
+///   the worst it does is push events again (duplicates, which subscribers drop by id).
 /// - Each round: number up to `numberingBatch` committed, unnumbered rows in insertion order and
 ///   commit; then push what follows the `pushed` cursor in batches of `pushBatch`, each followed by
 ///   a head; only once the events socket's queue has taken them move the cursor, with a
@@ -46,10 +50,18 @@ struct EventPublisher: Sendable {
         var lastHead: ContinuousClock.Instant?
         var leading: Bool?
         var stalled = false
+        var leadCheckedAt: ContinuousClock.Instant?
         while !Task.isCancelled {
             var busy = false
             do {
-                let leader = try await database.withConnection { [stream] connection in try Self.lead(stream, on: connection) }
+                let leader: Bool
+                if leading == true, let checked = leadCheckedAt, clock.now - checked < standbyInterval {
+                    leader = true
+                } else {
+                    leadCheckedAt = nil
+                    leader = try await database.withConnection { [stream] connection in try Self.lead(stream, on: connection) }
+                    leadCheckedAt = clock.now
+                }
                 if leader != leading {
                     logger.info(leader ? "publishing events" : "standing by: another instance publishes events")
                     leading = leader
@@ -65,6 +77,8 @@ struct EventPublisher: Sendable {
                     }
                 }
             } catch {
+                // The connection may have been made again, without the lock: ask before the next round.
+                leadCheckedAt = nil
                 logger.debug("event publishing paused", metadata: ["error": "\(error)"])
             }
             if !busy {
@@ -135,12 +149,12 @@ struct EventPublisher: Sendable {
     /// Numbers up to `batch` committed, unnumbered rows in insertion order, from the cursor's counter.
     /// Returns how many it numbered, the pushed cursor and the last number given out.
     static func number(_ stream: EventStream, batch: Int, on tx: PostgresConnection) throws -> (Int, Int64, Int64) {
-        let position = try tx.query("SELECT pushed, assigned FROM \(stream.cursor) WHERE id = 1 FOR UPDATE")[0]
+        let position = try tx.query(prepared: "SELECT pushed, assigned FROM \(stream.cursor) WHERE id = 1 FOR UPDATE")[0]
         let pushed: Int64 = try position.decode("pushed")
         let assigned: Int64 = try position.decode("assigned")
         // Rows of transactions still open are not visible here: they are numbered by a later
         // round, after whatever committed before them.
-        let numbering = try tx.query("""
+        let numbering = try tx.query(prepared: """
             WITH next AS (
                 SELECT insert_order, row_number() OVER (ORDER BY insert_order) AS n FROM \(stream.events)
                 WHERE sequence IS NULL ORDER BY insert_order LIMIT \(batch)::int),
@@ -152,7 +166,7 @@ struct EventPublisher: Sendable {
         let numbered: Int = try numbering.decode("n")
         let last: Int64 = try numbering.decode("last")
         if numbered > 0 {
-            try tx.query("UPDATE \(stream.cursor) SET assigned = \(last)::bigint WHERE id = 1")
+            try tx.queryWithNext("UPDATE \(stream.cursor) SET assigned = \(last)::bigint WHERE id = 1")
         }
         return (numbered, pushed, last)
     }
@@ -161,7 +175,7 @@ struct EventPublisher: Sendable {
     /// the last sequence they cover.
     static func batch(_ stream: EventStream, after: Int64, upTo: Int64, limit: Int,
                       on connection: PostgresConnection) throws -> ([(sequence: Int64, message: [Data])], Int64) {
-        let rows = try connection.query("""
+        let rows = try connection.query(prepared: """
             SELECT o.sequence, o.type, o.tenant, \(stream.eventJSON())::text AS j FROM \(stream.events) o
             WHERE o.sequence > \(after)::bigint AND o.sequence <= \(upTo)::bigint ORDER BY o.sequence LIMIT \(limit)::int
             """)
@@ -175,11 +189,16 @@ struct EventPublisher: Sendable {
         return (messages, last)
     }
 
-    /// Moves the pushed cursor from `from` to `to` if it is still at `from`.
+    /// Moves the pushed cursor from `from` to `to` if it is still at `from`. Committed without
+    /// waiting for the disk: a move lost in a crash only means those events are pushed again
+    /// (duplicates, never loss), and the next round need not wait for the flush.
     static func movePushed(_ stream: EventStream, from: Int64, to: Int64, on connection: PostgresConnection) throws -> Bool {
-        !(try connection.query("""
-            UPDATE \(stream.cursor) SET pushed = \(to)::bigint WHERE id = 1 AND pushed = \(from)::bigint RETURNING id
-            """)).isEmpty
+        try connection.withTransaction { tx in
+            try tx.queryWithNext("SET LOCAL synchronous_commit = off")
+            return !(try tx.query(prepared: """
+                UPDATE \(stream.cursor) SET pushed = \(to)::bigint WHERE id = 1 AND pushed = \(from)::bigint RETURNING id
+                """)).isEmpty
+        }
     }
 
     /// A head message: the stream's highest sequence known to be numbered and sent.
