@@ -11,7 +11,8 @@
 #   write path - state changes with their event per second through the gateway at 16 in flight
 #                (tsunagu-bench load: resource.vacancies.set over 200 resources, and resource.create),
 #                against pgbench's one-row INSERT at 16 clients on the same PostgreSQL in the same run.
-# Release build, throwaway PostgreSQL.
+# Release build, throwaway PostgreSQL (given WAL segments to recycle first, as a cluster that has
+# run a while has). TSUNAGU_BENCH_SUBSCRIBER_ROWS: the delivery rows' subscriber counts ("1 10").
 #   deploy/bench-events.sh [SECONDS [RATE]]   (default 10 seconds per row, 1,000 writes/s offered)
 source "$(dirname "$0")/lib.sh"
 cd "$TSUNAGU_ROOT"
@@ -33,6 +34,17 @@ if ! "$VENV/bin/python" -c 'import zmq' 2>/dev/null; then
   "$VENV/bin/pip" install -q --disable-pip-version-check pyzmq
 fi
 admin_sql() { "$TSUNAGU_PG_BIN/psql" -qtAX "$TSUNAGU_DATABASE_URL" -c "$1"; }
+# A new cluster creates and zero-fills each 16 MB WAL segment while its writers wait for it: at
+# this write rate that is a stall of 0.2-0.8 s every few seconds, which a cluster that has run a
+# while does not have (it recycles old segments after each checkpoint). So that the rows measure
+# Tsunagu rather than a cluster's first hour, this one gets 1 GB of segments to recycle first.
+admin_sql "ALTER SYSTEM SET min_wal_size = '2GB'"
+admin_sql "SELECT pg_reload_conf()" >/dev/null
+admin_sql "CREATE TABLE bench_wal (n int)"
+for _ in $(seq 1 64); do admin_sql "INSERT INTO bench_wal VALUES (1); SELECT pg_switch_wal()" >/dev/null; done
+admin_sql "DROP TABLE bench_wal"
+admin_sql "CHECKPOINT"
+log "WAL segments ready: $(find "$TSUNAGU_PG_DATA/pg_wal" -maxdepth 1 -type f -name '0*' | wc -l)"
 settings="fsync=$(admin_sql "SHOW fsync") synchronous_commit=$(admin_sql "SHOW synchronous_commit")"
 log "PostgreSQL: $settings"
 
@@ -49,7 +61,7 @@ log "warming up"
 "$VENV/bin/python" deploy/bench/event_delivery.py delivery --subscribers 1 --rate 200 --seconds 1 --payloads "$WORK/vacancies.jsonl" >/dev/null
 
 delivery=()
-for subscribers in 1 10; do
+for subscribers in ${TSUNAGU_BENCH_SUBSCRIBER_ROWS:-1 10}; do
   line=$("$VENV/bin/python" deploy/bench/event_delivery.py delivery --subscribers "$subscribers" --rate "$RATE" \
     --seconds "$SECONDS_PER_ROW" --payloads "$WORK/vacancies.jsonl")
   log "$line"
@@ -77,8 +89,8 @@ log "pgbench: tps=$pgbench_tps"
 admin_sql "DROP TABLE bench_scratch"
 
 # The yardstick for the write itself: pgbench sending the very statements resource.vacancies.set
-# sends (BEGIN with the statement timeout, the row lock, the update, the history row, the row as
-# JSON, the event, COMMIT), prepared, at 16 clients, while the registry's publisher numbers and
+# sends (BEGIN with the statement timeout, the row lock, the update with its history row and the
+# row as JSON, the event, COMMIT), prepared, at 16 clients, while the registry's publisher numbers and
 # pushes the events: what PostgreSQL alone allows for this change on this machine, with none of
 # Tsunagu's code in the way.
 admin_sql "CREATE TABLE bench_ids AS SELECT row_number() OVER (ORDER BY id)::int AS n, id FROM registry.resources"
@@ -89,9 +101,7 @@ BEGIN;
 SET LOCAL statement_timeout = 29500;
 SELECT id AS rid FROM bench_ids WHERE n = :n \gset
 SELECT tenant, version, retired_at IS NOT NULL AS retired FROM registry.resources WHERE id = :rid::uuid FOR UPDATE;
-UPDATE registry.resources SET vacancies = :v, version = version + 1, updated_at = now() WHERE id = :rid::uuid AND (capacity IS NULL OR capacity >= :v) RETURNING id;
-INSERT INTO registry.resource_history (resource_id, version, changed_by, change, snapshot) SELECT id, version, 'pgbench', 'vacancies', to_jsonb(t) - 'search_text' FROM registry.resources t WHERE id = :rid::uuid;
-SELECT to_jsonb(t) - 'search_text' AS j FROM registry.resources t WHERE id = :rid::uuid;
+WITH u AS (UPDATE registry.resources SET vacancies = :v, version = version + 1, updated_at = now() WHERE id = :rid::uuid AND (capacity IS NULL OR capacity >= :v) RETURNING *), h AS (INSERT INTO registry.resource_history (resource_id, version, changed_by, change, snapshot) SELECT id, version, 'pgbench', 'vacancies', to_jsonb(u) - 'search_text' FROM u RETURNING snapshot) SELECT snapshot::text AS j FROM h;
 INSERT INTO registry.events (type, subject, tenant, data) VALUES ('jp.tsunagu.registry.resource.vacancies_changed', 'resources/' || :rid, '130001', jsonb_build_object('id', :rid::text, 'tenant', '130001', 'version', 2, 'capacity', 10, 'vacancies', :v::int));
 COMMIT;
 SQL

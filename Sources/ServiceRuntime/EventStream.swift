@@ -107,6 +107,12 @@ public struct EventStream: Sendable {
                 );
                 INSERT INTO \(schema).event_cursor (id, assigned, pushed) VALUES (1, 0, 0);
                 """),
+            // `time` is when the event's row was written, not when its transaction began: an append
+            // goes with the transaction's next statement or its COMMIT, so this is about when the
+            // change was committed, even for a transaction that ran long.
+            PostgresMigration(id: "0003_event_time", sql: """
+                ALTER TABLE \(schema).events ALTER COLUMN time SET DEFAULT clock_timestamp();
+                """),
         ]
     }
 

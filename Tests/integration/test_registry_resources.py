@@ -62,6 +62,12 @@ def test_vacancies_and_their_events(suite):
         changed = ok(client.call("registry", "resource.vacancies.set", {"id": created["id"], "vacancies": 0}))
         assert changed["vacancies"] == 0 and changed["version"] == 2
         assert error_code(client.call("registry", "resource.vacancies.set", {"id": created["id"], "vacancies": 11})) == "invalid_input"
+        # The change is in the history as what was answered; the refused one left no version.
+        versions = ok(client.call("registry", "resource.history", {"id": created["id"]}))["versions"]
+        assert [(v["version"], v["change"]) for v in versions] == [(1, "created"), (2, "vacancies")]
+        assert ok(client.call("registry", "resource.get", {"id": created["id"]}))["version"] == 2
+        assert {k: versions[1]["snapshot"][k] for k in ("vacancies", "version", "updated_at")} == \
+            {k: changed[k] for k in ("vacancies", "version", "updated_at")}
         # The publisher numbers events within a poll of their commit; until then events.read shows none.
         subject = f"resources/{created['id']}"
         deadline = time.monotonic() + 10

@@ -170,13 +170,11 @@ enum Resources {
             ) { context, input, tx in
                 let principal = try context.writer()
                 let owner = try res.lockForChange(id: input.id, version: nil, principal: principal, on: tx)
-                let updated = try tx.query(prepared: """
-                    UPDATE registry.resources SET vacancies = \(input.vacancies), version = version + 1, updated_at = now()
-                    WHERE id = \(input.id)::uuid AND (capacity IS NULL OR capacity >= \(input.vacancies)) RETURNING id
-                    """)
-                guard !updated.isEmpty else { throw WireError(.invalidInput, "vacancies exceed the capacity") }
-                try res.recordHistory(id: input.id, change: "vacancies", by: principal, on: tx)
-                let after = try res.fetch(id: input.id, on: tx)
+                guard let after = try res.update(id: input.id, set: "vacancies = \(input.vacancies)",
+                                                 when: "capacity IS NULL OR capacity >= \(input.vacancies)",
+                                                 change: "vacancies", by: principal, on: tx) else {
+                    throw WireError(.invalidInput, "vacancies exceed the capacity")
+                }
                 try registryEvents.append(on: tx, type: "resource.vacancies_changed", subject: "resources/\(input.id)", tenant: owner,
                                   data: vacancyData(after))
                 return after

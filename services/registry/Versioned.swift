@@ -47,6 +47,20 @@ struct VersionedTable: Sendable {
             """)
     }
 
+    /// Sets `assignments` on the row (a new version, `updated_at` now) if `condition` holds too,
+    /// records it in the history and returns it as the API shows it: one statement where the
+    /// three steps would take three. Nil when the row did not match.
+    func update(id: String, set assignments: PostgresQuery, when condition: PostgresQuery, change: String,
+                by principal: Principal, on tx: PostgresConnection) throws -> JSONValue? {
+        try tx.jsonRows("""
+            WITH u AS (UPDATE \(unsafeRaw: table) SET \(assignments), version = version + 1, updated_at = now()
+                       WHERE id = \(id)::uuid AND (\(condition)) RETURNING *),
+                 h AS (INSERT INTO \(unsafeRaw: historyTable) (\(unsafeRaw: historyKey), version, changed_by, change, snapshot)
+                       SELECT id, version, \(principal.tokenID), \(change), to_jsonb(u) - 'search_text' FROM u RETURNING snapshot)
+            SELECT snapshot::text AS j FROM h
+            """, prepared: true).first
+    }
+
     /// The row as the API shows it.
     func fetch(id: String, on connection: PostgresConnection) throws -> JSONValue {
         try connection.jsonRow("SELECT to_jsonb(t) - 'search_text' AS j FROM \(unsafeRaw: table) t WHERE id = \(id)::uuid",
