@@ -113,13 +113,17 @@ enum Resources {
                 try DirectoryFields.check(input)
                 let (input, servesSource) = try ServesAreas.resolve(input, stored: nil)
                 try checkReferences(input, tenant: principal.tenant, principal: principal, servesSource: servesSource, on: tx)
-                let id: String = try tx.query("""
-                    INSERT INTO registry.resources (tenant, organization_id, \(unsafeRaw: updatableColumns), search_text)
-                    SELECT \(principal.tenant), (i->>'organization_id')::uuid, \(unsafeRaw: updatableValues), \(searchText(input))
-                    FROM (SELECT \(input.jsonText)::jsonb AS i) s RETURNING id::text
-                    """)[0].decode("id")
-                try res.recordHistory(id: id, change: "created", by: principal, on: tx)
-                let created = try res.fetch(id: id, on: tx)
+                // The row, its first history entry and the reply in one statement.
+                guard let created = try tx.jsonRows("""
+                    WITH c AS (INSERT INTO registry.resources (tenant, organization_id, \(unsafeRaw: updatableColumns), search_text)
+                               SELECT \(principal.tenant), (i->>'organization_id')::uuid, \(unsafeRaw: updatableValues), \(searchText(input))
+                               FROM (SELECT \(input.jsonText)::jsonb AS i) s RETURNING *),
+                         h AS (INSERT INTO registry.resource_history (resource_id, version, changed_by, change, snapshot)
+                               SELECT id, version, \(principal.tokenID), 'created', to_jsonb(c) - 'search_text' FROM c RETURNING snapshot)
+                    SELECT snapshot::text AS j FROM h
+                    """, prepared: true).first, let id = created["id"]?.stringValue else {
+                    throw WireError(.internal, "the new resource was not returned")
+                }
                 try registryEvents.append(on: tx, type: "resource.created", subject: "resources/\(id)", tenant: principal.tenant,
                                   data: eventData(created))
                 return created
@@ -256,7 +260,7 @@ enum Resources {
     static func checkReferences(_ input: JSONValue, tenant: String, principal: Principal,
                                 servesSource: ServesAreas.Source, on tx: PostgresConnection) throws {
         try lockReferencedAreas(input, on: tx)
-        let row = try tx.query("""
+        let row = try tx.query(prepared: """
             SELECT (SELECT tenant FROM registry.organizations WHERE id = (i->>'organization_id')::uuid AND retired_at IS NULL) AS org_tenant,
                    i ? 'organization_id' AS has_org,
                    EXISTS (SELECT 1 FROM registry.categories WHERE code = i->>'category_code') AS category_ok,
@@ -317,7 +321,8 @@ enum Resources {
         var ids = ["daily_life_area_id", "serves_area"].compactMap { input[$0]?.stringValue }
         if case .array(let areas)? = input["serves_areas"] { ids += areas.compactMap(\.stringValue) }
         guard !ids.isEmpty else { return }
-        try tx.query("""
+        // Sent with the next statement: the locks are taken before it runs.
+        try tx.queryWithNext("""
             SELECT id FROM registry.area_groups WHERE id = ANY(\(ids)::text[])
             ORDER BY id FOR KEY SHARE
             """)
