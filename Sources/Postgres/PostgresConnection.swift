@@ -78,13 +78,16 @@ public final class PostgresConnection {
         if !inTransaction || held.count >= Self.maxHeld { try flushHeld() }
     }
 
-    /// One statement to send: its query, and whether it goes through a prepared statement.
+    /// One statement to send: its query, whether it goes through a prepared statement, and
+    /// whether it is the BEGIN of `withTransaction`.
     private struct Statement {
         let query: PostgresQuery
         let prepared: Bool
-        init(_ query: PostgresQuery, prepared: Bool) {
+        let begins: Bool
+        init(_ query: PostgresQuery, prepared: Bool, begins: Bool = false) {
             self.query = query
             self.prepared = prepared
+            self.begins = begins
         }
     }
 
@@ -132,7 +135,7 @@ public final class PostgresConnection {
     /// every result is read, and the server skipped the rest. A connection that breaks on the way
     /// is left unhealthy, so its pool drops it.
     private func pipeline(_ statements: [Statement]) throws(PostgresError) -> [PostgresRow] {
-        if statements.contains(where: { $0.query.sql == "BEGIN" }) { beginHeld = false }
+        if statements.contains(where: \.begins) { beginHeld = false }
         return try withUnsafeHandle { conn throws(PostgresError) in
             guard PQenterPipelineMode(conn) == 1 else { throw connectionError(conn) }
             // What each result read back answers, in the order they come.
@@ -258,7 +261,7 @@ public final class PostgresConnection {
     public func withTransaction<T>(statementTimeoutMs: Int, _ body: (PostgresConnection) throws -> TransactionEnd<T>) throws -> T {
         precondition(!inTransaction && held.isEmpty, "a transaction inside a transaction")
         // Our own integer, not input: safe to write into the SQL text.
-        held = [Statement("BEGIN", prepared: false)]
+        held = [Statement("BEGIN", prepared: false, begins: true)]
             + (statementTimeoutMs > 0 ? [Statement(PostgresQuery(unsafeSQL: "SET LOCAL statement_timeout = \(statementTimeoutMs)"), prepared: false)] : [])
         let prelude = held.count
         beginHeld = true

@@ -230,6 +230,21 @@ struct PostgresTests {
         }
         try connection.withTransaction { tx in _ = try tx.query(insert(9)) }
         #expect(try count(schema, on: connection) == 1)
+        // A statement prepared in a transaction that then failed and rolled back stays prepared
+        // on the session (PostgreSQL's prepared statements are not transactional): reusing it works.
+        let probe = PostgresQuery(unsafeSQL: "SELECT $1::int + 1 AS n", bindings: ["41"])
+        do {
+            try connection.withTransaction { tx in
+                _ = try tx.query(prepared: probe)
+                try tx.query(insert(9))
+            }
+            Issue.record("expected a unique violation")
+        } catch let error as PostgresError {
+            #expect(error.isUniqueViolation)
+        }
+        #expect(try connection.query(prepared: probe)[0].decode("n", as: Int.self) == 42)
+        let inTransaction: Int = try connection.withTransaction { tx in try tx.query(prepared: probe)[0].decode("n") }
+        #expect(inTransaction == 42)
     }
 
     @Test func aTransactionsStatementTimeoutHoldsWithItsFirstStatement() throws {
