@@ -2,7 +2,8 @@ import Synchronization
 
 /// Wakes a sleeping event publisher early: a write of this instance that committed (it may have
 /// appended events) nudges it, so the publisher numbers and pushes at once instead of at its next
-/// poll. A write on another instance does not reach it; the poll still finds that one.
+/// poll. A write on another instance reaches the publishing one as a PostgreSQL notification
+/// (`EventPublisher`), which nudges it in turn.
 /// - Note: `Sendable`: its state is behind a `Mutex`.
 final class EventNudge: Sendable {
     private struct State {
@@ -22,8 +23,10 @@ final class EventNudge: Sendable {
         sleeper?.cancel()
     }
 
-    /// Sleeps up to `duration`, less if nudged (or if the calling task is cancelled).
-    func sleep(for duration: Duration) async {
+    /// Sleeps up to `duration`, less if nudged (or if the calling task is cancelled). Returns
+    /// whether it was nudged.
+    @discardableResult
+    func sleep(for duration: Duration) async -> Bool {
         let sleeper = Task<Void, Never> { _ = try? await Task.sleep(for: duration) }
         let nudged = state.withLock { state -> Bool in
             if state.pending { return true }
@@ -33,9 +36,11 @@ final class EventNudge: Sendable {
         if nudged { sleeper.cancel() }
         await withTaskCancellationHandler { await sleeper.value } onCancel: { sleeper.cancel() }
         // The round that follows sees every commit that nudged so far.
-        state.withLock { state in
+        return state.withLock { state in
+            let nudged = state.pending
             state.sleeper = nil
             state.pending = false
+            return nudged
         }
     }
 }

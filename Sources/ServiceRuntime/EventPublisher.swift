@@ -2,6 +2,7 @@ import Foundation
 import JSONSchema
 import Logging
 import Postgres
+import Synchronization
 import Wire
 
 /// Numbers a stream's committed events and pushes them to the gateway (docs/events.md,
@@ -25,7 +26,12 @@ import Wire
 ///   gateway still takes nothing, so numbering goes on meanwhile). A publisher that dies before
 ///   moving the cursor leaves it where it was, and the next one sends those events again:
 ///   duplicates (subscribers dedupe by id), never loss.
-/// - Between rounds it sleeps `pollInterval`, less when a write of this instance commits (`EventNudge`).
+/// - Between rounds it sleeps `pollInterval`, less when a write commits: a write of this instance
+///   nudges it directly (`EventNudge`); an instance that stands by passes its own instances' commits
+///   on as a PostgreSQL notification (`pg_notify('tsunagu_events', schema)`, at most one per
+///   `relayGap`, committed without waiting for the disk), which the publishing instance's
+///   `listener()` hears and turns into a nudge. Notifications only wake it early: one lost (the
+///   listener reconnecting) costs at most a poll.
 /// - Heads: `["tsunagu.head", {"stream":…,"sequence":N}]` after every pushed batch (N its last
 ///   sequence) and at least every `headInterval` (N the highest number given out), so a subscriber
 ///   notices a lost tail within a heartbeat.
@@ -37,12 +43,27 @@ struct EventPublisher: Sendable {
     let database: PostgresPool
     let logger: Logger
     var headInterval: Duration = .seconds(1)
-    var pollInterval: Duration = .milliseconds(100)
+    var pollInterval: Duration = .milliseconds(1000)
     var standbyInterval: Duration = .milliseconds(500)
     var sendTimeout: Duration = .seconds(2)
     var retryTimeout: Duration = .milliseconds(200)
     var numberingBatch = 5000
     var pushBatch = 500
+    var relayGap: Duration = .milliseconds(2)
+    /// Whether this instance publishes now: only then do notifications wake it.
+    let role = PublisherRole()
+
+    /// The channel standing-by instances notify and the publishing one listens on; the payload is
+    /// the stream's schema.
+    static let notificationChannel = "tsunagu_events"
+
+    /// The listener that wakes this publisher, while it publishes, when another instance commits.
+    func listener(conninfo: String) -> PostgresListener {
+        let (nudge, schema, role) = (stream.nudge, stream.schema, role)
+        return PostgresListener(conninfo: conninfo, channel: Self.notificationChannel, logger: logger) { payloads in
+            if role.isLeading && (payloads.isEmpty || payloads.contains(schema)) { nudge.nudge() }
+        }
+    }
 
     /// Rounds until the task is cancelled.
     func run() async {
@@ -65,6 +86,7 @@ struct EventPublisher: Sendable {
                 if leader != leading {
                     logger.info(leader ? "publishing events" : "standing by: another instance publishes events")
                     leading = leader
+                    role.set(leader)
                 }
                 if leader {
                     let round = try await self.round(within: stalled ? retryTimeout : sendTimeout)
@@ -82,8 +104,35 @@ struct EventPublisher: Sendable {
                 logger.debug("event publishing paused", metadata: ["error": "\(error)"])
             }
             if !busy {
-                if leading == true { await stream.nudge.sleep(for: pollInterval) } else { try? await Task.sleep(for: standbyInterval) }
+                // Heads are sent from rounds: a head interval shorter than the poll shortens the sleep.
+                if leading == true { await stream.nudge.sleep(for: min(pollInterval, headInterval)) } else { await relayCommits(for: standbyInterval) }
             }
+        }
+    }
+
+    /// While standing by, for `duration`: tells the publishing instance of each commit of this
+    /// one (a notification), at most one per `relayGap`.
+    private func relayCommits(for duration: Duration) async {
+        let clock = ContinuousClock()
+        let until = clock.now + duration
+        while !Task.isCancelled, clock.now < until {
+            guard await stream.nudge.sleep(for: until - clock.now) else { return }
+            do {
+                try await database.withConnection { [stream] connection in try Self.notify(stream, on: connection) }
+            } catch {
+                logger.debug("could not notify the publishing instance", metadata: ["error": "\(error)"])
+                return
+            }
+            try? await Task.sleep(for: relayGap)
+        }
+    }
+
+    /// Notifies the stream's channel. Committed without waiting for the disk: the notification is
+    /// delivered at commit either way, and losing one in a crash costs a poll.
+    static func notify(_ stream: EventStream, on connection: PostgresConnection) throws {
+        try connection.withTransaction { tx in
+            try tx.queryWithNext("SET LOCAL synchronous_commit = off")
+            _ = try tx.query(prepared: "SELECT pg_notify(\(notificationChannel), \(stream.schema))")
         }
     }
 
@@ -206,4 +255,14 @@ struct EventPublisher: Sendable {
         let body = JSONValue.object(["stream": .string(stream.name), "sequence": .integer(sequence)])
         return [EventStreamWire.headTopic, body.serialized()]
     }
+}
+
+/// Whether an instance's publisher leads, for its notification listener's thread to read.
+/// - Note: `Sendable`: an atomic.
+final class PublisherRole: Sendable {
+    private let leading = Atomic<Bool>(false)
+
+    var isLeading: Bool { leading.load(ordering: .relaxed) }
+
+    func set(_ value: Bool) { leading.store(value, ordering: .relaxed) }
 }

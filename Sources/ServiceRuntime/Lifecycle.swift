@@ -62,6 +62,25 @@ public struct PostgresPoolService: Service {
     }
 }
 
+/// A `PostgresListener`'s thread, from start to graceful shutdown.
+public struct PostgresListenerService: Service {
+    public let listener: PostgresListener
+
+    public init(_ listener: PostgresListener) { self.listener = listener }
+
+    public func run() async throws {
+        listener.start()
+        try? await gracefulShutdown()
+        // `stop` waits for the thread (at most one socket poll): not on the cooperative pool.
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            Thread.detachNewThread {
+                listener.stop()
+                done.resume()
+            }
+        }
+    }
+}
+
 /// A service's connection to the gateway: registers, serves until graceful shutdown, then sends
 /// DISCONNECT, answers what it holds and closes. A message loop that dies ends the group with an
 /// error (`MessageLoopFailure`), so the process exits with an error status instead of idling.

@@ -75,8 +75,10 @@ public enum ServiceRunner {
         // The publisher's own connection: its session holds the lock that makes it the one publisher.
         let publisherPool: PostgresPool?
         let headInterval: Duration
+        let pollInterval: Duration
         do {
             headInterval = .milliseconds(try configuration.int("TSUNAGU_EVENTS_HEAD_INTERVAL_MS", default: 1000, range: 10...60_000))
+            pollInterval = .milliseconds(try configuration.int("TSUNAGU_EVENTS_POLL_MS", default: 1000, range: 10...600_000))
             publisherPool = definition.events == nil || pool == nil ? nil
                 : PostgresPool(.init(conninfo: configuration.databaseURL, size: 1), logger: logger)
         } catch {
@@ -89,8 +91,9 @@ public enum ServiceRunner {
         services.append(WorkerConnectionService(connection))
         if let events = definition.events, let publisherPool {
             let publisher = EventPublisher(stream: events, connection: connection, database: publisherPool, logger: logger,
-                                           headInterval: headInterval)
+                                           headInterval: headInterval, pollInterval: pollInterval)
             services.append(PostgresPoolService(publisherPool))
+            services.append(PostgresListenerService(publisher.listener(conninfo: configuration.databaseURL)))
             services.append(PeriodicService(name: "event publisher") { await publisher.run() })
         }
         if let pool, let schema = definition.schema {

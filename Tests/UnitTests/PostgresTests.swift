@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Postgres
+import Synchronization
 import Testing
 
 /// Against the real PostgreSQL that deploy/test.sh starts (TSUNAGU_TEST_DATABASE_URL).
@@ -277,6 +278,35 @@ struct PostgresTests {
             try connection.withTransaction { tx in try tx.query("SELECT 1") }
         }
         #expect(!connection.isHealthy)
+    }
+
+    @Test func aListenerHearsNotificationsAndComesBackAfterItsConnectionIsKilled() async throws {
+        let heard = Mutex<[[String]]>([])
+        let channel = "t_listen_\(UInt32.random(in: 0...UInt32.max))"
+        let listener = PostgresListener(conninfo: testDatabaseURL!, channel: channel, logger: logger) { payloads in
+            heard.withLock { $0.append(payloads) }
+        }
+        listener.start()
+        defer { listener.stop() }
+        let sender = try connect()
+        defer { sender.close() }
+        func waitFor(_ what: String, _ condition: () -> Bool) async throws {
+            for _ in 0..<200 where !condition() { try await Task.sleep(for: .milliseconds(50)) }
+            #expect(condition(), "\(what)")
+        }
+        // Once connected it says so with no payloads (it may have missed some before).
+        try await waitFor("connected") { heard.withLock { $0.contains([]) } }
+        try sender.query("SELECT pg_notify(\(channel), 'first')")
+        try await waitFor("the first notification") { heard.withLock { $0.contains { $0.contains("first") } } }
+        // Its backend killed: it connects again, says so, and hears the next one.
+        let backends: [Int] = try sender.query("SELECT pid FROM pg_stat_activity WHERE query = \("LISTEN " + channel)")
+            .map { try $0.decode("pid") }
+        #expect(backends.count == 1)
+        let before = heard.withLock { $0.filter(\.isEmpty).count }
+        for pid in backends { try sender.query("SELECT pg_terminate_backend(\(pid))") }
+        try await waitFor("connected again") { heard.withLock { $0.filter(\.isEmpty).count } > before }
+        try sender.query("SELECT pg_notify(\(channel), 'second')")
+        try await waitFor("the notification after the reconnect") { heard.withLock { $0.contains { $0.contains("second") } } }
     }
 
     @Test func migratorAppliesInOrderOnceAndRecordsChecksums() throws {

@@ -260,6 +260,38 @@ def test_kill_9_of_the_publisher_under_load_loses_nothing_and_numbers_each_event
     assert "publishing events" in second.output()
 
 
+def test_a_write_on_a_standing_by_instance_wakes_the_publisher_by_notification(make_suite):
+    """Two gateways over one database, each with one registry instance: the first instance
+    publishes, the second stands by. Both poll only every 10 minutes, so a write through the
+    second gateway is numbered and readable soon only because its instance told the publishing one
+    (pg_notify after its commit) and that one's listener woke it. The notification carries the
+    stream's schema and nothing of the change."""
+    slow_poll = {"TSUNAGU_EVENTS_POLL_MS": "600000"}
+    first = make_suite(slow_poll)
+    first.start_gateway()
+    publishing = first.start_registry()
+    first.wait_for_instances("registry", 1)
+    wait_until(lambda: "publishing events" in publishing.output(), what="the first instance publishing")
+    second = make_suite(slow_poll)
+    second.start_gateway()
+    standing = second.start_registry()
+    second.wait_for_instances("registry", 1)
+    wait_until(lambda: "standing by" in standing.output(), what="the second instance standing by")
+    tag = uuid.uuid4().hex[:8]
+    with psycopg.connect(DATABASE_URL, autocommit=True) as listener:
+        listener.execute("LISTEN tsunagu_events")
+        with Closing(second.client(token=token_for(second, TOKYO, ["editor"]))) as client, Closing(first.client()) as national:
+            before = head(national)
+            made = create(client, make_org(client, f"通知の法人{tag}")["id"], f"通知{tag}")
+            subject = f"resources/{made['id']}"
+            events = wait_until(lambda: [e for e in read_all(national, before)[0] if e["subject"] == subject], timeout=15,
+                                what="the standing-by instance's write numbered by the publishing one")
+        assert [e["type"] for e in events] == [CREATED]
+        payloads = {n.payload for n in listener.notifies(timeout=2.0, stop_after=1)}
+    assert payloads == {"registry"}
+    assert "publishing events" not in standing.output()
+
+
 def test_one_publisher_at_a_time(make_suite):
     """Two instances: one publishes, the other stands by; when the publisher stops, the other takes over."""
     s = make_suite()
