@@ -52,15 +52,15 @@ public final class PostgresListener: Sendable {
     private func run() {
         var backoff = 0.1
         while !isStopping {
-            guard let conn = PQconnectdb(conninfo) else { return }
-            if PQstatus(conn) == CONNECTION_OK, listen(on: conn) {
+            let conn = PQconnectdb(conninfo)
+            if let conn, PQstatus(conn) == CONNECTION_OK, listen(on: conn) {
                 backoff = 0.1
                 onNotification([])
                 receive(on: conn)
             } else {
                 logger.warning("listening for notifications failed; retrying later", metadata: ["db.backoff": "\(backoff) seconds"])
             }
-            PQfinish(conn)
+            if let conn { PQfinish(conn) }
             // Back off in short steps, so that a stop is not held up.
             let until = Date().addingTimeInterval(backoff)
             while !isStopping && Date() < until { Thread.sleep(forTimeInterval: 0.05) }

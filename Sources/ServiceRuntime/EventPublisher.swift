@@ -27,7 +27,7 @@ import Wire
 ///   moving the cursor leaves it where it was, and the next one sends those events again:
 ///   duplicates (subscribers dedupe by id), never loss.
 /// - Between rounds it sleeps `pollInterval`, less when a write commits: a write of this instance
-///   nudges it directly (`EventNudge`); an instance that stands by passes its own instances' commits
+///   nudges it directly (`EventNudge`); an instance that stands by passes its own commits
 ///   on as a PostgreSQL notification (`pg_notify('tsunagu_events', schema)`, at most one per
 ///   `relayGap`, committed without waiting for the disk), which the publishing instance's
 ///   `listener()` hears and turns into a nudge. Notifications only wake it early: one lost (the
