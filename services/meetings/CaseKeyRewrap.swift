@@ -64,12 +64,13 @@ enum CaseKeyRewrap {
                 UPDATE meetings.cases c SET data_key = decode(v.data_key, 'base64'), key_id = \(keyring.keyID)
                 FROM unnest(\(ids)::uuid[], \(keys)::text[]) AS v(id, data_key)
                 WHERE c.id = v.id AND c.key_id = \(previousKeyID)
-                RETURNING c.id
-                """)
+                RETURNING c.id::text AS id
+                """).map { try $0.decode("id", as: String.self) }
+            // One audit row per case moved, in the transaction that moved it.
             try tx.query("""
                 INSERT INTO meetings.case_audit (token_id, tenant, case_id, body_id, action, fields, outcome, request_id)
                 SELECT NULL, \(TenancyPolicy.nationalTenant), c.id, c.body_id, 'rewrap', '{data_key,key_id}', 'allowed', \(runID)
-                FROM meetings.cases c WHERE c.id = ANY(\(ids)::uuid[])
+                FROM meetings.cases c WHERE c.id = ANY(\(updated)::uuid[])
                 """)
             batch.rewrapped = updated.count
             return batch
