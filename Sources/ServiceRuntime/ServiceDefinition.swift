@@ -16,6 +16,8 @@ public struct ServiceDefinition: Sendable {
     /// The service's event stream (named after the service, in its schema); when set, the
     /// runtime makes its tables, numbers its events and pushes them to the gateway for fan-out.
     public let events: EventStream?
+    /// The service's own background work, run while it serves (`ServiceBackgroundWork`).
+    public var backgroundWork: [ServiceBackgroundWork] = []
 
     public init(name: String, version: String, schema: String, migrations: [PostgresMigration],
                 operations: [ServiceOperation], events: EventStream? = nil) {

@@ -24,8 +24,8 @@ public enum ServiceRunner {
 
     /// The process, as lifecycle services started in this order and stopped in reverse: the
     /// database pool (after the migrations ran, as a prelude, before any message is taken), the
-    /// connection to the gateway, the event publisher (with its own one-connection pool) and the
-    /// idempotency purge.
+    /// connection to the gateway, the event publisher (with its own one-connection pool), the
+    /// idempotency purge and the service's own background work.
     public static func run(_ definition: ServiceDefinition, configuration: Configuration, migrateOnly: Bool) async throws {
         var logger = Logger(label: "tsunagu.\(definition.name)")
         logger[metadataKey: LogKey.service] = "\(definition.name)"
@@ -102,6 +102,9 @@ public enum ServiceRunner {
             services.append(PeriodicService(name: "idempotency purge") {
                 await purgeIdempotencyRecords(writes, database: pool, logger: purgeLogger)
             })
+        }
+        if let pool {
+            services += definition.backgroundWork.map { BackgroundWorkService(work: $0, database: pool, logger: logger) as any Service }
         }
         logger.info("serving", metadata: ["version": "\(definition.version)", "gateway": "\(configuration.workerEndpoint)"])
         try await TsunaguLifecycle.run(services, logger: logger)

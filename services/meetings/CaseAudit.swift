@@ -9,7 +9,9 @@ import Wire
 /// (`CommittedRefusal`). Rows name who (token id, tenant), when, which case or body, the action,
 /// the content fields it touched (names only) and the outcome; never content.
 enum CaseAudit {
-    enum Action: String { case create, read, update, erase, list, auditRead = "audit_read" }
+    /// `rewrap` is the service's own: a case's data key moved to the current master key
+    /// (`CaseKeyRewrap`, which writes its rows itself; migration 0060).
+    enum Action: String { case create, read, update, erase, list, auditRead = "audit_read", rewrap }
     enum Outcome: String { case allowed, forbidden, notFound = "not_found", unreadable }
 
     static func record(on tx: PostgresConnection, context: RequestContext, principal: Principal, action: Action,

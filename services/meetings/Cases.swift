@@ -233,7 +233,7 @@ enum Cases {
                 summary: "Who did what with a case, when (e.g. action=read: who read it); for the body's case editors and secretariat; audited.",
                 schema: """
                     {"type":"object","additionalProperties":false,"required":["id"],
-                     "properties":{"id":\(uuidSchema),"action":{"enum":["create","read","update","erase","list","audit_read"]},
+                     "properties":{"id":\(uuidSchema),"action":{"enum":["create","read","update","erase","list","audit_read","rewrap"]},
                                    "after":{"type":"integer","minimum":0,"maximum":9007199254740991},
                                    "limit":{"type":"integer","minimum":1,"maximum":1000}}}
                     """,
@@ -245,6 +245,7 @@ enum Cases {
                 schema: #"{"type":"object","additionalProperties":false,"required":["body_id"],"properties":{"body_id":\#(uuidSchema)}}"#,
                 input: StatisticsInput.self
             ) { context, input in try await statistics(context, input) },
+            try CaseKeyRewrap.statusOperation(keyring: keyring),
         ]
     }
 

@@ -12,10 +12,12 @@ enum MeetingsMain {
         ServiceRunner.main {
             // Without the case master key the service does not start: it would hold cases it
             // cannot seal or open. `--migrate-only` touches no case and needs none.
+            let configuration = try Configuration()
             let keyring = CommandLine.arguments.contains("--migrate-only")
                 ? CaseKeyring(masterKey: .init(size: .bits256))
-                : try CaseKeyring(configuration: try Configuration())
-            return ServiceDefinition(
+                : try CaseKeyring(configuration: configuration)
+            let rewrapBatch = try configuration.int(CaseKeyRewrap.batchSizeKey, default: CaseKeyRewrap.batchSize, range: 1...10_000)
+            var definition = ServiceDefinition(
                 name: "meetings",
                 version: "0.1.0",
                 schema: "meetings",
@@ -25,6 +27,11 @@ enum MeetingsMain {
                     + meetingsEvents.operations(),
                 events: meetingsEvents
             )
+            // While a previous master key is configured: move every case's key to the current one.
+            definition.backgroundWork = [ServiceBackgroundWork(name: "case key rewrap") { database, logger in
+                await CaseKeyRewrap.run(keyring: keyring, database: database, logger: logger, batchSize: rewrapBatch)
+            }]
+            return definition
         }
     }
 }
