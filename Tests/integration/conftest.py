@@ -78,16 +78,9 @@ class Suite:
     def __init__(self, tmp_path, extra_env=None):
         assert BIN and DATABASE_URL, "run through deploy/test.sh (TSUNAGU_BIN, TSUNAGU_DATABASE_URL)"
         self.tmp = str(tmp_path)
-        self.client_endpoint = f"tcp://127.0.0.1:{free_port()}"
-        self.worker_endpoint = f"tcp://127.0.0.1:{free_port()}"
-        self.events_in_endpoint = f"tcp://127.0.0.1:{free_port()}"
-        self.events_out_endpoint = f"tcp://127.0.0.1:{free_port()}"
         self.env = dict(os.environ)
+        self.set_endpoints()
         self.env.update({
-            "TSUNAGU_CLIENT_ENDPOINT": self.client_endpoint,
-            "TSUNAGU_WORKER_ENDPOINT": self.worker_endpoint,
-            "TSUNAGU_EVENTS_IN_ENDPOINT": self.events_in_endpoint,
-            "TSUNAGU_EVENTS_OUT_ENDPOINT": self.events_out_endpoint,
             "TSUNAGU_DATABASE_URL": DATABASE_URL,
             "TSUNAGU_ADMIN_TOKEN": ADMIN_TOKEN,
             "TSUNAGU_HEARTBEAT_MS": str(HEARTBEAT_MS),
@@ -113,8 +106,31 @@ class Suite:
         return process
 
     def start_gateway(self):
-        self.gateway = self.start("tsunagu-gateway")
+        """Starts the gateway and waits until it listens. free_port only saw a port free: another
+        process may take it before the gateway binds. A gateway that exits with "address in use"
+        is started again on new ports (at most five times), before any service is told them."""
+        for _ in range(5):
+            self.gateway = self.start("tsunagu-gateway")
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and self.gateway.alive() and "gateway listening" not in self.gateway.output():
+                time.sleep(0.02)
+            if self.gateway.alive() or "addressInUse" not in self.gateway.output():
+                return self.gateway
+            self.processes.remove(self.gateway)
+            self.set_endpoints()
         return self.gateway
+
+    def set_endpoints(self):
+        self.client_endpoint = f"tcp://127.0.0.1:{free_port()}"
+        self.worker_endpoint = f"tcp://127.0.0.1:{free_port()}"
+        self.events_in_endpoint = f"tcp://127.0.0.1:{free_port()}"
+        self.events_out_endpoint = f"tcp://127.0.0.1:{free_port()}"
+        self.env.update({
+            "TSUNAGU_CLIENT_ENDPOINT": self.client_endpoint,
+            "TSUNAGU_WORKER_ENDPOINT": self.worker_endpoint,
+            "TSUNAGU_EVENTS_IN_ENDPOINT": self.events_in_endpoint,
+            "TSUNAGU_EVENTS_OUT_ENDPOINT": self.events_out_endpoint,
+        })
 
     def service_token(self, service):
         """The service credential for `service`, issued once per suite by the admin (as an
