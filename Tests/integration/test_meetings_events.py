@@ -6,7 +6,7 @@ import time
 from conftest import Closing
 from test_event_stream import check_event, documented
 from test_meetings_bodies import CHIYODA, make_body, meetings, token_for  # noqa: F401
-from test_meetings_issues import CASE_ID, chain, raise_issue
+from test_meetings_issues import case_of, chain, raise_issue
 from test_meetings_meetings import hold, item, schedule
 from tsunagu_peer import ok
 
@@ -50,7 +50,8 @@ def test_every_outcome_appends_its_event_without_personal_data(meetings):
         assert ok(client.call("meetings", "action_item.sweep_due", {}))["due"] == [action["id"]]
         assert ok(client.call("meetings", "action_item.sweep_due", {}))["due"] == []  # once per item
         ok(client.call("meetings", "action_item.set_status", {"id": action["id"], "status": "done"}))
-        issue = raise_issue(client, municipal["id"], source_kind="case", source_case_id=CASE_ID, source_data="")
+        case_id = case_of(meetings, client, municipal["id"])
+        issue = raise_issue(client, municipal["id"], source_kind="case", source_case_id=case_id, source_data="")
         ok(client.call("meetings", "issue.escalate", {"id": issue["id"], "version": 1, "reason": "x"}))
     with Closing(meetings.client(token=tokyo)) as client:
         ok(client.call("meetings", "issue.answer", {"id": issue["id"], "version": 2, "answer": "回答"}))
@@ -72,5 +73,5 @@ def test_every_outcome_appends_its_event_without_personal_data(meetings):
         check_event(event, schemas)
         assert event["stream"] == "meetings" and event["source"] == "/tsunagu/meetings"
     text = json.dumps(events, ensure_ascii=False)
-    for secret in ["山田", "Bさん", "秘密", CASE_ID, "退院後の住まい", "グループホーム"]:
+    for secret in ["山田", "Bさん", "秘密", case_id, "Cさん", "課題の元になった事例", "退院後の住まい", "グループホーム"]:
         assert secret not in text, secret

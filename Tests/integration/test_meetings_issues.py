@@ -6,7 +6,19 @@ from test_meetings_bodies import CHIYODA, CHUO, TOKYO, make_body, meetings, toke
 from test_meetings_meetings import item, schedule
 from tsunagu_peer import error_code, ok
 
-CASE_ID = "7a9c3d2e-1111-4222-8333-444455556666"
+CASE_ID = "7a9c3d2e-1111-4222-8333-444455556666"  # no such case
+
+
+def case_of(suite, client, body_id):
+    """A real case of the body (its id is what an issue raised from it names): a member of the
+    body with a case role records it."""
+    token, token_id = token_for(suite, CHIYODA, ["editor"])
+    ok(client.call("meetings", "member.add", {"body_id": body_id, "person_name": "事例 担当", "sector": "welfare", "role": "member",
+                                              "term_start": "2024-04-01", "account": token_id, "case_role": "editor"}))
+    with Closing(suite.client(token=token)) as editor:
+        return ok(editor.call("meetings", "case.create", {"body_id": body_id, "case_type": "difficult", "basis": "consent", "content": {
+            "pseudonym": "Cさん", "age_band": "40s", "situation_summary": "課題の元になった事例", "needs": [{"category": "housing"}],
+            "support_agreed": "", "agencies": [], "review_dates": []}}))["id"]
 
 
 def chain(suite):
@@ -85,8 +97,13 @@ def test_local_handling_merge_summary_and_sources(meetings):
         assert error_code(client.call("meetings", "issue.handle_locally", {"id": local["id"], "version": 1})) == "invalid_input"  # a reason is needed
         local = ok(client.call("meetings", "issue.handle_locally", {"id": local["id"], "version": 1, "reason": "区の事業で対応"}))
         local = ok(client.call("meetings", "issue.close", {"id": local["id"], "version": 2, "reason": "対応済み"}))
-        from_case = raise_issue(client, municipal["id"], source_kind="case", source_case_id=CASE_ID, source_data="")
-        assert from_case["source_case_id"] == CASE_ID
+        # A case id must name a case of the raising body.
+        assert violation_paths(client.call("meetings", "issue.raise", {
+            "body_id": municipal["id"], "title": "t", "theme": "t", "axis": "support_system", "area_municipalities": [],
+            "area_label": "", "evidence": "", "source_kind": "case", "source_case_id": CASE_ID})) == ["/source_case_id"]
+        case_id = case_of(meetings, client, municipal["id"])
+        from_case = raise_issue(client, municipal["id"], source_kind="case", source_case_id=case_id, source_data="")
+        assert from_case["source_case_id"] == case_id
         duplicate = raise_issue(client, municipal["id"])
         merged = ok(client.call("meetings", "issue.merge", {"id": duplicate["id"], "version": 1, "into": from_case["id"], "reason": "同じ課題"}))
         assert merged["status"] == "closed" and merged["merged_into"] == from_case["id"]
@@ -96,7 +113,7 @@ def test_local_handling_merge_summary_and_sources(meetings):
         summary = ok(client.call("meetings", "issue.summary", {"body_id": municipal["id"], "fiscal_year": local["fiscal_year"]}))
         assert summary["raised"] == 3 and summary["by_status"]["closed"] == 2 and summary["by_status"]["raised"] == 1
         assert summary["by_axis"] == {"individual_support": 0, "support_system": 1, "regional_infrastructure": 2}
-        assert "evidence" not in str(summary) and CASE_ID not in str(summary)
+        assert "evidence" not in str(summary) and case_id not in str(summary)
         assert ok(client.call("meetings", "issue.summary", {"body_id": municipal["id"], "fiscal_year": 2001}))["raised"] == 0
         ok(client.call("meetings", "issue.escalate", {"id": from_case["id"], "version": 1, "reason": "圏域で検討", "to_body_id": area["id"]}))
     with Closing(meetings.client(token=tokyo)) as client:

@@ -217,9 +217,12 @@ enum RegionalIssues {
                 """)
             if found.isEmpty { try refuse("/source_agenda_item_id", "agenda item \(item) is not on a meeting of this body") }
         case "case":
-            guard input.source_case_id != nil, input.source_agenda_item_id == nil else {
+            guard let caseID = input.source_case_id, input.source_agenda_item_id == nil else {
                 try refuse("/source_case_id", "an issue raised from a case names the case's id, and no agenda item")
             }
+            // The case's existence and body only; nothing of its content is read or copied.
+            let found = try tx.query("SELECT 1 FROM meetings.cases WHERE id = \(caseID)::uuid AND body_id = \(input.body_id)::uuid")
+            if found.isEmpty { try refuse("/source_case_id", "no case of this body has this id") }
         default:
             guard input.source_case_id == nil, input.source_agenda_item_id == nil, !(input.source_data ?? "").isEmpty else {
                 try refuse("/source_data", "an issue raised from data says which data (source and year), and names no case or agenda item")
