@@ -12,8 +12,6 @@ public final class PostgresConnection {
     /// transaction's BEGIN until its first statement, and those given to `queryWithNext`.
     private var held: [Statement] = []
     private static let maxHeld = 64
-    /// Whether `held` still holds the open transaction's BEGIN (nothing of it has reached the server).
-    private var beginHeld = false
     private var inTransaction = false
     /// Set when a pipeline broke off half-way: the connection's state is unknown, so it is not reused.
     private var broken = false
@@ -91,31 +89,22 @@ public final class PostgresConnection {
         }
     }
 
+    /// Whether the open transaction's BEGIN is still held (nothing of it has reached the server).
+    private var beginHeld: Bool { held.first?.begins == true }
+
     /// Sends what is held and then `statement`, in one round trip; returns `statement`'s rows.
+    /// A statement to prepare first goes through the pipeline too, its PREPARE in the same trip.
     private func send(_ statement: Statement) throws(PostgresError) -> [PostgresRow] {
-        guard held.isEmpty else {
+        let name = statement.prepared ? preparedNames[statement.query.sql] : nil
+        guard held.isEmpty, name != nil || !statement.prepared || preparedNames.count >= Self.maxPrepared else {
             let steps = held + [statement]
             held = []
             return try pipeline(steps)
         }
         return try withUnsafeHandle { conn throws(PostgresError) in
-            guard statement.prepared else {
-                let result = try Self.withCValues(statement.query.bindings) { count, values in
-                    PQexecParams(conn, statement.query.sql, count, nil, values, nil, nil, 0)
-                }
-                return try collect(result, conn: conn)
-            }
-            let name: String
-            if let existing = preparedNames[statement.query.sql] {
-                name = existing
-            } else {
-                guard preparedNames.count < Self.maxPrepared else { return try self.send(Statement(statement.query, prepared: false)) }
-                name = "tsunagu_\(preparedNames.count)"
-                _ = try collect(PQprepare(conn, name, statement.query.sql, 0, nil), conn: conn)
-                preparedNames[statement.query.sql] = name
-            }
             let result = try Self.withCValues(statement.query.bindings) { count, values in
-                PQexecPrepared(conn, name, count, values, nil, nil, 0)
+                if let name { PQexecPrepared(conn, name, count, values, nil, nil, 0) }
+                else { PQexecParams(conn, statement.query.sql, count, nil, values, nil, nil, 0) }
             }
             return try collect(result, conn: conn)
         }
@@ -126,7 +115,6 @@ public final class PostgresConnection {
         guard !held.isEmpty else { return }
         let steps = held
         held = []
-        beginHeld = false
         _ = try pipeline(steps)
     }
 
@@ -135,7 +123,6 @@ public final class PostgresConnection {
     /// every result is read, and the server skipped the rest. A connection that breaks on the way
     /// is left unhealthy, so its pool drops it.
     private func pipeline(_ statements: [Statement]) throws(PostgresError) -> [PostgresRow] {
-        if statements.contains(where: \.begins) { beginHeld = false }
         return try withUnsafeHandle { conn throws(PostgresError) in
             guard PQenterPipelineMode(conn) == 1 else { throw connectionError(conn) }
             // What each result read back answers, in the order they come.
@@ -264,12 +251,10 @@ public final class PostgresConnection {
         held = [Statement("BEGIN", prepared: false, begins: true)]
             + (statementTimeoutMs > 0 ? [Statement(PostgresQuery(unsafeSQL: "SET LOCAL statement_timeout = \(statementTimeoutMs)"), prepared: false)] : [])
         let prelude = held.count
-        beginHeld = true
         inTransaction = true
         defer {
             inTransaction = false
             held = []
-            beginHeld = false
         }
         do {
             switch try body(self) {
@@ -284,8 +269,9 @@ public final class PostgresConnection {
                 return value
             }
         } catch {
+            let begun = !beginHeld
             held = []
-            if !beginHeld, isHealthy { try? execute(unsafeSQL: "ROLLBACK") }
+            if begun, isHealthy { try? execute(unsafeSQL: "ROLLBACK") }
             throw error
         }
     }

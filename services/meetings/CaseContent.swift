@@ -97,14 +97,8 @@ struct CaseContentChanges: Decodable, Sendable {
     var reviewDates: [String]?
     var basisNote: String?
 
-    enum CodingKeys: String, CodingKey {
-        case pseudonym, needs, agencies
-        case ageBand = "age_band"
-        case situationSummary = "situation_summary"
-        case supportAgreed = "support_agreed"
-        case reviewDates = "review_dates"
-        case basisNote = "basis_note"
-    }
+    /// The same wire names as the stored content's.
+    typealias CodingKeys = CaseContent.CodingKeys
 
     /// The wire names of the fields given, in a fixed order: what the audit records.
     var fieldsGiven: [String] {

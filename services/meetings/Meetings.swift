@@ -100,10 +100,8 @@ enum Meetings {
             ) { context, input, tx in
                 let principal = try context.writer()
                 let id = input.id ?? ""
-                let status = try lock(id: id, version: input.version, principal: principal, on: tx).status
-                guard status == "scheduled" else {
-                    throw WireError(.conflict, "only a scheduled meeting can be held; this one is \(status)")
-                }
+                _ = try lock(id: id, version: input.version, principal: principal, on: tx, only: "scheduled",
+                             rule: "only a scheduled meeting can be held")
                 try setAttendance(id: id, input.attendance ?? [], on: tx)
                 try tx.query("""
                     UPDATE meetings.meetings SET status = 'held', observers = \(input.observers ?? 0),
@@ -137,10 +135,8 @@ enum Meetings {
             ) { context, input, tx in
                 let principal = try context.writer()
                 let id = input.id ?? ""
-                let status = try lock(id: id, version: input.version, principal: principal, on: tx).status
-                guard status == "scheduled" else {
-                    throw WireError(.conflict, "only a scheduled meeting can be cancelled; this one is \(status)")
-                }
+                _ = try lock(id: id, version: input.version, principal: principal, on: tx, only: "scheduled",
+                             rule: "only a scheduled meeting can be cancelled")
                 try tx.query("""
                     UPDATE meetings.meetings SET status = 'cancelled', cancel_reason = \(input.reason ?? ""), version = version + 1, updated_at = now()
                     WHERE id = \(id)::uuid
@@ -217,15 +213,20 @@ enum Meetings {
         return (owner, try row.decode("body_id"), try row.decode("status"))
     }
 
-    /// `lock`, for a change only a held meeting takes: otherwise `conflict`, naming what was
-    /// attempted (`recording`, e.g. "minutes are recorded for") and the meeting's status.
+    /// `lock`, for a change only a meeting of status `required` takes: otherwise `conflict`,
+    /// saying what the change needs (`rule`, e.g. "only a scheduled meeting can be held") and the
+    /// meeting's status.
+    static func lock(id: String, version: Int?, principal: Principal, on tx: PostgresConnection, only required: String,
+                     rule: String) throws -> (tenant: String, bodyID: String, status: String) {
+        let meeting = try lock(id: id, version: version, principal: principal, on: tx)
+        guard meeting.status == required else { throw WireError(.conflict, "\(rule); this one is \(meeting.status)") }
+        return meeting
+    }
+
+    /// `lock`, for a change only a held meeting takes (`recording`, e.g. "minutes are recorded for").
     static func lockHeld(id: String, version: Int?, principal: Principal, on tx: PostgresConnection, recording: String) throws
         -> (tenant: String, bodyID: String, status: String) {
-        let meeting = try lock(id: id, version: version, principal: principal, on: tx)
-        guard meeting.status == "held" else {
-            throw WireError(.conflict, "\(recording) a held meeting; this one is \(meeting.status)")
-        }
-        return meeting
+        try lock(id: id, version: version, principal: principal, on: tx, only: "held", rule: "\(recording) a held meeting")
     }
 
     /// A meeting row `mt` without its parts: what lists show.
