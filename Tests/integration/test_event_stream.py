@@ -292,6 +292,16 @@ def test_a_write_on_a_standing_by_instance_wakes_the_publisher_by_notification(m
     assert "publishing events" not in standing.output()
 
 
+def test_a_bad_poll_interval_is_named_and_the_service_does_not_start(make_suite):
+    """TSUNAGU_EVENTS_POLL_MS is bounded (10-600000 ms) and must be a number."""
+    s = make_suite()
+    s.start_gateway()
+    for bad in ["5", "600001", "often"]:
+        process = s.start_registry(env={"TSUNAGU_EVENTS_POLL_MS": bad})
+        assert process.proc.wait(timeout=30) != 0
+        assert "TSUNAGU_EVENTS_POLL_MS" in process.output()
+
+
 def test_one_publisher_at_a_time(make_suite):
     """Two instances: one publishes, the other stands by; when the publisher stops, the other takes over."""
     s = make_suite()
