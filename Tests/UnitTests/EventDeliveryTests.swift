@@ -59,11 +59,9 @@ import ZMQ
 
     @Test func aBatchNobodyTakesIsGivenUpAfterItsTimeNotDropped() async throws {
         let context = try ZMQContext()
-        // A TCP port nobody listens on (inproc queues for a binder still to come).
-        let probe = try context.socket(.pull)
-        try probe.bind("tcp://127.0.0.1:*")
-        let endpoint = try probe.lastEndpoint()
-        try probe.close()
+        // An endpoint nobody listens on (inproc queues for a binder still to come). A unique IPC
+        // path, not a TCP port found free, which another process may take meanwhile.
+        let endpoint = "ipc://\(FileManager.default.temporaryDirectory.path)/tsunagu-events-\(UUID().uuidString).sock"
         let worker = try connection(context, events: endpoint)  // no gateway: the socket takes nothing
         worker.start()
         #expect(await worker.publish([[Data("t".utf8), Data("{}".utf8)]], within: .milliseconds(200)) == 0)
@@ -76,6 +74,7 @@ import ZMQ
         #expect(await worker.publish([[Data("t".utf8)]], within: .seconds(1)) == 0)  // the loop has ended
         try pull.close()
         context.terminate()
+        try? FileManager.default.removeItem(atPath: String(endpoint.dropFirst("ipc://".count)))
     }
 }
 
